@@ -1,0 +1,221 @@
+"""What every streaming job in spark/jobs/ shares: building the SparkSession, reading the --trigger flag, logging one
+line per micro-batch, and stopping cleanly on Ctrl-C or SIGTERM.
+
+Not a job itself; the jobs import it (they run as scripts, so their folder is on sys.path).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# `make setup` resolves the Kafka connector with Maven into this folder (spark/connector-pom.xml).
+CONNECTOR_CACHE = Path(os.environ.get("SPARK_KAFKA_JARS_CACHE", REPO_ROOT / ".cache" / "spark-kafka"))
+SCALA_BINARY_VERSION = "2.12"  # the PyPI pyspark 3.5 wheels are built for Scala 2.12
+STOP_GRACE_S = 60.0  # how long a stop request waits for the running micro-batch to finish
+
+TRIGGER_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]+)\s*$", re.IGNORECASE)
+UNIT_MILLISECONDS = {
+    **dict.fromkeys(["ms", "millisecond", "milliseconds"], 1),
+    **dict.fromkeys(["s", "sec", "secs", "second", "seconds"], 1000),
+    **dict.fromkeys(["m", "min", "mins", "minute", "minutes"], 60_000),
+    **dict.fromkeys(["h", "hour", "hours"], 3_600_000),
+}
+
+log = logging.getLogger("spark_jobs")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Pure helpers
+
+
+def parse_trigger(text: str) -> str:
+    """Validate a processing-time trigger such as "2 seconds", "500 milliseconds", "1 minute"; return Spark's form.
+
+    Raises argparse.ArgumentTypeError with a message a user understands (argparse names the flag).
+    """
+    match = TRIGGER_RE.match(text or "")
+    unit = match.group(2).lower() if match else None
+    if unit not in UNIT_MILLISECONDS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an interval; use a number and a unit, e.g. \"2 seconds\", \"500 milliseconds\", "
+            f"\"1 minute\"")
+    milliseconds = float(match.group(1)) * UNIT_MILLISECONDS[unit]
+    if milliseconds < 1 or milliseconds != int(milliseconds):
+        raise argparse.ArgumentTypeError(f"{text!r}: the interval must be a whole number of milliseconds, >= 1 ms")
+    return f"{int(milliseconds)} milliseconds"
+
+
+def trigger_kwargs(trigger: str, available_now: bool) -> dict[str, Any]:
+    """The keyword arguments for DataStreamWriter.trigger()."""
+    return {"availableNow": True} if available_now else {"processingTime": trigger}
+
+
+def kafka_connector_coordinate(spark_version: str, scala: str = SCALA_BINARY_VERSION) -> str:
+    """The Maven coordinate of Spark's Kafka connector matching the installed Spark."""
+    return f"org.apache.spark:spark-sql-kafka-0-10_{scala}:{spark_version}"
+
+
+def jar_artifact(file_name: str) -> str:
+    """'kafka-clients-3.4.1.jar' -> 'kafka-clients'; 'spark-sql-kafka-0-10_2.12-3.5.7.jar' -> 'spark-sql-kafka-0-10_2.12'."""
+    return re.sub(r"-\d+\.\d.*\.jar$", "", file_name)
+
+
+def cached_connector_jars(cache_dir: Path, spark_version: str, spark_jars_dir: Path) -> list[str]:
+    """Jars that `make setup` fetched for this Spark version, minus artifacts pyspark already ships in any version
+    (Spark's own copy wins, as with spark.jars.packages); [] when the cache is absent."""
+    version_dir = cache_dir / spark_version
+    jars = sorted(version_dir.glob("*.jar")) if version_dir.is_dir() else []
+    if not any(j.name.startswith("spark-sql-kafka-0-10") for j in jars):
+        return []
+    shipped = {jar_artifact(j.name) for j in spark_jars_dir.glob("*.jar")}
+    return [str(j) for j in jars if jar_artifact(j.name) not in shipped]
+
+
+def format_progress(progress: dict[str, Any]) -> str:
+    """One line per micro-batch: rows, rows/s, batch duration, end offsets per partition, offsets behind latest."""
+    rows = progress.get("numInputRows", 0)
+    duration_ms = progress.get("durationMs", {}).get("triggerExecution", 0)
+    rate = progress.get("processedRowsPerSecond") or 0.0
+    parts = [f"batch={progress.get('batchId')}", f"rows={rows}", f"rows/s={rate:.0f}", f"duration_ms={duration_ms}"]
+    for source in progress.get("sources", []):
+        end = source.get("endOffset")
+        if isinstance(end, dict):  # Kafka: {"topic": {"0": 12, "1": 40}}
+            for topic, offsets in end.items():
+                listed = ",".join(f"{p}:{o}" for p, o in sorted(offsets.items(), key=lambda kv: int(kv[0])))
+                parts.append(f"end[{topic}]={listed}")
+        behind = (source.get("metrics") or {}).get("maxOffsetsBehindLatest")
+        if behind is not None:
+            parts.append(f"max_offsets_behind={behind}")
+    return " ".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Spark
+
+
+def build_spark(app_name: str, *, kafka: bool = False, conf: dict[str, str] | None = None):
+    """A SparkSession for one job.
+
+    The master is never fixed here: under spark-submit the session takes whatever --master said; run as a plain
+    script it uses SPARK_MASTER or local[*]. With kafka=True it asks for the connector through spark.jars.packages
+    (the seed's promise); when `make setup` already resolved the same coordinates with Maven, Spark is handed those
+    jars instead, so no resolver runs at start-up (this is the path tests and CI take).
+    """
+    import pyspark
+    from pyspark.sql import SparkSession
+
+    under_spark_submit = "PYSPARK_GATEWAY_PORT" in os.environ
+    builder = SparkSession.builder.appName(app_name)
+    if not under_spark_submit:
+        builder = builder.master(os.environ.get("SPARK_MASTER", "local[*]"))
+        if kafka:
+            spark_version = pyspark.__version__
+            jars = cached_connector_jars(CONNECTOR_CACHE, spark_version, Path(pyspark.__file__).parent / "jars")
+            if jars:
+                builder = builder.config("spark.jars", ",".join(jars))
+            else:
+                builder = builder.config("spark.jars.packages", kafka_connector_coordinate(spark_version))
+    defaults = {
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.shuffle.partitions": os.environ.get("SPARK_SHUFFLE_PARTITIONS", "4"),
+        "spark.ui.showConsoleProgress": "false",
+        # Parquet readers outside Spark (pyarrow, DuckDB) read int96 poorly; write timestamps as microseconds.
+        "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+    }
+    for key, value in {**defaults, **(conf or {})}.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(os.environ.get("SPARK_LOG_LEVEL", "WARN"))
+    return spark
+
+
+class StopRequest:
+    """Turns SIGINT and SIGTERM into a flag the job's wait loop checks, so a batch is never cut in half by us."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.signal_name: str | None = None
+
+    def install(self) -> "StopRequest":
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        if self.event.is_set():  # a second Ctrl-C: stop waiting for the batch
+            raise KeyboardInterrupt
+        self.signal_name = signal.Signals(signum).name
+        self.event.set()
+
+
+def run_query(query, stop: StopRequest, poll_s: float = 0.5) -> int:
+    """Wait for the query, log each finished micro-batch, stop it cleanly on request.
+
+    Returns the exit code: 0 when the query finished (available-now) or was stopped on request, 1 when it failed.
+    """
+    from pyspark.errors import StreamingQueryException
+
+    last_batch = -1
+    try:
+        while query.isActive and not stop.event.is_set():
+            query.awaitTermination(poll_s)
+            last_batch = _log_new_progress(query, last_batch)
+        if stop.event.is_set() and query.isActive:
+            log.info("%s received: letting the running micro-batch finish, then stopping", stop.signal_name)
+            _wait_for_idle(query)
+            query.stop()
+        _log_new_progress(query, last_batch)
+        error = query.exception()
+    except StreamingQueryException as exc:
+        error = exc
+    except KeyboardInterrupt:
+        log.warning("second interrupt: stopping now; the unfinished batch will be redone on restart")
+        query.stop()
+        return 130
+    if error is not None:
+        log.error("the query failed: %s", describe_error(error))
+        return 1
+    return 0
+
+
+def describe_error(error: BaseException) -> str:
+    """The first line of a Spark error that says what went wrong, without the JVM stack."""
+    text = str(getattr(error, "desc", None) or error)
+    for line in text.strip().splitlines():
+        if "Exception:" in line or "Error:" in line:
+            return line.strip()
+    return _first_line(text)
+
+
+def _wait_for_idle(query) -> None:
+    deadline = time.monotonic() + STOP_GRACE_S
+    while time.monotonic() < deadline and query.isActive and query.status.get("isTriggerActive"):
+        time.sleep(0.1)
+
+
+def _log_new_progress(query, last_batch: int) -> int:
+    for progress in query.recentProgress:
+        if progress.get("batchId", -1) > last_batch:
+            last_batch = progress["batchId"]
+            if progress.get("numInputRows", 0) or progress.get("batchId") == 0:
+                log.info("%s", format_progress(progress))
+    return last_batch
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else text
+
+
+def configure_logging() -> None:
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("py4j").setLevel(logging.WARNING)
