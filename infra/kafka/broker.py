@@ -7,6 +7,7 @@ Usage:
     python3 infra/kafka/broker.py up        # fetch jars on first use, format storage, start, wait until ready
     python3 infra/kafka/broker.py status    # exit 0 when a broker answers on the port
     python3 infra/kafka/broker.py down      # stop it cleanly (SIGTERM, then SIGKILL after a timeout)
+    python3 infra/kafka/broker.py fetch     # only download the jars (make setup does this)
 
     # a second, independent broker (tests use one to simulate an outage without touching the main one)
     python3 infra/kafka/broker.py up --port 29192 --controller-port 29193 --data-dir /tmp/broker-b
@@ -270,7 +271,7 @@ class Broker:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("command", choices=["up", "down", "status", "fetch"])
     parser.add_argument("--port", type=int, default=int(os.environ.get("KAFKA_PORT", DEFAULT_PORT)),
                         help="client port (default %(default)s, env KAFKA_PORT)")
     parser.add_argument("--controller-port", type=int,
@@ -290,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
             broker.up()
         elif args.command == "down":
             broker.down()
+        elif args.command == "fetch":
+            ensure_jars(args.jars_dir)
         else:
             return 0 if broker.status() else 1
     except BrokerError as exc:

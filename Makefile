@@ -1,0 +1,54 @@
+# Everyday commands. `make help` lists them.
+#
+#   make run     set up what is missing, start the broker and the whole pipeline on live Kraken (Ctrl-C stops it)
+#   make test    set up what is missing, start the broker, run every test (unit + integration)
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PAIR ?= XBT/USDT
+
+.DEFAULT_GOAL := help
+.PHONY: help setup connector broker-up broker-down broker-status test test-unit test-integration
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
+
+setup: $(VENV)/.installed connector  ## create .venv, install requirements, fetch the Kafka broker and Spark connector jars
+	@$(PYTHON) infra/kafka/broker.py fetch
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	@touch $@
+
+# Spark's Kafka connector for the installed pyspark, resolved with Maven (Spark's own resolver, Ivy, cannot reach
+# Maven Central from some machines); the jobs hand these jars to Spark, else they fall back to spark.jars.packages.
+connector: $(VENV)/.installed
+	@v=$$($(PY) -c 'import pyspark; print(pyspark.__version__)'); \
+	if ! ls .cache/spark-kafka/$$v/spark-sql-kafka-0-10_*.jar >/dev/null 2>&1; then \
+	  echo "fetching Spark's Kafka connector for pyspark $$v with Maven ..."; \
+	  mvn -q -B -f spark/connector-pom.xml -Dspark.version=$$v dependency:copy-dependencies \
+	    -DincludeScope=runtime -DoutputDirectory=$(CURDIR)/.cache/spark-kafka/$$v.partial && \
+	  rm -rf .cache/spark-kafka/$$v && mv .cache/spark-kafka/$$v.partial .cache/spark-kafka/$$v; \
+	fi
+
+broker-up:  ## start the local Kafka broker on localhost:19092 (no-op when it is up)
+	@$(PYTHON) infra/kafka/broker.py up
+
+broker-down:  ## stop the local Kafka broker
+	@$(PYTHON) infra/kafka/broker.py down
+
+broker-status:  ## is the local broker running?
+	@$(PYTHON) infra/kafka/broker.py status
+
+test: setup broker-up  ## run all tests (unit + integration) against the real broker and Spark
+	$(PY) -m pytest tests
+
+test-unit: $(VENV)/.installed  ## unit tests only: no broker, no Spark
+	$(PY) -m pytest tests/unit
+
+test-integration: setup broker-up  ## integration tests only
+	$(PY) -m pytest tests/integration

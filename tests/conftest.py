@@ -1,0 +1,68 @@
+"""Fixtures shared by all tests.
+
+Integration tests use the real broker on localhost:19092 (started here if none answers, via the same script as
+`make broker-up`) and real Spark; each test gets its own topic and tmp_path folders, so tests never see each other's
+data.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from tests.helpers import REPO_ROOT
+
+BOOTSTRAP = "localhost:19092"
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture(scope="session")
+def bootstrap() -> str:
+    """The shared broker's address; starts the local Kafka broker when nothing listens on 19092."""
+    if not _port_open(19092):
+        result = subprocess.run([sys.executable, str(REPO_ROOT / "infra/kafka/broker.py"), "up"],
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, f"could not start the broker:\n{result.stdout}\n{result.stderr}"
+    return BOOTSTRAP
+
+
+@pytest.fixture
+def new_topic(bootstrap: str):
+    """A factory of fresh topics: new_topic(partitions=3) -> name. Topics are deleted after the test."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    created: list[str] = []
+
+    def make(partitions: int = 3, prefix: str = "t") -> str:
+        name = f"{prefix}-{uuid.uuid4().hex[:12]}"
+        admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])[name].result(30)
+        created.append(name)
+        return name
+
+    yield make
+    if created:
+        for future in admin.delete_topics(created, operation_timeout=30).values():
+            try:
+                future.result(30)
+            except Exception:  # noqa: BLE001 - best-effort clean-up must not hide the test's own result
+                pass
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local SparkSession for reading what the jobs wrote (the jobs themselves run as separate processes)."""
+    from streaming_common import build_spark
+
+    session = build_spark("tests", kafka=True, conf={"spark.master": "local[2]"})
+    yield session
+    session.stop()

@@ -1,0 +1,174 @@
+"""The Kafka -> Bronze job against the real broker and real Spark, run as a user runs it."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Producer
+
+from tests.helpers import run_script, start_script, wait_until
+
+pytestmark = pytest.mark.integration
+
+JOB = "spark/jobs/kafka_to_bronze_trades.py"
+EXPECTED_SCHEMA = [("topic", "string"), ("partition", "int"), ("offset", "bigint"), ("ts_kafka", "timestamp"),
+                   ("ts_type", "int"), ("key", "string"), ("value_raw", "string")]
+
+# Keys and values that a lossy landing would alter: empty and absent keys, non-ASCII text, bytes that are not UTF-8.
+ODD_RECORDS = [
+    (None, b'{"symbol":"XBT/USDT","price":"1"}'),
+    (b"", b""),
+    ("ÉTH/€".encode(), "{\"note\": \"naïve café ✓ 💱\"}".encode()),
+    (b"XBT/USDT", b"\xff\xfe\x00 not utf-8 \xc3("),
+    (b"\xc3\x28", b"key is not utf-8"),
+]
+
+
+def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]], partitions: int = 3,
+            first_index: int = 0) -> dict[tuple[str, int, int], tuple[bytes | None, bytes]]:
+    """Produce records round-robin over partitions; return {(topic, partition, offset): (key, value)} as acked."""
+    landed: dict[tuple[str, int, int], tuple[bytes | None, bytes]] = {}
+    errors: list[str] = []
+
+    def on_delivery(err, msg) -> None:
+        if err:
+            errors.append(str(err))
+        else:
+            landed[(msg.topic(), msg.partition(), msg.offset())] = (msg.key(), msg.value())
+
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5})
+    for i, (key, value) in enumerate(records, start=first_index):
+        producer.produce(topic, key=key, value=value, partition=i % partitions, on_delivery=on_delivery)
+        producer.poll(0)
+    assert producer.flush(30) == 0 and not errors, errors
+    return landed
+
+
+def numbered_records(start: int, count: int) -> list[tuple[bytes, bytes]]:
+    return [(f"PAIR{i % 4}/USD".encode(), f'{{"n": {i}, "price": "{i}.{i:08d}"}}'.encode())
+            for i in range(start, start + count)]
+
+
+def bronze_rows(spark, out: Path) -> list[tuple]:
+    """(topic, partition, offset, key bytes, value bytes) for every row a Spark reader sees."""
+    df = spark.read.parquet(str(out))
+    rows = df.selectExpr("topic", "partition", "offset", "CAST(key AS BINARY) AS k", "CAST(value_raw AS BINARY) AS v")
+    return [(r.topic, r.partition, r.offset, None if r.k is None else bytes(r.k), bytes(r.v)) for r in rows.collect()]
+
+
+def land(bootstrap: str, topic: str, tmp_path: Path, *extra: str):
+    result = run_script(JOB, "--bootstrap", bootstrap, "--topic", topic, "--out", str(tmp_path / "bronze"),
+                        "--checkpoint", str(tmp_path / "checkpoint"), "--available-now", *extra)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def assert_exactly(spark, out: Path, expected: dict) -> None:
+    rows = bronze_rows(spark, out)
+    coordinates = [r[:3] for r in rows]
+    assert len(coordinates) == len(set(coordinates)), "a record landed twice"
+    assert set(coordinates) == set(expected), (
+        f"missing {sorted(set(expected) - set(coordinates))[:10]}, extra {sorted(set(coordinates) - set(expected))[:10]}")
+    for topic, partition, offset, key, value in rows:
+        assert (key, value) == expected[(topic, partition, offset)], (topic, partition, offset)
+
+
+def test_every_record_lands_once_with_bytes_unchanged(spark, bootstrap, new_topic, tmp_path) -> None:
+    topic = new_topic(partitions=3)
+    expected = produce(bootstrap, topic, ODD_RECORDS + numbered_records(0, 120))
+
+    result = land(bootstrap, topic, tmp_path)
+
+    df = spark.read.parquet(str(tmp_path / "bronze"))
+    assert df.dtypes == EXPECTED_SCHEMA
+    assert_exactly(spark, tmp_path / "bronze", expected)
+    assert df.where("ts_kafka IS NULL OR ts_type != 0").count() == 0  # producer CreateTime on every record
+    assert (tmp_path / "bronze" / "_spark_metadata" / "0").exists()
+    assert f"end[{topic}]=" in result.stderr  # the one-line progress log names the end offsets
+
+    # A second run from the same checkpoint lands only what was produced since.
+    expected |= produce(bootstrap, topic, numbered_records(1000, 45), first_index=1)
+    land(bootstrap, topic, tmp_path)
+    assert_exactly(spark, tmp_path / "bronze", expected)
+
+
+def test_kill_9_mid_stream_loses_and_doubles_nothing(spark, bootstrap, new_topic, tmp_path) -> None:
+    topic = new_topic(partitions=3)
+    expected: dict = {}
+    stop_producing = threading.Event()
+
+    def keep_producing() -> None:
+        start = 0
+        while not stop_producing.is_set():
+            expected.update(produce(bootstrap, topic, numbered_records(start, 40), first_index=start))
+            start += 40
+            time.sleep(0.05)
+
+    producer_thread = threading.Thread(target=keep_producing, daemon=True)
+    producer_thread.start()
+    out = tmp_path / "bronze"
+    rng = random.Random(7)
+    try:
+        for round_number in range(3):
+            job = start_script(JOB, "--bootstrap", bootstrap, "--topic", topic, "--out", str(out),
+                               "--checkpoint", str(tmp_path / "checkpoint"), "--trigger", "300 milliseconds",
+                               log_path=tmp_path / f"job-{round_number}.log")
+            commits = tmp_path / "checkpoint" / "commits"
+            before = len(list(commits.glob("[0-9]*"))) if commits.exists() else 0
+            wait_until(lambda: commits.exists() and len(list(commits.glob("[0-9]*"))) > before, timeout=90,
+                       message=f"a committed batch in round {round_number}")
+            time.sleep(rng.uniform(0.1, 1.2))  # land the kill anywhere inside the next batches
+            os.killpg(job.pid, signal.SIGKILL)  # the Python driver and its JVM, like a machine crash
+            job.wait(30)
+    finally:
+        stop_producing.set()
+        producer_thread.join(30)
+
+    land(bootstrap, topic, tmp_path)  # restart once more and catch up on everything
+    assert len(expected) > 200
+    assert_exactly(spark, out, expected)
+
+
+def test_sigterm_stops_cleanly_and_restart_resumes(spark, bootstrap, new_topic, tmp_path) -> None:
+    topic = new_topic(partitions=3)
+    expected = produce(bootstrap, topic, numbered_records(0, 60))
+    job = start_script(JOB, "--bootstrap", bootstrap, "--topic", topic, "--out", str(tmp_path / "bronze"),
+                       "--checkpoint", str(tmp_path / "checkpoint"), "--trigger", "500 milliseconds",
+                       log_path=tmp_path / "job.log")
+    wait_until(lambda: (tmp_path / "checkpoint" / "commits" / "0").exists(), timeout=90, message="first batch")
+    job.send_signal(signal.SIGTERM)
+    assert job.wait(60) == 0
+    log = (tmp_path / "job.log").read_text()
+    assert "SIGTERM received" in log and "Bronze is at" in log
+
+    expected |= produce(bootstrap, topic, numbered_records(60, 30), first_index=60)
+    land(bootstrap, topic, tmp_path)
+    assert_exactly(spark, tmp_path / "bronze", expected)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--trigger", "soon"], "argument --trigger: 'soon' is not an interval"),
+    (["--startingOffsets", "beginning"], "argument --startingOffsets: 'beginning'"),
+    (["--maxOffsetsPerTrigger", "0"], "argument --maxOffsetsPerTrigger"),
+    (["--failOnDataLoss", "maybe"], "argument --failOnDataLoss"),
+    (["--bogus"], "unrecognized arguments: --bogus"),
+])
+def test_bad_flags_exit_2_naming_the_flag(args: list[str], message: str) -> None:
+    result = run_script(JOB, *args, timeout=60)
+    assert result.returncode == 2
+    assert message in result.stderr
+
+
+def test_unreachable_broker_is_a_clear_error_within_seconds(tmp_path) -> None:
+    started = time.monotonic()
+    result = run_script(JOB, "--bootstrap", "127.0.0.1:1", "--out", str(tmp_path / "b"),
+                        "--checkpoint", str(tmp_path / "c"), timeout=60)
+    assert result.returncode == 2
+    assert "cannot reach the Kafka broker at --bootstrap 127.0.0.1:1" in result.stderr
+    assert time.monotonic() - started < 30
