@@ -671,6 +671,12 @@ class FakeKraken:
             for c in self.conns:
                 c.send(self._status_frame(c.api, c.conn_id))
 
+    def halt_market(self) -> int:
+        """No more generated trades from now on; returns how many were generated."""
+        with self.lock:
+            self.count = self.generated
+            return self.generated
+
     def rate_limit_next(self, n: int = 1) -> None:
         with self.lock:
             self.ratelimit_next += n

@@ -537,7 +537,7 @@ class TradeProducer:
                 try:
                     self.session()
                 except Reconnect as exc:
-                    log.warning("connection lost: %s", exc)
+                    log.log(logging.INFO if self.stop.is_set() else logging.WARNING, "connection lost: %s", exc)
                 except PairRejected as exc:
                     log.error("%s", exc)
                     return EXIT_REJECTED
@@ -584,7 +584,7 @@ class TradeProducer:
             raise Reconnect(f"connect to {self.url} failed: {exc}") from exc
         if self.stop.is_set():
             return
-        self.ws.settimeout(min(1.0, self.args.watchdog))
+        self.ws.settimeout(min(1.0, self.args.watchdog / 4))  # wake-ups for watchdog, stats and delivery reports
         self.req_id += 1
         pending = set(self.codecs)
         self.ws.send(subscribe_request(self.api, list(self.codecs), self.req_id))
