@@ -154,12 +154,13 @@ class Conn:
         self.buf = b""
 
     # -- output ---------------------------------------------------------------------------------
-    def send(self, text: "str | bytes", opcode: int = 1) -> None:
+    def send(self, text: "str | bytes", opcode: int = 1, trades: Optional[list] = None) -> None:
+        """Queue a frame; `trades` (if any) count as sent once the frame is written to the socket."""
         if self.frozen or self.closed:
             return
         payload = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text
         with self.cv:
-            self.out.append(encode_frame(opcode, payload))
+            self.out.append((encode_frame(opcode, payload), trades))
             self.last_sent = time.monotonic()
             self.cv.notify()
 
@@ -170,13 +171,16 @@ class Conn:
                     self.cv.wait(0.5)
                 if self.closed and not self.out:
                     return
-                chunk = b"".join(self.out)
+                items = list(self.out)
                 self.out.clear()
             try:
-                self.sock.sendall(chunk)
+                self.sock.sendall(b"".join(frame for frame, _ in items))
             except OSError:
                 self.kill()
                 return
+            for _, trades in items:
+                if trades:
+                    self.server._mark_sent(trades)
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Graceful: close frame after everything queued, then the socket."""
@@ -380,12 +384,13 @@ class FakeKraken:
             if pair in c.subs and not c.frozen and not c.closed:
                 if c.api not in frames:
                     frames[c.api] = self._trade_frame(c.api, pair, batch, kind)
-                c.send(frames[c.api])
-        if frames:
-            sent = self.sent[pair]
-            for t in batch:
-                sent[t.trade_id] = t
-            self.counters["trades_sent"] += len(batch)
+                c.send(frames[c.api], trades=batch)
+
+    def _mark_sent(self, trades: list[Trade]) -> None:
+        with self.lock:
+            for t in trades:
+                self.sent[t.pair][t.trade_id] = t
+            self.counters["trades_sent"] += len(trades)
 
     def _trade_frame(self, api: str, pair: str, batch: list[Trade], kind: str) -> str:
         if api == "v2":
@@ -587,9 +592,7 @@ class FakeKraken:
 
     def _send_snapshot(self, conn: Conn, pair: str, kind: str) -> None:
         last = self.history[pair][-SNAPSHOT_SIZE:]
-        conn.send(self._trade_frame(conn.api, pair, last, kind))
-        for t in last:
-            self.sent[pair][t.trade_id] = t
+        conn.send(self._trade_frame(conn.api, pair, last, kind), trades=last)
         self.counters["snapshots"] += 1
 
     def _handle_v1(self, conn: Conn, req: Any) -> None:
@@ -702,7 +705,7 @@ class FakeKraken:
         return sum(1 for c in self.conns if c.subs and not c.frozen)
 
     def sent_trades(self, api: str = "v2") -> dict[str, list[dict]]:
-        """Every trade sent to at least one client, per pair (v2 name), ascending trade_id, in `api` dialect."""
+        """Every trade written to at least one client's socket, per pair (v2 name), ascending trade_id, in `api` dialect."""
         with self.lock:
             return {p: [self.sent[p][i].record(api) for i in sorted(self.sent[p])] for p in self.pairs}
 
