@@ -413,6 +413,21 @@ class RateLimitedLog:
             w[2] += 1
 
 
+class RateLimitFilter(logging.Filter):
+    """librdkafka repeats connection failures every second during an outage: keep `burst` lines per window."""
+
+    def __init__(self, burst: int = 3, interval: float = 30.0) -> None:
+        super().__init__()
+        self.burst, self.interval, self.start, self.seen = burst, interval, 0.0, 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now = time.monotonic()
+        if now - self.start >= self.interval:
+            self.start, self.seen = now, 0
+        self.seen += 1
+        return self.seen <= self.burst
+
+
 class Stats:
     __slots__ = (
         "frames", "trades", "produced", "delivered", "failed", "dups", "gaps", "missing", "reconnects",
@@ -848,6 +863,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     kafka_errors = RateLimitedLog(burst=3, interval=30.0)
     conf = producer_config(args)
     conf["error_cb"] = lambda err: kafka_errors.warning("kafka", "Kafka: %s", err)
+    rdkafka_log = logging.getLogger("kraken_trades_ws.librdkafka")
+    rdkafka_log.addFilter(RateLimitFilter())
+    conf["logger"] = rdkafka_log  # librdkafka's own log lines, rate-limited, instead of raw stderr
     app = TradeProducer(args, None, connect_ws)
     conf["on_delivery"] = app.on_delivery  # one delivery report per message, served by poll()/flush()
     producer = Producer(conf)

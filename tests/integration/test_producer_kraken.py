@@ -221,8 +221,8 @@ def test_stopped_broker_comes_back_nothing_lost(tmp_path: Path, private_broker):
 
     bootstrap, up, down = private_broker
     topic = f"t-{uuid.uuid4().hex[:12]}"
-    AdminClient({"bootstrap.servers": bootstrap}).create_topics(
-        [NewTopic(topic, num_partitions=3, replication_factor=1)])[topic].result(30)
+    admin = AdminClient({"bootstrap.servers": bootstrap})  # keep a reference until the future resolves
+    admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])[topic].result(30)
     pairs = V2_PAIRS
     with FakeKraken(pairs=list(pairs.values()), rate=300, seed=3, history=0, heartbeat_interval=0.5) as server:
         proc, log = start_producer(tmp_path, server.url("v2"), bootstrap, topic, list(pairs), "v2")

@@ -1,0 +1,260 @@
+"""Unit tests of the Kraken producer: recorded frames of both APIs -> exact records; dedupe, gaps, acks, flags."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+import kraken_trades_ws as k
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "kraken"
+INGEST = "2026-09-25T17:48:26.901234Z"
+
+
+def frames(name: str) -> list[str]:
+    return [json.loads(line)["frame"] for line in (DATA / name).read_text().splitlines() if line.strip()]
+
+
+def codecs(api: str, pairs: list[str]) -> dict[str, k.PairCodec]:
+    return {k.native_pair(p, api): k.PairCodec(p, k.native_pair(p, api), api) for p in pairs}
+
+
+def rec(symbol, price, size, side, ord_type, trade_id, ts_event, api, native):
+    return {"symbol": symbol, "price": price, "size": size, "side": side, "ord_type": ord_type, "trade_id": trade_id,
+            "ts_event": ts_event, "ts_ingest": INGEST, "api": api, "pair_native": native}
+
+
+V2 = frames("v2_frames.jsonl")
+V1 = frames("v1_frames.jsonl")
+V2_CODECS = codecs("v2", ["XBT/USD", "MATIC/USD"])
+V1_CODECS = codecs("v1", ["XMR/USD", "BTC/USD"])
+
+V2_EXPECTED = [
+    ("status", "online", 18125794168470749634, "2.0.10"),
+    ("ack", "BTC/USD", True, None, "subscribe"),
+    [rec("MATIC/USD", "0.5147", "6423.46326", "buy", "limit", 4665846, "2023-09-25T07:48:36.925533Z", "v2", "MATIC/USD"),
+     rec("MATIC/USD", "0.5147", "1136.19677815", "buy", "limit", 4665847, "2023-09-25T07:49:36.925603Z", "v2", "MATIC/USD")],
+    [rec("XBT/USD", "83744.3", "0.00044780", "buy", "limit", 109116693, "2026-09-25T17:48:26.844359Z", "v2", "BTC/USD")],
+    [rec("MATIC/USD", "0.5117", "40.0", "sell", "market", 4665906, "2023-09-25T07:49:37.708706Z", "v2", "MATIC/USD")],
+    ("ack", "XBT/USD", False, "Currency pair not supported XBT/USD", "subscribe"),
+    ("heartbeat",),
+    ("pong",),
+    [rec("XBT/USD", "83744.30000000000000000", "0.00000000000000001", "sell", "market", 109116694,
+         "2026-09-25T17:48:27.000000Z", "v2", "BTC/USD"),
+     rec("XBT/USD", "83745", "12", "buy", "limit", 109116695, "2026-09-25T17:48:27.000000Z", "v2", "BTC/USD")],
+]
+V1_EXPECTED = [
+    ("status", "online", 18239578009413566319, "1.8.3"),
+    ("ack", "XMR/USD", True, None, "subscribe"),
+    ("heartbeat",),
+    [rec("XMR/USD", "354.11000000", "0.89594024", "sell", "limit", None, "2021-04-17T16:49:02.557535Z", "v1", "XMR/USD")],
+    [rec("XMR/USD", "354.04000000", "0.28245396", "sell", "market", None, "2021-04-17T16:49:10.826417Z", "v1", "XMR/USD"),
+     rec("XMR/USD", "353.81000000", "1.71754604", "sell", "market", None, "2021-04-17T16:49:10.827816Z", "v1", "XMR/USD")],
+    [rec("BTC/USD", "5541.20000", "0.15850568", "sell", "limit", None, "2018-08-18T17:40:57.321597Z", "v1", "XBT/USD"),
+     rec("BTC/USD", "6060.00000", "0.02455000", "buy", "limit", None, "2018-08-18T17:40:57.324998Z", "v1", "XBT/USD")],
+    ("ack", "XBT-USDT", False, "Currency pair not in ISO 4217-A3 format XBT-USDT", "subscribe"),
+    ("pong",),
+    ("error", "Exceeded msg rate"),
+]
+
+
+@pytest.mark.parametrize("api,text,want", [("v2", f, w) for f, w in zip(V2, V2_EXPECTED)]
+                         + [("v1", f, w) for f, w in zip(V1, V1_EXPECTED)])
+def test_recorded_frames_parse_exactly(api, text, want):
+    parsed = k.parse_frame(text, INGEST, V2_CODECS if api == "v2" else V1_CODECS, api)
+    if isinstance(want, list):
+        assert parsed[0] == "trades" and parsed[3] == []
+        values = [v for _, _, v in parsed[2]]
+        assert [json.loads(v.decode("utf-8")) for v in values] == want
+        assert all(b" " not in v for v in values)  # compact JSON, no float repr anywhere
+    else:
+        assert parsed == want
+
+
+def test_recordings_cover_every_frame():
+    assert len(V2) == len(V2_EXPECTED) and len(V1) == len(V1_EXPECTED)
+
+
+@pytest.mark.parametrize("pair,api,native", [
+    ("XBT/USDT", "v2", "BTC/USDT"), ("BTC/USDT", "v2", "BTC/USDT"), ("XDG/USD", "v2", "DOGE/USD"),
+    ("BTC/USDT", "v1", "XBT/USDT"), ("DOGE/USD", "v1", "XDG/USD"), ("XBT/EUR", "v1", "XBT/EUR"),
+    ("eth/usd", "v2", "ETH/USD"),
+])
+def test_native_pair(pair, api, native):
+    assert k.native_pair(pair, api) == native
+
+
+@pytest.mark.parametrize("text,iso", [
+    ("1618678142.557535", "2021-04-17T16:49:02.557535Z"),
+    ("1618678142.5", "2021-04-17T16:49:02.500000Z"),
+    ("1618678142", "2021-04-17T16:49:02.000000Z"),
+    ("1618678142.999999999", "2021-04-17T16:49:02.999999Z"),
+    ("0.000001", "1970-01-01T00:00:00.000001Z"),
+])
+def test_v1_time_exact(text, iso):
+    assert k.iso_from_v1_time(text) == iso
+
+
+@pytest.mark.parametrize("text,iso", [
+    ("2026-09-25T17:48:26.844359Z", "2026-09-25T17:48:26.844359Z"),
+    ("2026-09-25T17:48:26.844359566Z", "2026-09-25T17:48:26.844359Z"),
+    ("2026-09-25T17:48:26Z", "2026-09-25T17:48:26.000000Z"),
+    ("2026-09-25T19:48:26.8+02:00", "2026-09-25T17:48:26.800000Z"),
+    ("2026-01-01T00:30:00.000001-01:00", "2026-01-01T01:30:00.000001Z"),
+])
+def test_rfc3339_exact(text, iso):
+    assert k.iso_from_rfc3339(text) == iso
+
+
+@pytest.mark.parametrize("value", ["abc", "1.5.5", "", 1.5, None, True])
+def test_decimal_text_rejects_junk(value):
+    with pytest.raises(k.BadTrade):
+        k.decimal_text(value)
+
+
+def test_decimal_text_keeps_wire_text():
+    assert k.decimal_text(k.Num("0.00044780")) == "0.00044780"
+    assert k.decimal_text(k.Num("1E-8")) == "0.00000001"
+    assert k.decimal_text(83744) == "83744"
+    assert k.load_frame('{"p": 0.10000000000000000555}')["p"] == "0.10000000000000000555"
+
+
+def test_bad_elements_skipped_rest_kept_in_order():
+    text = json.dumps({"channel": "trade", "type": "update", "data": [
+        {"symbol": "BTC/USD", "side": "buy", "price": 1, "qty": 2, "ord_type": "limit", "trade_id": 1,
+         "timestamp": "2026-01-01T00:00:00.000000Z"},
+        {"symbol": "BTC/USD", "side": "up", "price": 1, "qty": 2, "ord_type": "limit", "trade_id": 2,
+         "timestamp": "2026-01-01T00:00:00.000000Z"},
+        {"symbol": "ETH/USD", "side": "buy", "price": 1, "qty": 2, "ord_type": "limit", "trade_id": 3,
+         "timestamp": "2026-01-01T00:00:00.000000Z"},
+        {"symbol": "BTC/USD", "side": "sell", "price": "x", "qty": 2, "ord_type": "m", "trade_id": 4,
+         "timestamp": "2026-01-01T00:00:00.000000Z"},
+        {"symbol": "BTC/USD", "side": "sell", "price": 3, "qty": 4, "ord_type": "market", "trade_id": 5,
+         "timestamp": "2026-01-01T00:00:00.000000Z"},
+    ]})
+    kind, _snap, records, bad = k.parse_frame(text, INGEST, V2_CODECS, "v2")
+    assert kind == "trades" and [tid for _, tid, _ in records] == [1, 5] and len(bad) == 3
+
+
+@pytest.mark.parametrize("text,kind", [
+    ("not json", "malformed"), ("[1,2]", "unknown"), ('{"channel":"book"}', "unknown"), ("42", "malformed"),
+    ('{"channel":"trade","type":"update","data":"x"}', "malformed"), ('{"foo":1}', "unknown"),
+])
+def test_odd_frames_are_classified(text, kind):
+    assert k.parse_frame(text, INGEST, V2_CODECS, "v2")[0] == kind
+
+
+class FakeKafka:
+    def __init__(self) -> None:
+        self.messages: list[tuple[bytes, dict]] = []
+
+    def produce(self, topic, value, key):
+        self.messages.append((key, json.loads(value)))
+
+    def poll(self, _t=0):
+        return 0
+
+    def __len__(self):
+        return 0
+
+
+def app(api: str, pairs: list[str]) -> k.TradeProducer:
+    args = k.parse_args(["--api", api, *sum((["--pair", p] for p in pairs), [])])
+    return k.TradeProducer(args, FakeKafka(), lambda *a: None)
+
+
+def v2_frame(kind: str, ids: list[int], symbol: str = "BTC/USDT") -> bytes:
+    return json.dumps({"channel": "trade", "type": kind, "data": [
+        {"symbol": symbol, "side": "buy", "price": 1.5, "qty": 0.1, "ord_type": "limit", "trade_id": i,
+         "timestamp": "2026-01-01T00:00:00.000000Z"} for i in ids]}).encode()
+
+
+def test_v2_snapshot_overlap_deduped_and_gaps_counted():
+    a = app("v2", ["XBT/USDT"])
+    for frame in (v2_frame("snapshot", list(range(1, 51))), v2_frame("update", [51, 52]),
+                  v2_frame("snapshot", list(range(10, 60))),   # reconnect: 1..52 again + 53..59 missed
+                  v2_frame("snapshot", list(range(100, 150))), # reconnect after a long outage: 60..99 lost
+                  v2_frame("update", [150, 150, 149])):
+        a.handle_text(frame, 0, set())
+    ids = [v["trade_id"] for _, v in a.producer.messages]
+    assert ids == list(range(1, 60)) + list(range(100, 151))
+    assert {key for key, _ in a.producer.messages} == {b"XBT/USDT"}
+    assert (a.stats.gaps, a.stats.missing, a.stats.dups) == (1, 40, 43 + 2)
+    assert a.gaps_by_pair == {"XBT/USDT": [1, 40]}
+
+
+def test_v1_resubscribe_overlap_skipped():
+    a = app("v1", ["XBT/USD"])
+    row = lambda p, t: [p, "0.10000000", t, "b", "l", ""]  # noqa: E731
+    first = [0, [row("1.0", "100.000001"), row("2.0", "100.000002"), row("2.0", "100.000002")], "trade", "XBT/USD"]
+    a.handle_text(json.dumps(first).encode(), 0, set())
+    a.handle_ack(("ack", "XBT/USD", True, None, "subscribe"), set())  # resubscribed; v1 snapshot replays history
+    again = [0, [row("1.0", "100.000001"), row("2.0", "100.000002"), row("2.0", "100.000002"),
+                 row("2.0", "100.000002"), row("3.0", "100.000003")], "trade", "XBT/USD"]
+    a.handle_text(json.dumps(again).encode(), 0, set())
+    assert [v["price"] for _, v in a.producer.messages] == ["1.0", "2.0", "2.0", "2.0", "3.0"]
+    assert a.stats.dups == 3
+
+
+def test_rejected_pair_and_rate_limit():
+    a = app("v2", ["XBT/USDT"])
+    with pytest.raises(k.PairRejected, match=r"Kraken rejected pair 'XBT/USDT' \(sent as 'BTC/USDT' on v2\): nope"):
+        a.handle_ack(("ack", "BTC/USDT", False, "nope", "subscribe"), {"BTC/USDT"})
+    with pytest.raises(k.Reconnect, match="Exceeded msg rate"):
+        a.handle_text(b'{"Error":"Exceeded msg rate"}', 0, set())
+    pending = {"BTC/USDT"}
+    a.handle_ack(("ack", "BTC/USDT", True, None, "subscribe"), pending)
+    assert pending == set()
+
+
+def test_invalid_utf8_counted_not_fatal(tmp_path):
+    a = app("v2", ["XBT/USDT"])
+    a.record = open(tmp_path / "rec.jsonl", "a", encoding="utf-8")
+    a.handle_text(b"\xff\xfe", 10**18, set())
+    a.handle_text(v2_frame("update", [7]), 10**18, set())
+    a.record.close()
+    lines = [json.loads(x) for x in (tmp_path / "rec.jsonl").read_text().splitlines()]
+    assert a.stats.malformed == 1 and len(a.producer.messages) == 1
+    assert [x["t"] for x in lines] == [1e9, 1e9] and lines[1]["frame"] == v2_frame("update", [7]).decode()
+
+
+def test_backoff_capped_with_jitter():
+    rng = random.Random(1)
+    delays = [k.backoff_delay(n, 0.5, 30, rng) for n in range(12)]
+    assert all(0.25 <= d <= 0.5 for d in delays[:1]) and all(15 <= d <= 30 for d in delays[7:])
+    assert len(set(delays[7:])) == len(delays[7:])  # jittered
+
+
+def test_producer_config_is_idempotent_and_patient():
+    conf = k.producer_config(k.parse_args([]))
+    assert conf["enable.idempotence"] is True and conf["acks"] == "all"
+    assert conf["message.timeout.ms"] == 300_000 and conf["compression.type"] == "lz4"
+
+
+def test_subscribe_requests():
+    assert json.loads(k.subscribe_request("v2", ["BTC/USDT"], 7)) == {
+        "method": "subscribe", "params": {"channel": "trade", "symbol": ["BTC/USDT"], "snapshot": True}, "req_id": 7}
+    assert json.loads(k.subscribe_request("v1", ["XBT/USDT"], 7)) == {
+        "event": "subscribe", "pair": ["XBT/USDT"], "subscription": {"name": "trade"}, "reqid": 7}
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["--pair", "XBT/USDT", "--pair", "BTC/USDT"], "same Kraken pair"),
+    (["--pair", "XBTUSDT"], "expected BASE/QUOTE"),
+    (["--watchdog", "0"], "must be > 0"),
+    (["--api", "v3"], "invalid choice"),
+])
+def test_usage_errors_exit_2(argv, msg, capsys):
+    with pytest.raises(SystemExit) as exc:
+        k.parse_args(argv)
+    assert exc.value.code == 2 and msg in capsys.readouterr().err
+
+
+def test_defaults():
+    args = k.parse_args([])
+    assert (args.pair, args.bootstrap, args.topic, args.api) == (["XBT/USDT"], "localhost:19092", "crypto.trades", "v2")
+    assert isinstance(args, argparse.Namespace)
