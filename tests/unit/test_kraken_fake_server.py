@@ -1,0 +1,88 @@
+"""The fake Kraken over loopback: the protocol details the producer relies on (kraken-ws.md §6)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import websocket
+
+from fake_kraken import FakeKraken
+
+
+@pytest.fixture
+def server():
+    with FakeKraken(pairs=["BTC/USDT", "DOGE/USD"], rate=0, history=60, seed=1, heartbeat_interval=0.3) as s:
+        yield s
+
+
+def test_v2_status_acks_error_snapshot_ping(server):
+    ws = websocket.create_connection(server.url("v2"), timeout=5)
+    status = json.loads(ws.recv())
+    assert status["channel"] == "status" and status["data"][0]["connection_id"] > 2**63
+    ws.send(json.dumps({"method": "subscribe", "params": {"channel": "trade", "symbol": ["BTC/USDT", "XBT/USD"],
+                                                          "snapshot": True}, "req_id": 3}))
+    ack = json.loads(ws.recv())
+    assert ack["success"] is True and ack["result"]["symbol"] == "BTC/USDT" and ack["req_id"] == 3
+    snap = json.loads(ws.recv(), parse_float=str)
+    assert snap["type"] == "snapshot" and len(snap["data"]) == 50
+    ids = [t["trade_id"] for t in snap["data"]]
+    assert ids == list(range(ids[0], ids[0] + 50)) and ids[-1] == server.last_trade_id("BTC/USDT")
+    err = json.loads(ws.recv())
+    assert err["success"] is False and err["error"] == "Currency pair not supported XBT/USD"
+    ws.send(json.dumps({"method": "ping", "req_id": 9}))
+    assert json.loads(ws.recv())["method"] == "pong"
+    t0 = time.monotonic()
+    assert json.loads(ws.recv()) == {"channel": "heartbeat"} and time.monotonic() - t0 < 1.5
+    server.step(4, "BTC/USDT")
+    got = []
+    while len(got) < 4:
+        msg = json.loads(ws.recv())
+        if msg.get("channel") == "trade":
+            got += msg["data"]
+    assert [t["trade_id"] for t in got] == list(range(ids[-1] + 1, ids[-1] + 5))
+    ws.close()
+
+
+def test_v1_dialect_and_batches_share_timestamp(server):
+    ws = websocket.create_connection(server.url("v1"), timeout=5)
+    assert json.loads(ws.recv())["connectionID"] > 2**63
+    ws.send(json.dumps({"event": "subscribe", "pair": ["XDG/USD", "DOGE/USD", "XBT-USDT"],
+                        "subscription": {"name": "trade"}, "reqid": 1}))
+    replies = [json.loads(ws.recv()) for _ in range(3)]
+    assert [r["status"] for r in replies] == ["subscribed", "error", "error"]
+    assert replies[2]["errorMessage"] == "Currency pair not in ISO 4217-A3 format XBT-USDT"
+    server.step(5, "DOGE/USD")
+    frames = []
+    while sum(len(f[1]) for f in frames) < 5:
+        msg = json.loads(ws.recv())
+        if isinstance(msg, list):
+            frames.append(msg)
+    for f in frames:
+        assert f[-2:] == ["trade", "XDG/USD"] and len({t[2] for t in f[1]}) == 1  # one timestamp per batch
+        assert all(len(t) == 6 and t[3] in "bs" and t[4] in "lm" for t in f[1])
+    ws.close()
+
+
+def test_faults_drop_close_freeze(server):
+    ws = websocket.create_connection(server.url("v2"), timeout=5)
+    ws.recv()
+    ws.send(json.dumps({"method": "subscribe", "params": {"channel": "trade", "symbol": ["BTC/USDT"],
+                                                          "snapshot": False}}))
+    ws.recv()
+    server.close_connections(1001)
+    while True:
+        op, frame = ws.recv_data_frame(True)
+        if op == 8:
+            assert frame.data[2:].decode() == "CloudFlare WebSocket proxy restarting"
+            assert int.from_bytes(frame.data[:2], "big") == 1001
+            break
+    server.rate_limit_next(1)
+    ws = websocket.create_connection(server.url("v2"), timeout=5)
+    ws.recv()
+    ws.send(json.dumps({"method": "subscribe", "params": {"channel": "trade", "symbol": ["BTC/USDT"]}}))
+    assert json.loads(ws.recv()) == {"Error": "Exceeded msg rate"}
+    server.drop_connections()
+    with pytest.raises((websocket.WebSocketException, ConnectionError)):
+        ws.recv()
