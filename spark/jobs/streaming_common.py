@@ -88,8 +88,11 @@ def format_progress(progress: dict[str, Any]) -> str:
     parts = [f"batch={progress.get('batchId')}", f"rows={rows}", f"rows/s={rate:.0f}", f"duration_ms={duration_ms}"]
     for source in progress.get("sources", []):
         end = source.get("endOffset")
-        if isinstance(end, dict):  # Kafka: {"topic": {"0": 12, "1": 40}}
+        if isinstance(end, dict):  # Kafka: {"topic": {"0": 12, "1": 40}}; file source: {"logOffset": 7}
             for topic, offsets in end.items():
+                if not isinstance(offsets, dict):
+                    parts.append(f"{topic}={offsets}")
+                    continue
                 listed = ",".join(f"{p}:{o}" for p, o in sorted(offsets.items(), key=lambda kv: int(kv[0])))
                 parts.append(f"end[{topic}]={listed}")
         behind = (source.get("metrics") or {}).get("maxOffsetsBehindLatest")
