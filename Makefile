@@ -7,10 +7,12 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-PAIR ?= XBT/USDT
+PAIRS ?= XBT/USDT
+TOPIC ?= crypto.trades
+N ?= 5
 
 .DEFAULT_GOAL := help
-.PHONY: help setup connector broker-up broker-down broker-status test test-unit test-integration
+.PHONY: help setup connector broker-up broker-down broker-status run demo audit consume test test-unit test-integration
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -43,6 +45,18 @@ broker-down:  ## stop the local Kafka broker
 
 broker-status:  ## is the local broker running?
 	@$(PYTHON) infra/kafka/broker.py status
+
+run: setup  ## the whole pipeline on live Kraken (PAIRS="XBT/USDT ETH/USD" to choose); Ctrl-C stops it
+	$(PY) infra/run_pipeline.py --topic $(TOPIC) $(foreach p,$(PAIRS),--pair $(p))
+
+demo: setup  ## the whole pipeline offline: a fake Kraken replays a recording shipped in the repo
+	$(PY) infra/run_pipeline.py --demo --topic $(TOPIC)
+
+audit: setup  ## compare Bronze with the broker: holes, duplicates, lag, files (exit 1 on holes/duplicates)
+	$(PY) spark/jobs/bronze_audit.py --topic $(TOPIC)
+
+consume: $(VENV)/.installed  ## print the last N records of the topic (like `rpk topic consume crypto.trades -n 5`)
+	@$(PY) ingestion/consume_trades.py --topic $(TOPIC) -n $(N)
 
 test: setup broker-up  ## run all tests (unit + integration) against the real broker and Spark
 	$(PY) -m pytest tests
