@@ -12,7 +12,8 @@ TOPIC ?= crypto.trades
 N ?= 5
 
 .DEFAULT_GOAL := help
-.PHONY: help setup connector broker-up broker-down broker-status run demo audit consume test test-unit test-integration
+.PHONY: help setup connector broker-up broker-down broker-status run demo audit consume clean-data test test-unit \
+	test-integration
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -57,6 +58,9 @@ audit: setup  ## compare Bronze with the broker: holes, duplicates, lag, files (
 
 consume: $(VENV)/.installed  ## print the last N records of the topic (like `rpk topic consume crypto.trades -n 5`)
 	@$(PY) ingestion/consume_trades.py --topic $(TOPIC) -n $(N)
+
+clean-data:  ## dev reset: delete every layer, checkpoint and log under data/ (keeps the broker's data)
+	rm -rf data/bronze data/silver data/gold data/checkpoints data/logs
 
 test: setup broker-up  ## run all tests (unit + integration) against the real broker and Spark
 	$(PY) -m pytest tests
