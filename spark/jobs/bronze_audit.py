@@ -6,8 +6,8 @@ For each partition of the topic it compares what Bronze holds (read the way Spar
     rows, first and last landed offset;
     holes             offsets missing between the first and the last landed offset (our producer is idempotent, not
                       transactional, and the topic is not compacted, so every offset is a record: a gap is a loss);
-    head not landed   records the broker still holds before Bronze's first offset, [log start, first): a loss, unless the
-                      job was deliberately started at `latest` (then pass --allow-head-gap);
+    head not landed   records the broker still holds before Bronze's first offset, [log start, first): a loss,
+                      unless the job was deliberately started at `latest` (then pass --allow-head-gap);
     duplicates        the same topic/partition/offset in more than one row a Spark reader sees;
     lag               the tail [last + 1, end) not landed yet: reported, never a failure (the job may be behind or
                       stopped). A partition with no rows in Bronze counts all of [log start, end) as lag.
@@ -25,7 +25,8 @@ Offsets that retention deleted from Kafka after they were landed (Bronze's first
 them is what Bronze is for. The audit reads local folders only (file:// paths in _spark_metadata).
 
 Usage:
-    python spark/jobs/bronze_audit.py --bootstrap localhost:19092 --topic crypto.trades --bronze data/bronze/crypto_trades
+    python spark/jobs/bronze_audit.py --bootstrap localhost:19092 --topic crypto.trades \\
+        --bronze data/bronze/crypto_trades
 
     # for scripts and tests: the same report as one JSON document on stdout
     python spark/jobs/bronze_audit.py --json
@@ -47,7 +48,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from kafka_to_bronze_trades import DEFAULT_BOOTSTRAP, DEFAULT_OUT, DEFAULT_TOPIC, read_kafka_properties, unreachable_brokers
+from kafka_to_bronze_trades import (DEFAULT_BOOTSTRAP, DEFAULT_OUT, DEFAULT_TOPIC, read_kafka_properties,
+                                    unreachable_brokers)
 from streaming_common import build_spark, configure_logging, describe_error
 
 SINK_LOG_DIR = "_spark_metadata"
@@ -172,7 +174,8 @@ class PartitionAudit:
     beyond_end: int = 0  # offsets in Bronze at or past the broker's end: the topic was recreated, or another broker
 
 
-def partition_audit(partition: int, broker: tuple[int, int] | None, landed: tuple[int, int, int, int] | None) -> PartitionAudit:
+def partition_audit(partition: int, broker: tuple[int, int] | None,
+                    landed: tuple[int, int, int, int] | None) -> PartitionAudit:
     """Compare one partition: broker = (log start, end offset) or None; landed = (rows, first, last, distinct
     offsets) or None when Bronze has no row of it."""
     log_start, end = broker if broker is not None else (None, None)
@@ -193,6 +196,19 @@ def partition_audit(partition: int, broker: tuple[int, int] | None, landed: tupl
 def format_ranges(ranges: list[list[int]]) -> str:
     """[[3, 5], [9, 9]] -> '3-5, 9'."""
     return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges)
+
+
+def group_duplicates(duplicated: list[dict]) -> list[tuple[int, int, int, int, list[str]]]:
+    """Runs of consecutive duplicated offsets held by the same files, as (partition, first, last, copies, files)."""
+    runs: list[tuple[int, int, int, int, list[str]]] = []
+    for dup in duplicated:
+        if runs:
+            partition, first, last, copies, files = runs[-1]
+            if (partition, last + 1, copies, files) == (dup["partition"], dup["offset"], dup["copies"], dup["files"]):
+                runs[-1] = (partition, first, dup["offset"], copies, files)
+                continue
+        runs.append((dup["partition"], dup["offset"], dup["offset"], dup["copies"], dup["files"]))
+    return runs
 
 
 @dataclass
@@ -243,7 +259,8 @@ def judge(report: Report, sink: SinkLog, allow_head_gap: bool, fail_on_orphans: 
         return ", ".join(f"p{p.partition}: {getattr(p, attribute)}" for p in parts if getattr(p, attribute))
 
     if any(p.holes for p in parts):
-        problems.append(f"{sum(p.holes for p in parts)} offsets missing inside the landed range (holes; {where('holes')})")
+        problems.append(f"{sum(p.holes for p in parts)} offsets missing inside the landed range "
+                        f"(holes; {where('holes')})")
     head = sum(p.head_not_landed for p in parts)
     if head:
         text = f"{head} records at the head of the log not landed ({where('head_not_landed')})"
@@ -295,11 +312,12 @@ def format_report(report: Report) -> str:
     lines += ["  ".join(cell.rjust(width) for cell, width in zip(row, widths)) for row in [header, *body, totals]]
     for p in parts:
         if p.hole_range_count:
-            shown = f" (first {len(p.hole_ranges)} of {p.hole_range_count} ranges)" if len(p.hole_ranges) < p.hole_range_count else ""
+            shown = (f" (first {len(p.hole_ranges)} of {p.hole_range_count} ranges)"
+                     if len(p.hole_ranges) < p.hole_range_count else "")
             lines.append(f"holes in partition {p.partition}: {format_ranges(p.hole_ranges)}{shown}")
-    for dup in report.duplicated_offsets:
-        lines.append(f"duplicate: partition {dup['partition']} offset {dup['offset']} x{dup['copies']} in "
-                     f"{', '.join(dup['files'])}")
+    for partition, first, last, copies, files in group_duplicates(report.duplicated_offsets):
+        offsets = f"offset {first}" if first == last else f"offsets {first}-{last}"
+        lines.append(f"duplicate: partition {partition} {offsets} x{copies} in {', '.join(files)}")
     files = report.files
     lines.append("")
     sizes = (f", {files.total_bytes} bytes (min {files.min_bytes}, max {files.max_bytes})"

@@ -178,7 +178,8 @@ def test_usage_errors_exit_2(bootstrap, landed, tmp_path) -> None:
     topic, bronze = landed
     result = run_script(AUDIT, "--bootstrap", "localhost:1", "--topic", topic, "--bronze", str(bronze))
     assert result.returncode == 2 and "error: cannot reach the Kafka broker at --bootstrap localhost:1" in result.stderr
-    result = run_script(AUDIT, "--bootstrap", bootstrap, "--topic", f"absent-{uuid.uuid4().hex}", "--bronze", str(bronze))
+    absent = f"absent-{uuid.uuid4().hex}"
+    result = run_script(AUDIT, "--bootstrap", bootstrap, "--topic", absent, "--bronze", str(bronze))
     assert result.returncode == 2 and "does not exist on localhost:19092" in result.stderr
     (tmp_path / "plain").mkdir()
     result = run_script(AUDIT, "--bootstrap", bootstrap, "--topic", topic, "--bronze", str(tmp_path / "plain"))

@@ -1,4 +1,7 @@
-"""The Bronze audit's pure functions: reading _spark_metadata, per-partition figures, the verdict. No Spark, no broker."""
+"""The Bronze audit's pure functions: reading _spark_metadata, per-partition figures, the verdict.
+
+No Spark, no broker.
+"""
 
 from __future__ import annotations
 
@@ -115,6 +118,13 @@ def test_format_ranges() -> None:
     assert audit.format_ranges([]) == ""
 
 
+def test_group_duplicates() -> None:
+    dups = [{"partition": 0, "offset": o, "copies": 2, "files": ["a", "b"]} for o in (3, 4, 5, 8)]
+    dups.append({"partition": 1, "offset": 9, "copies": 3, "files": ["a", "b", "c"]})
+    assert audit.group_duplicates(dups) == [(0, 3, 5, 2, ["a", "b"]), (0, 8, 8, 2, ["a", "b"]),
+                                            (1, 9, 9, 3, ["a", "b", "c"])]
+
+
 def test_file_summary() -> None:
     sink = audit.committed_files({"0": log_text("/b/a.parquet", "/b/gone.parquet", "/b/c.parquet")})
     files = audit.file_summary(sink, {"/b/a.parquet": 10, "/b/c.parquet": 30, "/b/stray.parquet": 7})
@@ -146,14 +156,17 @@ def test_holes_and_duplicates_fail() -> None:
     assert report.exit_code == 1
     assert report.problems == ["3 offsets missing inside the landed range (holes; p1: 3)",
                                "1 duplicate rows (the same offset more than once; p1: 1)"]
+    report.duplicated_offsets = [{"partition": 1, "offset": 7, "copies": 2, "files": ["/b/x.parquet", "/b/y.parquet"]}]
     text = audit.format_report(report)
     assert "holes in partition 1: 3-5" in text and text.endswith("verdict: FAIL (2 problems)")
+    assert "duplicate: partition 1 offset 7 x2 in /b/x.parquet, /b/y.parquet" in text
 
 
 def test_head_gap_fails_unless_allowed() -> None:
     part = audit.partition_audit(0, (0, 10), (6, 4, 9, 6))
     report, _ = make_report([part])
-    assert report.exit_code == 1 and report.problems[0].startswith("4 records at the head of the log not landed (p0: 4)")
+    assert report.exit_code == 1
+    assert report.problems[0].startswith("4 records at the head of the log not landed (p0: 4)")
     report, _ = make_report([part], allow_head_gap=True)
     assert report.exit_code == 0 and "allowed by --allow-head-gap" in report.warnings[0]
 
@@ -181,7 +194,8 @@ def test_broken_sink_log_fails() -> None:
 
 
 def test_beyond_end_and_unknown_partition_fail() -> None:
-    report, _ = make_report([audit.partition_audit(0, (0, 3), (10, 0, 9, 10)), audit.partition_audit(5, None, (1, 0, 0, 1))])
+    report, _ = make_report([audit.partition_audit(0, (0, 3), (10, 0, 9, 10)),
+                             audit.partition_audit(5, None, (1, 0, 0, 1))])
     assert report.exit_code == 1
     assert "past the broker's end offset (p0: 7)" in report.problems[0]
     assert report.problems[1] == "Bronze holds partitions the topic does not have: [5]"
