@@ -168,14 +168,15 @@ def test_kill9_mid_stream_then_restart_and_rebuild(bootstrap, new_topic, spark, 
         records.append((symbol, b"broken %d" % i if i % 40 == 7 else message))
     produce(bootstrap, topic, records)
     bronze = tmp_path / "bronze"
-    land_bronze(spark, bootstrap, topic, bronze, tmp_path / "bronze_cp", max_offsets_per_trigger=20)
+    land_bronze(spark, bootstrap, topic, bronze, tmp_path / "bronze_cp", max_offsets_per_trigger=30)
     bronze_files = len(list(bronze.glob("*.parquet")))
-    assert bronze_files >= 20
+    assert bronze_files >= 16
 
     out, quarantine, checkpoint = tmp_path / "silver", tmp_path / "silver_quarantine", tmp_path / "silver_cp"
     flags = ["--bronze", str(bronze), "--out", str(out), "--quarantine", str(quarantine),
-             "--checkpoint", str(checkpoint), "--max-files-per-trigger", "2"]
-    proc = start_script(SILVER_SCRIPT, *flags, "--trigger", "100 milliseconds", log_path=tmp_path / "silver.log")
+             "--checkpoint", str(checkpoint)]
+    proc = start_script(SILVER_SCRIPT, *flags, "--max-files-per-trigger", "2", "--trigger", "100 milliseconds",
+                        log_path=tmp_path / "silver.log")
     try:
         wait_until(lambda: _committed_batches(out) >= 3, timeout=120, interval=0.05,
                    message="3 committed Silver batches")
@@ -184,6 +185,7 @@ def test_kill9_mid_stream_then_restart_and_rebuild(bootstrap, new_topic, spark, 
         proc.wait(30)
     assert _committed_batches(out) < bronze_files / 2, "the job finished before the kill; nothing was tested"
 
+    # the restart may read in larger batches: the batch cut by the kill is redone with its planned files first
     result = run_script(SILVER_SCRIPT, *flags, "--available-now", timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
 
