@@ -1,0 +1,160 @@
+"""Chart: the 1-minute candles and volume of one pair over a time range, from Gold, as a PNG (and an HTML page with the
+PNG and the bars' exact values, if --html is given).
+
+Gold is read through its _spark_metadata (spark.read.parquet), so the chart shows each written bar once. The bars'
+values stay exact Decimals in the HTML table; only the drawing converts them to floats for pixel positions.
+
+Usage:
+    python spark/jobs/plot_ohlcv.py --gold data/gold/ohlcv_1m --symbol XBT/USDT \\
+        --from 2026-01-01T00:00 --to 2026-01-01T02:00 --png docs/xbt_usdt.png --html docs/xbt_usdt.html
+
+Exit codes: 0 written; 1 no bars for the pair in the range; 2 a bad flag.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import logging
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from gold_ohlcv_batch import parse_minute, spark_timestamp
+from streaming_common import build_spark, configure_logging
+
+DEFAULT_GOLD = "data/gold/ohlcv_1m"
+DEFAULT_WIDTH, DEFAULT_HEIGHT, DPI = 1200, 700, 100
+UP, DOWN = "#26a69a", "#ef5350"
+
+log = logging.getLogger("plot_ohlcv")
+
+
+class Bar(NamedTuple):
+    window_start: datetime
+    open: Any
+    high: Any
+    low: Any
+    close: Any
+    volume: Any
+    vwap: Any
+    trade_count: int
+
+
+def read_bars(spark, gold: str, symbol: str, start: datetime, end: datetime) -> list[Bar]:
+    """The pair's bars with window_start in [start, end), oldest first, window_start as an aware UTC datetime."""
+    from pyspark.sql import functions as F
+
+    rows = (spark.read.parquet(gold)
+            .where((F.col("symbol") == symbol)
+                   & (F.col("window_start") >= F.to_timestamp(F.lit(spark_timestamp(start))))
+                   & (F.col("window_start") < F.to_timestamp(F.lit(spark_timestamp(end)))))
+            .selectExpr("unix_micros(window_start) AS start_us", "open", "high", "low", "close", "volume", "vwap",
+                        "trade_count")
+            .orderBy("start_us")
+            .collect())
+    epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    return [Bar(epoch + timedelta(microseconds=r.start_us), r.open, r.high, r.low, r.close, r.volume, r.vwap,
+                r.trade_count) for r in rows]
+
+
+def render_png(bars: list[Bar], title: str, path: Path, width: int, height: int) -> None:
+    """Candles (up green, down red) above volume bars, exactly width x height pixels."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.dates as mdates
+    import matplotlib.pyplot as plt
+
+    fig, (ax_price, ax_volume) = plt.subplots(2, 1, sharex=True, figsize=(width / DPI, height / DPI), dpi=DPI,
+                                              gridspec_kw={"height_ratios": [3, 1]})
+    body_width = 0.7 / (24 * 60)  # 70% of a minute, in days (matplotlib's date unit)
+    for bar in bars:
+        x = mdates.date2num(bar.window_start + timedelta(seconds=30))
+        color = UP if bar.close >= bar.open else DOWN
+        ax_price.vlines(x, float(bar.low), float(bar.high), color=color, linewidth=1)
+        bottom, top = sorted((float(bar.open), float(bar.close)))
+        ax_price.bar(x, max(top - bottom, (float(bar.high) - float(bar.low)) * 0.002 or 1e-12), bottom=bottom,
+                     width=body_width, color=color)
+        ax_volume.bar(x, float(bar.volume), width=body_width, color=color)
+    ax_price.set_title(title)
+    ax_price.set_ylabel("price")
+    ax_volume.set_ylabel("volume")
+    ax_price.grid(alpha=0.3)
+    ax_volume.grid(alpha=0.3)
+    ax_volume.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=timezone.utc))
+    fig.autofmt_xdate()
+    fig.savefig(path, dpi=DPI, format="png")
+    plt.close(fig)
+
+
+def render_html(bars: list[Bar], title: str, png: Path) -> str:
+    """A self-contained page: the PNG inline and a table of the bars' exact values."""
+    image = base64.b64encode(png.read_bytes()).decode("ascii")
+    head = "".join(f"<th>{name}</th>" for name in
+                   ("minute (UTC)", "open", "high", "low", "close", "volume", "vwap", "trades"))
+    rows = "\n".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in (
+            bar.window_start.strftime("%Y-%m-%d %H:%M"), bar.open, bar.high, bar.low, bar.close, bar.volume,
+            bar.vwap, bar.trade_count)) + "</tr>"
+        for bar in bars)
+    return (f"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+            "<style>body{font-family:sans-serif}td{font-family:monospace;text-align:right;padding:0 .5em}</style>"
+            f"</head><body>\n<h1>{html.escape(title)}</h1>\n"
+            f"<img alt=\"{html.escape(title)}\" src=\"data:image/png;base64,{image}\">\n"
+            f"<table><tr>{head}</tr>\n{rows}\n</table>\n</body></html>\n")
+
+
+def positive_pixels(text: str) -> int:
+    value = int(text) if text.isdigit() else 0
+    if not 50 <= value <= 10000:
+        raise argparse.ArgumentTypeError(f"{text!r}: pixels between 50 and 10000")
+    return value
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--gold", default=DEFAULT_GOLD, help="Gold bars folder (default %(default)s)")
+    parser.add_argument("--symbol", required=True, help="pair as in Gold, e.g. XBT/USDT")
+    parser.add_argument("--from", dest="start", required=True, type=parse_minute,
+                        help="first minute, UTC, e.g. 2026-01-01T00:00 (inclusive)")
+    parser.add_argument("--to", dest="end", required=True, type=parse_minute,
+                        help="end of the range, UTC (exclusive)")
+    parser.add_argument("--png", required=True, type=Path, help="PNG file to write")
+    parser.add_argument("--html", type=Path, help="also write an HTML page with the chart and the bars' values")
+    parser.add_argument("--width", type=positive_pixels, default=DEFAULT_WIDTH,
+                        help="PNG width in pixels (default %(default)s)")
+    parser.add_argument("--height", type=positive_pixels, default=DEFAULT_HEIGHT,
+                        help="PNG height in pixels (default %(default)s)")
+    args = parser.parse_args(argv)
+    if args.end <= args.start:
+        parser.error("--to must be after --from")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    configure_logging()
+    spark = build_spark("plot_ohlcv", conf={"spark.sql.shuffle.partitions": "1"})
+    try:
+        bars = read_bars(spark, args.gold, args.symbol, args.start, args.end)
+    finally:
+        spark.stop()
+    span = f"{args.start:%Y-%m-%d %H:%M} to {args.end:%Y-%m-%d %H:%M} UTC"
+    if not bars:
+        log.error("no bars for %s in %s in %s", args.symbol, span, args.gold)
+        return 1
+    title = f"{args.symbol} 1-minute candles, {span}"
+    for path in filter(None, (args.png, args.html)):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    render_png(bars, title, args.png, args.width, args.height)
+    if args.html:
+        args.html.write_text(render_html(bars, title, args.png), encoding="utf-8")
+    log.info("rendered %d bars of %s to %s%s", len(bars), args.symbol, args.png,
+             f" and {args.html}" if args.html else "")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
