@@ -80,6 +80,14 @@ def latest_batch_id(log_dir: Path) -> int:
     return max(ids, default=-1)
 
 
+def query_checkpoints(checkpoint: Path) -> list[Path]:
+    """The query checkpoints under a job's --checkpoint: the folder itself, or one sub-folder per query when the
+    job runs several (Silver: silver/ and quarantine/)."""
+    if (checkpoint / "offsets").is_dir() or (checkpoint / "metadata").is_file():
+        return [checkpoint]
+    return sorted(p for p in checkpoint.iterdir() if p.is_dir()) if checkpoint.is_dir() else []
+
+
 def checkpoint_progress(checkpoint: Path) -> tuple[int, dict | None]:
     """(last committed batch id, that batch's source offsets as written in offsets/N); (-1, None) before any."""
     batch = latest_batch_id(checkpoint / "commits")
@@ -132,10 +140,13 @@ class Child:
         return self.proc.poll() is None
 
     def stop(self, sig: int, timeout: float) -> int:
-        """Signal the process group, wait, kill after the timeout; return the exit code."""
+        """Signal the process, wait, kill its whole group after the timeout; return the exit code.
+
+        Only the process itself is signalled: a Spark job's JVM is its child, and the job stops its query cleanly
+        before it ends the JVM (a signal to the group would kill the JVM in the middle of a batch)."""
         if self.running():
             try:
-                os.killpg(self.proc.pid, sig)
+                self.proc.send_signal(sig)
             except ProcessLookupError:
                 pass
             try:
@@ -208,8 +219,10 @@ class Pipeline:
     def start_all(self) -> None:
         args = self.args
         if args.demo:
+            # --history 0: the snapshot holds only what the recording sent, so the demo's trades are the recording's
             self.start("kraken", "ingestion/fake_kraken.py", "--port", str(args.demo_port), "--replay",
-                       str(args.recording), "--pace", args.pace, "--pairs", ",".join(args.demo_pairs))
+                       str(args.recording), "--pace", args.pace, "--pairs", ",".join(args.demo_pairs),
+                       "--history", "0")
             wait_for(lambda: port_open(args.demo_port), 30, "the fake Kraken")
         producer_args = ["--bootstrap", BOOTSTRAP, "--topic", args.topic]
         for pair in args.pair:
@@ -217,14 +230,24 @@ class Pipeline:
         if args.demo:
             producer_args += ["--ws-url", f"ws://127.0.0.1:{args.demo_port}/v2"]
         self.start("producer", "ingestion/kraken_trades_ws.py", *producer_args)
-        for layer in self.layers[: args.layers]:
-            self.start(layer.name, layer.script, "--out", str(layer.out), "--checkpoint", str(layer.checkpoint),
-                       "--trigger", args.trigger, *(["--topic", args.topic] if layer.name == "bronze" else []),
-                       *layer.extra_args)
+        self.start_ready_layers()
+
+    def start_ready_layers(self) -> None:
+        """Start each Spark layer once its input exists: Bronze at once, Silver once Bronze committed a batch, ..."""
+        upstream: Layer | None = None
+        for layer in self.layers[: self.args.layers]:
+            ready = upstream is None or (upstream.out / "_spark_metadata").is_dir()
+            if layer.name not in self.children and ready:
+                log.info("starting %s", layer.name)
+                self.start(layer.name, layer.script, "--out", str(layer.out), "--checkpoint", str(layer.checkpoint),
+                           "--trigger", self.args.trigger,
+                           *(["--topic", self.args.topic] if layer.name == "bronze" else []), *layer.extra_args)
+            upstream = layer
 
     def watch(self, stop: threading.Event) -> str | None:
         """Wait for a stop request or a process that ends on its own; return the name of a failed process."""
         while not stop.wait(0.5):
+            self.start_ready_layers()
             for name, child in self.children.items():
                 if not child.running():
                     return name
@@ -240,7 +263,9 @@ class Pipeline:
             self.children["kraken"].stop(signal.SIGTERM, 10)
         upstream_latest = None
         for layer in self.layers[: self.args.layers]:
-            child = self.children[layer.name]
+            child = self.children.get(layer.name)
+            if child is None:  # never started: its input never appeared
+                continue
             if child.running():
                 self.drain(layer, upstream_latest)
             codes[layer.name] = child.stop(signal.SIGTERM, 90)
@@ -258,7 +283,8 @@ class Pipeline:
             end_offsets = kafka_end_offsets(self.args.topic)
             done = lambda: kafka_caught_up(checkpoint_progress(layer.checkpoint)[1], end_offsets, self.args.topic)  # noqa: E731
         else:
-            done = lambda: file_source_caught_up(checkpoint_progress(layer.checkpoint)[1], upstream_latest)  # noqa: E731
+            done = lambda: all(file_source_caught_up(checkpoint_progress(query)[1], upstream_latest)  # noqa: E731
+                               for query in query_checkpoints(layer.checkpoint))
         log.info("waiting for %s to catch up with its input (up to %.0fs)", layer.name, self.args.drain_timeout)
         if not wait_for(done, self.args.drain_timeout, layer.name, raise_on_timeout=False):
             log.warning("%s had not caught up after %.0fs; the rest lands on the next run (it is safe in its "
