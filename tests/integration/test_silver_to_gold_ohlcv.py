@@ -36,22 +36,34 @@ def assert_bars_equal(got: dict, expected: dict) -> None:
             assert value.as_tuple().exponent == -18
 
 
+# Two trades that arrive with the second Silver batch, after the first run's watermark (00:05:59.999999) closed
+# minutes 0..4: one is inside the watermark (its minute is still open), one is beyond it (its minute was written).
+LATE_INSIDE = trade("ETH/USDT", "255555.55", "0.12345678901234567", T0 + 6 * MINUTE + timedelta(seconds=45), 999999,
+                    0, partition=5)
+LATE_BEYOND = trade("XBT/USDT", "1.5", "3", T0 + 2 * MINUTE + timedelta(seconds=30), 999998, 1, partition=5)
+
+
 @pytest.fixture(scope="module")
 def demo(spark, tmp_path_factory):
-    """A few thousand trades in Silver (three appended batches), aggregated by the stream with --available-now."""
+    """A few thousand trades in Silver, aggregated by the stream with --available-now in two runs on one checkpoint:
+    minutes 0..7 first, then minutes 8..19 together with LATE_INSIDE and LATE_BEYOND."""
     root = tmp_path_factory.mktemp("gold_demo")
     trades = generate_trades()
     silver = SilverWriter(spark, root)
-    for lo, hi in ((0, 8), (8, 15), (15, 99)):  # live-like: later minutes arrive in later Silver batches
-        silver.append(t for t in trades if lo <= (t.ts_event - T0) // MINUTE < hi)
     gold = root / "gold"
-    result = run_ok(JOB, "--silver", str(silver.path), "--out", str(gold), "--checkpoint", str(root / "ckpt"),
-                    "--watermark", "2 minutes", "--available-now")
-    return {"root": root, "trades": trades, "silver": silver, "gold": gold, "log": result.stdout + result.stderr}
+    args = ["--silver", str(silver.path), "--out", str(gold), "--checkpoint", str(root / "ckpt"),
+            "--watermark", "2 minutes", "--available-now"]
+    silver.append(t for t in trades if t.ts_event < T0 + 8 * MINUTE)
+    run_ok(JOB, *args)
+    first_run = bars_by_key(read_bars(spark, gold))
+    silver.append([t for t in trades if t.ts_event >= T0 + 8 * MINUTE] + [LATE_INSIDE, LATE_BEYOND])
+    result = run_ok(JOB, *args)
+    return {"root": root, "trades": trades, "silver": silver, "gold": gold, "first_run": first_run,
+            "log": result.stdout + result.stderr}
 
 
 def test_stream_bars_equal_independent_decimal_computation(spark, demo):
-    trades = demo["trades"]
+    trades = demo["trades"] + [LATE_INSIDE]
     expected_all = reference_bars(trades)
     watermark = max(t.ts_event for t in trades) - timedelta(minutes=2)
     expected = closed_by(expected_all, watermark)
@@ -69,6 +81,19 @@ def test_stream_bars_equal_independent_decimal_computation(spark, demo):
                                                               ("SHIB/USD", last_closed)}
     # ... and none the watermark keeps open
     assert not any(bar[0] > watermark for bar in got.values())
+    # the first run, too, ended having written every minute its watermark (00:05:59.999999) closed: 0..4
+    assert sorted({key[1] for key in demo["first_run"]}) == [T0 + m * MINUTE for m in range(5)]
+
+
+def test_late_trades_inside_and_beyond_the_watermark(demo, spark):
+    got = bars_by_key(read_bars(spark, demo["gold"]))
+    eth = ("ETH/USDT", T0 + 6 * MINUTE)
+    without_late = reference_bars(demo["trades"])
+    assert got[eth][-1] == without_late[eth][-1] + 1  # inside the watermark: counted in its bar
+    xbt = ("XBT/USDT", T0 + 2 * MINUTE)
+    assert got[xbt] == demo["first_run"][xbt] == without_late[xbt]  # beyond it: dropped, the bar written once
+    assert "dropped 1 late trade row(s) older than the watermark" in demo["log"]
+    assert "late trade rows dropped by the watermark in this run: 1" in demo["log"]
 
 
 def test_ties_are_broken_by_trade_id_then_kafka_offset(demo):
@@ -87,54 +112,28 @@ def test_ties_are_broken_by_trade_id_then_kafka_offset(demo):
 
 
 def test_batch_recompute_agrees_with_stream_and_reference(spark, demo):
+    """The batch recompute of [00:02, 00:30) from Silver: every bar equals the reference over all trades Silver holds
+    (also the minutes the stream keeps open, and the late trade the stream dropped: the documented remedy), and
+    every streamed bar in the range equals its recomputed bar, except the one the dropped trade belongs to."""
     out = demo["root"] / "recompute"
     run_ok(BATCH, "--silver", str(demo["silver"].path), "--from", "2026-01-01T00:02", "--to", "2026-01-01T00:30",
            "--out", str(out))
     recomputed = bars_by_key(read_bars(spark, out))
-    expected = {key: bar for key, bar in reference_bars(demo["trades"]).items() if key[1] >= T0 + 2 * MINUTE}
-    assert_bars_equal(recomputed, expected)  # also the minutes the stream's watermark keeps open
-    streamed = bars_by_key(read_bars(spark, demo["gold"]))
-    assert {k: v for k, v in streamed.items() if k[1] >= T0 + 2 * MINUTE} == {
-        k: v for k, v in recomputed.items() if k in streamed}
+    expected = {key: bar for key, bar in reference_bars(demo["trades"] + [LATE_INSIDE, LATE_BEYOND]).items()
+                if key[1] >= T0 + 2 * MINUTE}
+    assert_bars_equal(recomputed, expected)
+    streamed = {k: v for k, v in bars_by_key(read_bars(spark, demo["gold"])).items() if k[1] >= T0 + 2 * MINUTE}
+    late_bar = ("XBT/USDT", T0 + 2 * MINUTE)
+    assert recomputed[late_bar][-1] == streamed[late_bar][-1] + 1
+    assert len(streamed) == 15 * 3 - 8  # minutes 2..16, 8 of them empty
+    assert {k: v for k, v in streamed.items() if k != late_bar} == {
+        k: v for k, v in recomputed.items() if k in streamed and k != late_bar}
 
 
 def test_batch_refuses_the_streams_gold_folder(demo):
     result = run_script(BATCH, "--silver", str(demo["silver"].path), "--from", "2026-01-01T00:00",
                         "--to", "2026-01-01T00:10", "--out", str(demo["gold"]))
     assert result.returncode == 2 and "is a streaming sink" in result.stderr
-
-
-def test_late_trades_inside_and_beyond_the_watermark(spark, tmp_path):
-    silver = SilverWriter(spark, tmp_path)
-    first = [trade("XBT/USDT", f"{100 + m}.5", "1.25", T0 + m * MINUTE + timedelta(seconds=10), 1000 + m, m)
-             for m in range(6)]  # newest 00:05:10 -> watermark 00:03:10 closes minutes 0, 1, 2
-    silver.append(first)
-    args = ["--silver", str(silver.path), "--out", str(tmp_path / "gold"), "--checkpoint", str(tmp_path / "ckpt"),
-            "--watermark", "2 minutes", "--available-now"]
-    run_ok(JOB, *args)
-    after_first = bars_by_key(read_bars(spark, tmp_path / "gold"))
-    assert sorted(k[1] for k in after_first) == [T0, T0 + MINUTE, T0 + 2 * MINUTE]
-
-    inside = trade("XBT/USDT", "999.5", "2", T0 + 3 * MINUTE + timedelta(seconds=30), 2000, 10)  # >= watermark
-    beyond = trade("XBT/USDT", "1.5", "3", T0 + MINUTE + timedelta(seconds=20), 2001, 11)  # < watermark: dropped
-    advance = trade("XBT/USDT", "105.5", "1", T0 + 9 * MINUTE, 2002, 12)  # watermark -> 00:07:00
-    silver.append([inside, beyond, advance])
-    result = run_ok(JOB, *args)
-
-    got = bars_by_key(read_bars(spark, tmp_path / "gold"))
-    expected = closed_by(reference_bars(first + [inside, advance]), T0 + 7 * MINUTE)
-    assert_bars_equal(got, expected)
-    assert got[("XBT/USDT", T0 + 3 * MINUTE)][-1] == 2  # the trade inside the watermark counted
-    assert got[("XBT/USDT", T0 + MINUTE)] == after_first[("XBT/USDT", T0 + MINUTE)]  # the one beyond did not
-    log_text = result.stdout + result.stderr
-    assert "dropped 1 late trade row(s) older than the watermark" in log_text
-    assert "late trade rows dropped by the watermark in this run: 1" in log_text
-
-    # the documented remedy: a batch recompute from Silver counts it
-    run_ok(BATCH, "--silver", str(silver.path), "--from", "2026-01-01T00:00", "--to", "2026-01-01T00:10",
-           "--out", str(tmp_path / "recompute"))
-    recomputed = bars_by_key(read_bars(spark, tmp_path / "recompute"))
-    assert_bars_equal(recomputed, reference_bars(first + [inside, beyond, advance]))
 
 
 def test_kill_9_and_restart_loses_and_doubles_no_bar(spark, tmp_path):
