@@ -5,9 +5,20 @@ and produces each trade to Kafka with an idempotent producer. Survives disconnec
 capped exponential backoff with jitter, resubscribe) and, on v2, fills the gap from the 50-trade
 snapshot Kraken sends on every subscribe while skipping trades already produced (by trade_id per pair).
 
+Restarts (v2): at start-up the producer reads back the tail of the topic and resumes each pair after the highest
+trade_id already in it (records whose key is the pair as typed here and whose value has "api": "v2"). The first
+snapshot's trades up to that id are skipped and the ones after it -- trades that happened while the producer was
+down, or whose delivery was cut short by a crash/kill -9 -- are produced, so a restart neither doubles nor loses a
+trade when the downtime fits in the 50-trade snapshot (a longer one is logged and counted as a gap). The tail is read
+backwards in growing chunks (2000, then 20000, ... records per partition) until every pair is found or
+--resume-scan-limit records per partition were read; a pair not found starts with an empty memory (as with
+--no-resume: the snapshot is produced again, up to 50 trades per pair twice in the topic). v1 has no trade ids, so
+--api v1 never resumes: a v1 restart produces live trades from the subscription on.
+
 Usage:
     python ingestion/kraken_trades_ws.py --pair XBT/USDT --bootstrap localhost:19092 --topic crypto.trades
     python ingestion/kraken_trades_ws.py --pair XBT/USDT --pair ETH/USD --pair DOGE/USD --api v1
+    python ingestion/kraken_trades_ws.py --pair XBT/USDT --no-resume     # a restart re-sends the 50-trade snapshot
     # against the local fake Kraken (ingestion/fake_kraken.py):
     python ingestion/fake_kraken.py --port 8765 --pairs BTC/USDT,ETH/USD --rate 100 &
     python ingestion/kraken_trades_ws.py --ws-url ws://127.0.0.1:8765/v2 --pair XBT/USDT --pair ETH/USD
@@ -60,6 +71,10 @@ DEFAULT_FLUSH_TIMEOUT = 30.0
 DEFAULT_STARTUP_TIMEOUT = 5.0
 DEFAULT_COMPRESSION = "lz4"
 DEFAULT_LINGER_MS = 5
+DEFAULT_RESUME_SCAN_LIMIT = 200_000
+DEFAULT_RESUME_TIMEOUT = 15.0
+RESUME_FIRST_CHUNK = 2000  # records per partition read first; each further chunk reaches 10x further back
+RESUME_GROWTH = 10
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_REJECTED = 0, 1, 2, 3
 
@@ -379,6 +394,45 @@ def backoff_delay(attempt: int, initial: float, cap: float, rng: random.Random) 
     return d / 2 + rng.random() * d / 2
 
 
+def scan_windows(low: int, high: int, limit: int, first: int = RESUME_FIRST_CHUNK,
+                 growth: int = RESUME_GROWTH) -> list[tuple[int, int]]:
+    """Offset ranges [start, end) to read a partition's tail backwards, newest first, at most `limit` records.
+
+    low=0, high=50000, limit=200000 -> [(48000, 50000), (30000, 48000), (0, 30000)]: the first chunk holds the
+    last `first` records, each next one reaches `growth` times further back, clipped at `low` and `high - limit`.
+    """
+    floor = max(low, high - limit)
+    windows, end, reach = [], high, first
+    while end > floor:
+        start = max(floor, high - reach)
+        windows.append((start, end))
+        end, reach = start, reach * growth
+    return windows
+
+
+def latest_trade_ids(records: Any, keys: dict[bytes, str], into: Optional[dict[str, int]] = None) -> dict[str, int]:
+    """Highest v2 trade_id per pair among Kafka records (key bytes, value bytes), merged into `into`.
+
+    Only records whose key is one of `keys` (key bytes -> pair) are decoded; a value counts when it is a JSON
+    object with "api": "v2" and an integer trade_id. Anything else (v1 records, other pairs, junk) is ignored.
+    """
+    found = {} if into is None else into
+    for key, value in records:
+        pair = keys.get(key)
+        if pair is None or value is None:
+            continue
+        try:
+            v = json.loads(value)
+        except (ValueError, RecursionError):
+            continue
+        if type(v) is not dict or v.get("api") != "v2":
+            continue
+        tid = v.get("trade_id")
+        if type(tid) is int and (pair not in found or tid > found[pair]):
+            found[pair] = tid
+    return found
+
+
 # ---------------------------------------------------------------------------------------------
 # I/O: the running producer
 # ---------------------------------------------------------------------------------------------
@@ -456,6 +510,7 @@ class TradeProducer:
         self.stats = Stats()
         self.gaps_by_pair: dict[str, list[int]] = {c.user_pair: [0, 0] for c in self.codecs.values()}
         self.last_id: dict[str, int] = {}  # v2: last produced trade_id per native pair
+        self.resumed: dict[str, int] = {}  # v2: trade_id read back from the topic, until the pair's first snapshot
         self.v1_guard: dict[str, tuple] = {}  # v1: (last time, rows at that time) to drop resubscribe overlap
         self.v1_last: dict[str, tuple] = {}
         self.stop = threading.Event()
@@ -493,8 +548,35 @@ class TradeProducer:
 
     # -- trades ----------------------------------------------------------------------------------
 
-    def handle_v2_trades(self, records: list) -> None:
+    def resume_from(self, points: dict[str, int]) -> None:
+        """Seed the last produced trade_id per pair (user spelling -> id) with what the topic already holds."""
+        for codec in self.codecs.values():
+            tid = points.get(codec.user_pair)
+            if tid is not None:
+                self.last_id[codec.native] = tid
+                self.resumed[codec.native] = tid
+
+    def check_resumed(self, records: list) -> None:
+        """First snapshot after a resume: the newest trade Kraken has cannot be older than one we produced.
+
+        If it is, the topic's ids come from another id sequence (e.g. an earlier run against the fake Kraken):
+        forget the resume point rather than skip every trade until Kraken's ids catch up.
+        """
+        newest: dict[str, int] = {}
+        for codec, tid, _ in records:
+            newest[codec.native] = max(tid, newest.get(codec.native, tid))
+        for native, tid in newest.items():
+            seed = self.resumed.pop(native, None)
+            if seed is not None and tid < seed and self.last_id.get(native) == seed:
+                del self.last_id[native]
+                log.warning("resume point of %s (trade_id %d, read from the topic) is ahead of Kraken's newest "
+                            "trade_id %d: ignored, producing the snapshot as if started without memory",
+                            self.codecs[native].user_pair, seed, tid)
+
+    def handle_v2_trades(self, records: list, snapshot: bool = False) -> None:
         """Produce in order; skip trade_ids already produced; count a jump in trade_id as a gap."""
+        if snapshot and self.resumed:
+            self.check_resumed(records)
         last_id, produce, stats = self.last_id, self.produce, self.stats
         codec, last = None, None
         for c, tid, value in records:
@@ -675,13 +757,13 @@ class TradeProducer:
         parsed = parse_frame(text, iso_now(now_ns), self.codecs, self.api)
         kind = parsed[0]
         if kind is TRADES:
-            _, _snapshot, records, bad = parsed
+            _, snapshot, records, bad = parsed
             if bad:
                 self.stats.malformed += len(bad)
                 self.rlog.warning("malformed", "malformed trade element(s) skipped: %s", "; ".join(bad)[:300])
             self.stats.trades += len(records)
             if self.api == "v2":
-                self.handle_v2_trades(records)
+                self.handle_v2_trades(records, snapshot)
             else:
                 self.handle_v1_trades(records)
         elif kind is HEARTBEAT:
@@ -803,6 +885,99 @@ def check_broker(producer: Any, bootstrap: str, timeout: float) -> Optional[str]
     return None
 
 
+def read_resume_points(bootstrap: str, topic: str, pairs: list[str], limit: int, timeout: float) -> dict[str, int]:
+    """Highest v2 trade_id already in `topic` per pair (key = pair as typed), from each partition's tail.
+
+    A short-lived consumer with assign() (no group membership, no commits) reads every partition backwards in
+    chunks (scan_windows), all partitions chunk by chunk, until each pair is found or `limit` records per partition
+    were read. Values are decoded only for records whose key is one of `pairs`. Gives up after `timeout` seconds
+    with what it found so far (a chunk read only in part can only yield an older trade_id than the newest one in
+    the topic: some snapshot trades are produced twice, none is lost).
+    """
+    from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+    t0 = time.monotonic()
+    deadline = t0 + timeout
+    keys = {p.encode("utf-8"): p for p in pairs}
+    found: dict[str, int] = {}
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap, "group.id": f"kraken-trades-ws-resume-{random.getrandbits(64):016x}",
+        "client.id": "kraken-trades-ws-resume", "enable.auto.commit": False, "enable.auto.offset.store": False,
+        "enable.partition.eof": True, "auto.offset.reset": "earliest", "allow.auto.create.topics": False,
+        "fetch.wait.max.ms": 50,
+    })
+    try:
+        meta = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+        if meta is None or meta.error is not None or not meta.partitions:
+            log.info("resume: topic %s does not exist yet: nothing to resume from", topic)
+            return found
+        windows = {}
+        for p in sorted(meta.partitions):
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=max(0.1, deadline - time.monotonic()))
+            windows[p] = scan_windows(low, high, limit)
+        read, level = 0, 0
+        while len(found) < len(keys) and any(level < len(w) for w in windows.values()):
+            chunk = {p: w[level] for p, w in windows.items() if level < len(w)}
+            unknown = {k: v for k, v in keys.items() if v not in found}
+            level_found: dict[str, int] = {}
+            consumer.assign([TopicPartition(topic, p, start) for p, (start, _) in chunk.items()])
+            open_parts = set(chunk)
+            while open_parts:
+                if time.monotonic() > deadline:
+                    found.update({p: t for p, t in level_found.items() if p not in found})
+                    log.warning("resume: gave up reading %s after %.1fs (%d records read)", topic, timeout, read)
+                    return found
+                batch = []
+                for msg in consumer.consume(num_messages=5000, timeout=0.2):
+                    part = msg.partition()
+                    if part not in open_parts:
+                        continue
+                    err = msg.error()
+                    if err is not None:
+                        if err.code() == KafkaError._PARTITION_EOF:
+                            open_parts.discard(part)
+                            continue
+                        raise RuntimeError(f"reading {topic} [{part}]: {err}")
+                    offset, end = msg.offset(), chunk[part][1]
+                    if offset >= end:
+                        open_parts.discard(part)
+                        continue
+                    read += 1
+                    key = msg.key()
+                    if key in unknown:
+                        batch.append((key, msg.value()))
+                    if offset == end - 1:
+                        open_parts.discard(part)
+                latest_trade_ids(batch, unknown, level_found)
+            consumer.unassign()
+            found.update(level_found)
+            level += 1
+        log.info("resume: read %d record(s) of %s (%d partition(s), %d chunk(s) deep) in %.2fs",
+                 read, topic, len(windows), level, time.monotonic() - t0)
+        return found
+    finally:
+        consumer.close()
+
+
+def resume_points(args: argparse.Namespace) -> dict[str, int]:
+    """--api v2: what the topic already holds per pair (logged pair by pair); {} for v1 or --no-resume."""
+    if args.api != "v2":
+        log.info("resume: not available with --api v1 (v1 trades have no trade_id); producing live trades only")
+        return {}
+    if args.no_resume:
+        log.info("resume: disabled (--no-resume): the first snapshot is produced in full")
+        return {}
+    found = read_resume_points(args.bootstrap, args.topic, args.pair, args.resume_scan_limit, args.resume_timeout)
+    for pair in args.pair:
+        if pair in found:
+            log.info("resuming %s after trade_id %d", pair, found[pair])
+        else:
+            log.info("resume: no earlier v2 trade of %s in the last %d record(s) of each partition of %s: "
+                     "starting without memory (the first snapshot is produced in full)",
+                     pair, args.resume_scan_limit, args.topic)
+    return found
+
+
 # ---------------------------------------------------------------------------------------------
 # CLI
 # ---------------------------------------------------------------------------------------------
@@ -836,6 +1011,14 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--compression", default=DEFAULT_COMPRESSION, choices=["none", "gzip", "snappy", "lz4", "zstd"],
                    help="Kafka compression codec")
     p.add_argument("--linger-ms", type=int, default=DEFAULT_LINGER_MS, help="Kafka producer linger.ms")
+    p.add_argument("--no-resume", action="store_true",
+                   help="v2: do not read the topic back at start; a restart then produces the 50-trade snapshot "
+                   "again (up to 50 trades per pair twice in the topic)")
+    p.add_argument("--resume-scan-limit", type=int, default=DEFAULT_RESUME_SCAN_LIMIT,
+                   help="v2: at start, read at most this many records per partition (newest first) to find each "
+                   "pair's last produced trade_id")
+    p.add_argument("--resume-timeout", type=float, default=DEFAULT_RESUME_TIMEOUT,
+                   help="v2: stop reading the topic back after this many seconds and resume with what was found")
     p.add_argument("--record", metavar="FILE", help='append every received text frame as JSONL {"t": epoch_s, "frame": text}')
     p.add_argument("--log-level", default="INFO", help="logging level")
     args = p.parse_args(argv)
@@ -849,7 +1032,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
             p.error(f"--pair {seen[native]!r} and {pair!r} are the same Kraken pair ({native})")
         seen[native] = pair
     for name in ("stats_interval", "watchdog", "ack_timeout", "connect_timeout", "backoff_initial", "backoff_max",
-                 "delivery_timeout", "flush_timeout", "startup_timeout"):
+                 "delivery_timeout", "flush_timeout", "startup_timeout", "resume_scan_limit", "resume_timeout"):
         if getattr(args, name) <= 0:
             p.error(f"--{name.replace('_', '-')} must be > 0")
     return args
@@ -873,6 +1056,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     if problem:
         log.error("%s", problem)
         return EXIT_FAILURE
+    try:
+        app.resume_from(resume_points(args))
+    except Exception as exc:  # reading back is an optimisation: never a reason not to produce
+        log.warning("resume: could not read %s back (%s): starting without memory", args.topic, exc)
     app.producer = producer
 
     def on_signal(signum: int, _frame: Any) -> None:
