@@ -8,6 +8,9 @@ Usage:
     python spark/jobs/plot_ohlcv.py --gold data/gold/ohlcv_1m --symbol XBT/USDT \\
         --from 2026-01-01T00:00 --to 2026-01-01T02:00 --png docs/xbt_usdt.png --html docs/xbt_usdt.html
 
+    # every bar of the pair Gold holds (e.g. after `make demo`)
+    python spark/jobs/plot_ohlcv.py --symbol XBT/USDT --png data/charts/xbt_usdt.png
+
 Exit codes: 0 written; 1 no bars for the pair in the range; 2 a bad flag.
 """
 
@@ -42,14 +45,17 @@ class Bar(NamedTuple):
     trade_count: int
 
 
-def read_bars(spark, gold: str, symbol: str, start: datetime, end: datetime) -> list[Bar]:
-    """The pair's bars with window_start in [start, end), oldest first, window_start as an aware UTC datetime."""
+def read_bars(spark, gold: str, symbol: str, start: datetime | None, end: datetime | None) -> list[Bar]:
+    """The pair's bars with window_start in [start, end) (an open side when None), oldest first, window_start as an
+    aware UTC datetime."""
     from pyspark.sql import functions as F
 
-    rows = (spark.read.parquet(gold)
-            .where((F.col("symbol") == symbol)
-                   & (F.col("window_start") >= F.to_timestamp(F.lit(spark_timestamp(start))))
-                   & (F.col("window_start") < F.to_timestamp(F.lit(spark_timestamp(end)))))
+    wanted = F.col("symbol") == symbol
+    if start is not None:
+        wanted &= F.col("window_start") >= F.to_timestamp(F.lit(spark_timestamp(start)))
+    if end is not None:
+        wanted &= F.col("window_start") < F.to_timestamp(F.lit(spark_timestamp(end)))
+    rows = (spark.read.parquet(gold).where(wanted)
             .selectExpr("unix_micros(window_start) AS start_us", "open", "high", "low", "close", "volume", "vwap",
                         "trade_count")
             .orderBy("start_us")
@@ -57,6 +63,14 @@ def read_bars(spark, gold: str, symbol: str, start: datetime, end: datetime) -> 
     epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
     return [Bar(epoch + timedelta(microseconds=r.start_us), r.open, r.high, r.low, r.close, r.volume, r.vwap,
                 r.trade_count) for r in rows]
+
+
+def describe_span(start: datetime | None, end: datetime | None, bars: list[Bar]) -> str:
+    """'2026-01-01 00:00 to 2026-01-01 00:20 UTC'; an open side is the first bar's start / the last bar's end."""
+    first = start or (bars[0].window_start if bars else None)
+    last = end or (bars[-1].window_start + timedelta(minutes=1) if bars else None)
+    first_text, last_text = (f"{m:%Y-%m-%d %H:%M}" if m else "..." for m in (first, last))
+    return f"{first_text} to {last_text} UTC"
 
 
 def render_png(bars: list[Bar], title: str, path: Path, width: int, height: int) -> None:
@@ -117,10 +131,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gold", default=DEFAULT_GOLD, help="Gold bars folder (default %(default)s)")
     parser.add_argument("--symbol", required=True, help="pair as in Gold, e.g. XBT/USDT")
-    parser.add_argument("--from", dest="start", required=True, type=parse_minute,
-                        help="first minute, UTC, e.g. 2026-01-01T00:00 (inclusive)")
-    parser.add_argument("--to", dest="end", required=True, type=parse_minute,
-                        help="end of the range, UTC (exclusive)")
+    parser.add_argument("--from", dest="start", type=parse_minute,
+                        help="first minute, UTC, e.g. 2026-01-01T00:00 (inclusive; default: the pair's first bar)")
+    parser.add_argument("--to", dest="end", type=parse_minute,
+                        help="end of the range, UTC (exclusive; default: after the pair's last bar)")
     parser.add_argument("--png", required=True, type=Path, help="PNG file to write")
     parser.add_argument("--html", type=Path, help="also write an HTML page with the chart and the bars' values")
     parser.add_argument("--width", type=positive_pixels, default=DEFAULT_WIDTH,
@@ -128,7 +142,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--height", type=positive_pixels, default=DEFAULT_HEIGHT,
                         help="PNG height in pixels (default %(default)s)")
     args = parser.parse_args(argv)
-    if args.end <= args.start:
+    if args.start and args.end and args.end <= args.start:
         parser.error("--to must be after --from")
     return args
 
@@ -141,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         bars = read_bars(spark, args.gold, args.symbol, args.start, args.end)
     finally:
         spark.stop()
-    span = f"{args.start:%Y-%m-%d %H:%M} to {args.end:%Y-%m-%d %H:%M} UTC"
+    span = describe_span(args.start, args.end, bars)
     if not bars:
         log.error("no bars for %s in %s in %s", args.symbol, span, args.gold)
         return 1

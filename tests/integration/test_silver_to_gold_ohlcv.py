@@ -171,14 +171,11 @@ def png_size(path: Path) -> tuple[int, int]:
 
 def test_chart_from_gold(demo, tmp_path):
     png, html = tmp_path / "xbt.png", tmp_path / "xbt.html"
-    result = run_ok(PLOT, "--gold", str(demo["gold"]), "--symbol", "XBT/USDT", "--from", "2026-01-01T00:00",
-                    "--to", "2026-01-01T00:20", "--png", str(png), "--html", str(html), "--width", "900",
-                    "--height", "500")
+    result = run_ok(PLOT, "--gold", str(demo["gold"]), "--symbol", "XBT/USDT", "--from", "2026-01-01T00:01",
+                    "--png", str(png), "--html", str(html), "--width", "900", "--height", "500")
     assert png_size(png) == (900, 500) and png.stat().st_size > 5000
     page = html.read_text()
     assert "<img" in page and "data:image/png;base64," in page and "XBT/USDT" in page
-    assert "rendered 14 bars" in result.stdout + result.stderr  # minutes 0..16 closed; 5, 6, 13 empty
+    assert "rendered 13 bars" in result.stdout + result.stderr  # minutes 1..16 closed; 5, 6, 13 empty
+    assert "XBT/USDT 1-minute candles, 2026-01-01 00:01 to 2026-01-01 00:17 UTC" in page
 
-    missing = run_script(PLOT, "--gold", str(demo["gold"]), "--symbol", "NOPE/USD", "--from", "2026-01-01T00:00",
-                         "--to", "2026-01-01T00:20", "--png", str(tmp_path / "none.png"))
-    assert missing.returncode == 1 and "no bars for NOPE/USD" in missing.stderr

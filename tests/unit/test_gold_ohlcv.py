@@ -130,3 +130,12 @@ def test_progress_line_of_a_file_source_query():
     progress = {"batchId": 3, "numInputRows": 10, "processedRowsPerSecond": 5.0,
                 "durationMs": {"triggerExecution": 900}, "sources": [{"endOffset": {"logOffset": 7}}]}
     assert format_progress(progress) == "batch=3 rows=10 rows/s=5 duration_ms=900 logOffset=7"
+
+
+def test_chart_span_defaults_to_the_bars_it_shows():
+    from plot_ohlcv import Bar, describe_span
+
+    t0 = datetime(2026, 1, 1, 0, 0, tzinfo=timezone.utc)
+    bars = [Bar(t0, 1, 1, 1, 1, 1, 1, 1), Bar(t0.replace(minute=9), 1, 1, 1, 1, 1, 1, 1)]
+    assert describe_span(None, None, bars) == "2026-01-01 00:00 to 2026-01-01 00:10 UTC"
+    assert describe_span(t0.replace(minute=5), None, []) == "2026-01-01 00:05 to ... UTC"
