@@ -2,7 +2,8 @@
 
   ws-recv        a bare websocket-client: connect, send the producer's subscribe request, receive frames with the
                  producer's settings (skip_utf8_validation, TCP_NODELAY, recv_data_frame) and do nothing else until
-                 `--frames` trade frames have arrived; prints {"t_last": epoch s, "frames": n}.
+                 `--frames` trade frames have arrived; prints {"t_last": epoch s, "frames": n}. --validate-utf8 lets
+                 the library validate UTF-8 (with wsaccel when installed) instead, to measure that option.
   kafka-produce  confluent-kafka with the producer's own config (idempotent, acks=all, lz4, linger) producing the
                  producer's already-built records; prints {"t0", "t1", "n", "delivered"} (t1 = every record acked).
   kafka-latency  the same producer config sending one prebuilt record every 1/rate s for `--duration` s; prints the
@@ -28,10 +29,10 @@ import kraken_trades_ws as kw
 TRADE_PREFIX = b'{"channel":"trade","type":"update"'
 
 
-def ws_recv(url: str, frames: int) -> dict:
+def ws_recv(url: str, frames: int, validate_utf8: bool = False) -> dict:
     import websocket
 
-    ws = websocket.create_connection(url, timeout=30, skip_utf8_validation=True, enable_multithread=True,
+    ws = websocket.create_connection(url, timeout=30, skip_utf8_validation=not validate_utf8, enable_multithread=True,
                                      sockopt=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),))
     natives = [kw.native_pair(p, "v2") for p in bc.USER_PAIRS]
     ws.send(kw.subscribe_request("v2", natives, 1))
@@ -64,14 +65,15 @@ def kafka_produce(frames_file: str, topic: str, bootstrap: str) -> dict:
     producer.list_topics(topic, timeout=10)  # metadata before the clock starts, as the producer's broker check
     produce, poll = producer.produce, producer.poll
     t0 = time.time()
-    for key, value in records:
+    for i, (key, value) in enumerate(records):
+        if i % 1000 == 0:  # serve delivery reports now and then: a ceiling, not the producer's per-frame poll(0)
+            poll(0)
         while True:
             try:
                 produce(topic, value, key)
                 break
             except BufferError:
                 poll(0.01)
-        poll(0)
     remaining = producer.flush(60)
     t1 = time.time()
     return {"t0": t0, "t1": t1, "n": len(records), "delivered": delivered[0], "undelivered": remaining}
@@ -111,6 +113,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     w = sub.add_parser("ws-recv", help="bare WebSocket receive")
     w.add_argument("--url", required=True, help="fake Kraken v2 URL")
     w.add_argument("--frames", type=int, required=True, help="trade frames to receive")
+    w.add_argument("--validate-utf8", action="store_true", help="library-side UTF-8 validation (wsaccel if installed)")
     k = sub.add_parser("kafka-produce", help="confluent-kafka producing prebuilt records")
     k.add_argument("--frames-file", required=True, help="JSONL of v2 frame texts")
     k.add_argument("--topic", required=True, help="topic")
@@ -122,7 +125,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     lat.add_argument("--duration", type=float, default=15.0, help="seconds")
     args = p.parse_args(argv)
     if args.cmd == "ws-recv":
-        result = ws_recv(args.url, args.frames)
+        result = ws_recv(args.url, args.frames, args.validate_utf8)
     elif args.cmd == "kafka-produce":
         result = kafka_produce(args.frames_file, args.topic, args.bootstrap)
     else:

@@ -15,8 +15,8 @@ the whole stream is queued to the socket the moment the subscription is acknowle
              rate = N / (all acknowledged - first produce).
 
 Usage:
-    python bench/producer_ingest.py            # 200,000 trades, 5 repetitions
-    python bench/producer_ingest.py --quick    # 50,000 trades, 3 repetitions
+    python bench/producer_ingest.py            # 500,000 trades, 5 repetitions
+    python bench/producer_ingest.py --quick    # 100,000 trades, 3 repetitions
 """
 
 from __future__ import annotations
@@ -91,11 +91,12 @@ def run_producer(stream: bytes, n: int, workdir: Path, rep: int) -> dict[str, An
             "final_stats": final[-1].split("final stats ", 1)[1] if final else None}
 
 
-def run_bare_ws(stream: bytes, n: int, n_frames: int) -> dict[str, Any]:
+def run_bare_ws(stream: bytes, n: int, n_frames: int, validate_utf8: bool = False) -> dict[str, Any]:
     server = PushServer(stream).start()
     try:
         out = subprocess.run([bc.PYTHON, str(bc.REPO_ROOT / "bench" / "ceiling_workers.py"), "ws-recv", "--url",
-                              server.url("v2"), "--frames", str(n_frames)], capture_output=True, text=True,
+                              server.url("v2"), "--frames", str(n_frames)] + (["--validate-utf8"] if validate_utf8
+                                                                              else []), capture_output=True, text=True,
                              timeout=600, cwd=bc.REPO_ROOT, env=bc.script_env())
     finally:
         server.stop()
@@ -121,17 +122,63 @@ def run_kafka_only(frames_file: Path) -> dict[str, Any]:
     return {"rate": result["n"] / wall, "wall_s": wall, "delivered": result["delivered"]}
 
 
+def decode_options(frames: list[str], repeat: int = 3) -> dict[str, Any]:
+    """CPU µs per trade of JSON decoders on the same frames, in this process (best of `repeat`). Only a decoder that
+    keeps a JSON number's exact text qualifies for the producer (price/size are money)."""
+    import json as stdlib_json
+
+    import kraken_trades_ws as kw
+
+    codecs = {kw.native_pair(p, "v2"): kw.PairCodec(p, kw.native_pair(p, "v2"), "v2") for p in bc.USER_PAIRS}
+    n = sum(f.count('"trade_id"') for f in frames)
+    options: dict[str, Any] = {
+        "json.loads (floats: inexact, reference only)": stdlib_json.loads,
+        "json.loads parse_float=Num (the producer's, exact)": kw.load_frame,
+        "parse_frame: decode + records (the producer's whole parse)":
+            lambda f: kw.parse_frame(f, "2026-01-01T00:00:00.000000Z", codecs, "v2"),
+    }
+    try:
+        import orjson
+        options["orjson.loads (floats: inexact, not usable)"] = orjson.loads
+    except ImportError:
+        pass
+    try:
+        import msgspec
+        dec = msgspec.json.Decoder(float_hook=kw.Num)
+        options["msgspec float_hook=Num (exact)"] = dec.decode
+    except ImportError:
+        options["msgspec float_hook=Num (exact)"] = None  # not installed
+    out = {}
+    for name, fn in options.items():
+        if fn is None:
+            out[name] = "not installed"
+            continue
+        best = min(_timed(fn, frames) for _ in range(repeat))
+        out[name] = round(best / n * 1e6, 3)
+    return out
+
+
+def _timed(fn: Any, frames: list[str]) -> float:
+    t0 = time.perf_counter()
+    for f in frames:
+        fn(f)
+    return time.perf_counter() - t0
+
+
 def summarize(reps: list[dict[str, Any]], n: int) -> dict[str, Any]:
     def med(kind: str, key: str) -> Optional[float]:
         return median([r[kind][key] for r in reps])
 
     producer, bare, kafka = med("producer", "rate"), med("bare_ws", "rate"), med("kafka_only", "rate")
+    bare_utf8 = med("bare_ws_utf8", "rate")
     # the ratio of each repetition's own figures, then the median (both measured back to back)
     ratio_a = median([r["producer"]["rate"] / r["bare_ws"]["rate"] for r in reps])
     ratio_b = median([r["producer"]["rate"] / r["kafka_only"]["rate"] for r in reps])
     bound = "the producer process (CPU-bound: %.0f%% of one core)" % (100 * med("producer", "cpu_util"))
     return {
         "trades": n, "producer_rate": producer, "bare_ws_rate": bare, "kafka_only_rate": kafka,
+        "bare_ws_validating_utf8_rate": bare_utf8,
+        "bare_ws_us_per_trade": 1e6 / bare if bare else None,
         "ratio_to_bare_ws": ratio_a, "ratio_to_kafka_only": ratio_b,
         "producer_cpu_us_per_trade": med("producer", "cpu_us_per_trade"),
         "producer_cpu_util": med("producer", "cpu_util"), "producer_peak_rss_mib": med("producer", "peak_rss_mib"),
@@ -155,12 +202,12 @@ def summary_rows(s: dict[str, Any]) -> list[dict[str, Any]]:
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="small: 50,000 trades, 3 repetitions")
-    p.add_argument("--trades", type=int, help="trades per repetition (default 200,000; quick 50,000)")
+    p.add_argument("--quick", action="store_true", help="small: 100,000 trades, 3 repetitions")
+    p.add_argument("--trades", type=int, help="trades per repetition (default 500,000; quick 100,000)")
     p.add_argument("--reps", type=int, help="repetitions (default 5; quick 3)")
     p.add_argument("--max-batch", type=int, default=5, help="max trades per frame (default %(default)s)")
     args = p.parse_args(argv)
-    args.trades = args.trades or (50_000 if args.quick else 200_000)
+    args.trades = args.trades or (100_000 if args.quick else 500_000)
     args.reps = args.reps or (3 if args.quick else 5)
     return args
 
@@ -181,12 +228,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         for i in range(args.reps):
             rep = {"producer": run_producer(stream, args.trades, workdir, i),
                    "bare_ws": run_bare_ws(stream, args.trades, len(frames)),
-                   "kafka_only": run_kafka_only(frames_file)}
+                   "kafka_only": run_kafka_only(frames_file),
+                   "bare_ws_utf8": run_bare_ws(stream, args.trades, len(frames), validate_utf8=True)}
             log.info("rep %d: producer %.0f/s (cpu %.0f%%), bare WS %.0f/s, kafka only %.0f/s", i,
                      rep["producer"]["rate"], 100 * rep["producer"]["cpu_util"], rep["bare_ws"]["rate"],
                      rep["kafka_only"]["rate"])
             reps.append(rep)
     s = summarize(reps, args.trades)
+    s["decode_us_per_trade"] = decode_options(frames[: max(1, len(frames) // 5)])
     rows = summary_rows(s)
     payload = {"name": NAME, "quick": args.quick, "params": vars(args), "frames": len(frames),
                "load_before": load_before, "load_after": bc.load_average(), "machine": bc.machine_info(),
@@ -194,6 +243,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     path = bc.write_results(NAME, payload)
     print(table([[r["figure"], r["value"], r["ceiling_name"], r["ceiling"], r["ratio"], r["target"], r["status"]]
                  for r in rows], ["figure", "value", "ceiling", "ceiling value", "ratio", "target", "status"]))
+    print(f"bare WS with library UTF-8 validation (wsaccel={bc.machine_info()['wsaccel']}): "
+          f"{s['bare_ws_validating_utf8_rate']:,.0f} trades/s vs {s['bare_ws_rate']:,.0f} skipping it")
+    print("JSON decode options, CPU µs/trade: " + "; ".join(f"{k}: {v}" for k, v in s["decode_us_per_trade"].items()))
     print(f"bound by: {s['bound']}")
     print(f"results: {path}")
     return 0
