@@ -74,7 +74,8 @@ def trade_latencies(job: Job, t_from: float, t_to: float) -> list[tuple[float, f
                     continue
                 if kind != 1:
                     raise RuntimeError("topic is not LogAppendTime: producer-side latency would be meaningless")
-                out.append((event, (b["committed_at"] - event) * 1000, kafka_us / 1000 - epoch_s(v["ts_ingest"]) * 1000))
+                producer_ms = kafka_us / 1000 - epoch_s(v["ts_ingest"]) * 1000
+                out.append((event, (b["committed_at"] - event) * 1000, producer_ms))
     return out
 
 

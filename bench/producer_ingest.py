@@ -26,9 +26,7 @@ import json
 import logging
 import signal
 import subprocess
-import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any, Optional

@@ -51,7 +51,8 @@ def measure(job: Job, t_from: float, t_to: float) -> dict[str, Any]:
         "setting": job.label, "args": job.args, "window_s": window, "batches": len(batches), "files": len(files),
         "rows": rows, "bytes": nbytes, "files_per_hour": per_hour(len(files), window),
         # bytes scale with the trades landed, so per row x rows per hour (a window holds whole batches only)
-        "mb_per_hour": nbytes / rows * RATE * 3600 / 1e6 if rows else None, "avg_file_kb": nbytes / len(files) / 1e3 if files else None,
+        "mb_per_hour": nbytes / rows * RATE * 3600 / 1e6 if rows else None,
+        "avg_file_kb": nbytes / len(files) / 1e3 if files else None,
         "rows_per_file": rows / len(files) if files else None,
         "bytes_per_row": nbytes / rows if rows else None, "exit_code": job.exit_code,
     }

@@ -118,7 +118,8 @@ def run_stream(rate: float, duration: float, jobs: list[Job], workdir: Path, *, 
         for job in jobs:
             job.exit_code = bc.stop_process(job.proc, signal.SIGINT, timeout=120)
         bc.delete_topics([topic])
-    return {"topic": topic, "side": side, "t_start": t_start, "t_stop": t_stop, "records": total, "producer_exit": producer_rc,
+    return {"topic": topic, "side": side, "t_start": t_start, "t_stop": t_stop, "records": total,
+            "producer_exit": producer_rc,
             "producer_final": [ln for ln in producer_log.read_text().splitlines() if "final stats" in ln][-1:]}
 
 
