@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from gold_ohlcv_batch import parse_minute, spark_timestamp
-from streaming_common import build_spark, configure_logging
+from streaming_common import build_spark, configure_logging, describe_error
 
 DEFAULT_GOLD = "data/gold/ohlcv_1m"
 DEFAULT_WIDTH, DEFAULT_HEIGHT, DPI = 1200, 700, 100
-UP, DOWN = "#26a69a", "#ef5350"
+UP, DOWN, VWAP_COLOR = "#26a69a", "#ef5350", "#37474f"
 
 log = logging.getLogger("plot_ohlcv")
 
@@ -74,7 +74,8 @@ def describe_span(start: datetime | None, end: datetime | None, bars: list[Bar])
 
 
 def render_png(bars: list[Bar], title: str, path: Path, width: int, height: int) -> None:
-    """Candles (up green, down red) above volume bars, exactly width x height pixels."""
+    """Candles (up green, down red) with each minute's VWAP as a dash, above volume bars; exactly width x height
+    pixels."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -84,14 +85,20 @@ def render_png(bars: list[Bar], title: str, path: Path, width: int, height: int)
     fig, (ax_price, ax_volume) = plt.subplots(2, 1, sharex=True, figsize=(width / DPI, height / DPI), dpi=DPI,
                                               gridspec_kw={"height_ratios": [3, 1]})
     body_width = 0.7 / (24 * 60)  # 70% of a minute, in days (matplotlib's date unit)
+    price_span = float(max(bar.high for bar in bars)) - float(min(bar.low for bar in bars))
+    min_body = price_span * 0.004 or abs(float(bars[0].high)) * 1e-4 or 1e-12  # keep doji / one-trade bars visible
     for bar in bars:
         x = mdates.date2num(bar.window_start + timedelta(seconds=30))
         color = UP if bar.close >= bar.open else DOWN
         ax_price.vlines(x, float(bar.low), float(bar.high), color=color, linewidth=1)
         bottom, top = sorted((float(bar.open), float(bar.close)))
-        ax_price.bar(x, max(top - bottom, (float(bar.high) - float(bar.low)) * 0.002 or 1e-12), bottom=bottom,
-                     width=body_width, color=color)
+        ax_price.bar(x, max(top - bottom, min_body), bottom=bottom, width=body_width, color=color)
         ax_volume.bar(x, float(bar.volume), width=body_width, color=color)
+    with_vwap = [bar for bar in bars if bar.vwap is not None]
+    ax_price.plot([mdates.date2num(bar.window_start + timedelta(seconds=30)) for bar in with_vwap],
+                  [float(bar.vwap) for bar in with_vwap], "_", color=VWAP_COLOR, markersize=8, markeredgewidth=2,
+                  label="VWAP")
+    ax_price.legend(loc="upper left", fontsize="small")
     ax_price.set_title(title)
     ax_price.set_ylabel("price")
     ax_volume.set_ylabel("volume")
@@ -150,9 +157,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging()
+    from pyspark.errors import AnalysisException
+
     spark = build_spark("plot_ohlcv", conf={"spark.sql.shuffle.partitions": "1"})
     try:
         bars = read_bars(spark, args.gold, args.symbol, args.start, args.end)
+    except AnalysisException as exc:  # no such folder, or a stream that has not written a bar yet
+        log.error("cannot read Gold at %s: %s", args.gold, describe_error(exc))
+        return 1
     finally:
         spark.stop()
     span = describe_span(args.start, args.end, bars)
