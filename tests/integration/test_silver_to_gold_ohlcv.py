@@ -136,6 +136,10 @@ def test_batch_refuses_the_streams_gold_folder(demo):
     assert result.returncode == 2 and "is a streaming sink" in result.stderr
 
 
+def batch_ids(folder: Path) -> set[int]:
+    return {int(p.name) for p in folder.iterdir() if p.name.isdigit()} if folder.is_dir() else set()
+
+
 def test_kill_9_and_restart_loses_and_doubles_no_bar(spark, tmp_path):
     trades = [t for t in generate_trades(seed=11, minutes=12) if t.symbol != "ETH/USDT"]
     silver = SilverWriter(spark, tmp_path)
@@ -144,16 +148,18 @@ def test_kill_9_and_restart_loses_and_doubles_no_bar(spark, tmp_path):
     job = start_script(JOB, "--silver", str(silver.path), "--out", str(gold), "--checkpoint", str(checkpoint),
                        "--watermark", "1 minute", "--trigger", "1 second", log_path=tmp_path / "job1.log")
     try:
-        commits = checkpoint / "commits"
-        wait_until(lambda: commits.is_dir() and len(list(commits.iterdir())) >= 2, timeout=120, interval=0.5,
-                   message="the stream to commit its first batches")
+        # the first data batch and the no-data batch that writes minutes 0 and 1 (the watermark is 00:02:59.999999)
+        wait_until(lambda: len(batch_ids(checkpoint / "commits")) >= 2, timeout=120, interval=0.5,
+                   message=f"the stream to commit its first batches (log: {tmp_path / 'job1.log'})")
         silver.append(t for t in trades if T0 + 4 * MINUTE <= t.ts_event < T0 + 8 * MINUTE)
-        done = len(list(commits.iterdir()))
-        wait_until(lambda: len(list(commits.iterdir())) > done, timeout=60, interval=0.2,
-                   message="a batch over the second Silver append")
+        # kill -9 as soon as a batch over the new trades is planned (offsets/N) but not yet committed (commits/N)
+        wait_until(lambda: batch_ids(checkpoint / "offsets") - batch_ids(checkpoint / "commits"), timeout=60,
+                   interval=0.02, message="a batch over the second Silver append")
     finally:
         os.killpg(job.pid, signal.SIGKILL)
         job.wait(30)
+    written_before_kill = bars_by_key(read_bars(spark, gold))
+    assert len(written_before_kill) >= 4  # minutes 0 and 1 of both pairs were written before the kill
     silver.append(t for t in trades if t.ts_event >= T0 + 8 * MINUTE)
     run_ok(JOB, "--silver", str(silver.path), "--out", str(gold), "--checkpoint", str(checkpoint),
            "--watermark", "1 minute", "--available-now")
