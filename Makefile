@@ -10,10 +10,11 @@ PY := $(VENV)/bin/python
 PAIRS ?= XBT/USDT
 TOPIC ?= crypto.trades
 N ?= 5
+SYMBOL ?= XBT/USDT
 
 .DEFAULT_GOAL := help
-.PHONY: help setup connector broker-up broker-down broker-status run demo audit consume clean-data test test-unit \
-	test-integration
+.PHONY: help setup connector broker-up broker-down broker-status run demo audit consume chart gold-recompute \
+	clean-data test test-unit test-integration
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -59,8 +60,15 @@ audit: setup  ## compare Bronze with the broker: holes, duplicates, lag, files (
 consume: $(VENV)/.installed  ## print the last N records of the topic (like `rpk topic consume crypto.trades -n 5`)
 	@$(PY) ingestion/consume_trades.py --topic $(TOPIC) -n $(N)
 
+chart: $(VENV)/.installed  ## candles + volume of SYMBOL from Gold to data/charts/ (FROM=/TO= optional, UTC minutes)
+	$(PY) spark/jobs/plot_ohlcv.py --symbol "$(SYMBOL)" $(if $(FROM),--from $(FROM)) $(if $(TO),--to $(TO)) \
+	  --png data/charts/$(subst /,_,$(SYMBOL)).png --html data/charts/$(subst /,_,$(SYMBOL)).html
+
+gold-recompute: $(VENV)/.installed  ## recompute Gold bars for FROM..TO (UTC, whole minutes) from Silver, in batch
+	$(PY) spark/jobs/gold_ohlcv_batch.py --from $(FROM) --to $(TO)
+
 clean-data:  ## dev reset: delete every layer, checkpoint and log under data/ (keeps the broker's data)
-	rm -rf data/bronze data/silver data/gold data/checkpoints data/logs
+	rm -rf data/bronze data/silver data/gold data/checkpoints data/logs data/charts
 
 test: setup broker-up  ## run all tests (unit + integration) against the real broker and Spark
 	$(PY) -m pytest tests
