@@ -254,7 +254,7 @@ def machine_info() -> dict[str, Any]:
     return {
         "host": platform.node(), "cpus": os.cpu_count(), "cpu_model": cpu, "mem_gib": round(mem_kb / 2**20, 1),
         "kernel": platform.release(), "python": platform.python_version(),
-        "confluent_kafka": confluent_kafka.version()[0], "librdkafka": confluent_kafka.libversion()[0],
+        "confluent_kafka": confluent_kafka.__version__, "librdkafka": confluent_kafka.libversion()[0],
         "websocket_client": websocket.__version__, "wsaccel": has_wsaccel, "pyspark": pyspark.__version__,
         "java": java[0] if java else "?", "kafka_broker": KAFKA_VERSION, "git_commit": commit,
     }

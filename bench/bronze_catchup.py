@@ -10,6 +10,8 @@ the fake Kraken's generator made (unique trade_id per record), key the pair. The
                   rows/s = rows / sum of its batches' durations (the job's own progress lines), and also
                   N / wall time of the whole process (JVM and Spark start-up included); files = Parquet files listed
                   in _spark_metadata.
+  16 MB fetches   both again with max.partition.fetch.bytes=16 MB (Kafka's default, 1 MB, bounds both at this
+                  size), the Bronze job through its --kafka-properties file.
 
 Usage:
     python bench/bronze_catchup.py             # 1,000,000 records; consumer x3, Bronze x3
@@ -28,10 +30,12 @@ from pathlib import Path
 from typing import Any, Optional
 
 import bench_common as bc
-from bench_stats import median, table, verdict
+from bench_stats import median, ratio, table, verdict
 
 NAME = "bronze_catchup"
 PARTITIONS = 3
+# Kafka's default is 1 MB per partition per fetch (both clients); this variant lets each fetch carry 16 MB
+BIG_FETCH = {"max.partition.fetch.bytes": "16777216", "fetch.max.bytes": "104857600"}
 
 log = logging.getLogger(NAME)
 
@@ -71,11 +75,11 @@ def produce_backlog(topic: str, keys: list[bytes], values: list[bytes]) -> float
     return time.time() - t0
 
 
-def run_consumer(topic: str, n: int) -> dict[str, Any]:
+def run_consumer(topic: str, n: int, fetch: Optional[dict[str, str]] = None) -> dict[str, Any]:
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
     c = Consumer({"bootstrap.servers": bc.BOOTSTRAP, "group.id": f"bench-plain-{uuid.uuid4().hex}",
-                  "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+                  "enable.auto.commit": False, "auto.offset.reset": "earliest", **(fetch or {})})
     ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(PARTITIONS)}
     t0 = time.time()
     c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
@@ -93,12 +97,17 @@ def run_consumer(topic: str, n: int) -> dict[str, Any]:
     return {"rate": count / wall, "wall_s": wall, "records": count, "mb": nbytes / 1e6}
 
 
-def run_bronze(topic: str, n: int, workdir: Path, rep: int) -> dict[str, Any]:
+def run_bronze(topic: str, n: int, workdir: Path, rep: str, fetch: Optional[dict[str, str]] = None) -> dict[str, Any]:
     out, ckpt, log_path = workdir / f"bronze-{rep}", workdir / f"ckpt-{rep}", workdir / f"bronze-{rep}.log"
+    extra = []
+    if fetch:  # the job's --kafka-properties file carries Kafka client settings to Spark's consumer
+        props = workdir / "fetch.properties"
+        props.write_text("".join(f"{k}={v}\n" for k, v in fetch.items()))
+        extra = ["--kafka-properties", str(props)]
     t0 = time.time()
     proc = bc.start_script(bc.BRONZE_JOB, ["--bootstrap", bc.BOOTSTRAP, "--topic", topic, "--out", str(out),
                                            "--checkpoint", str(ckpt), "--startingOffsets", "earliest",
-                                           "--available-now"], log_path, SPARK_MASTER="local[2]")
+                                           "--available-now", *extra], log_path, SPARK_MASTER="local[2]")
     rc = proc.wait(1800)
     wall = time.time() - t0
     text = log_path.read_text(errors="replace")
@@ -115,7 +124,8 @@ def run_bronze(topic: str, n: int, workdir: Path, rep: int) -> dict[str, Any]:
             "mb_written": sum(size for _, size in files) / 1e6}
 
 
-def summarize(consumer: list[dict], bronze: list[dict], n: int) -> dict[str, Any]:
+def summarize(consumer: list[dict], bronze: list[dict], n: int, consumer_big: list[dict],
+              bronze_big: list[dict]) -> dict[str, Any]:
     c_rate = median([r["rate"] for r in consumer])
     b_rate = median([r["rate"] for r in bronze])
     b_wall = median([r["wall_rate"] for r in bronze])
@@ -126,8 +136,11 @@ def summarize(consumer: list[dict], bronze: list[dict], n: int) -> dict[str, Any
         "files": median([x["files"] for x in bronze]), "mb_written": median([x["mb_written"] for x in bronze]),
         "bronze_wall_s": median([x["wall_s"] for x in bronze]), "bronze_busy_s": median([x["busy_s"] for x in bronze]),
         "target": verdict(r, 1.0),
-        "bound": "Spark on local[2]: 3 Kafka partitions = 3 tasks on 2 cores, each decoding, converting to rows and "
-                 "writing Parquet (snappy); the plain consumer only copies bytes",
+        "fetch_16mb": {"consumer_rate": median([x["rate"] for x in consumer_big]),
+                       "bronze_rate": median([x["rate"] for x in bronze_big])},
+        "bound": "Spark on local[2]: 3 Kafka partitions = 3 tasks on 2 cores, each fetching (Kafka's default "
+                 "1 MB per partition per fetch), converting to rows and writing Parquet (snappy); the plain consumer "
+                 "only fetches (same 1 MB default)",
     }
 
 
@@ -139,6 +152,9 @@ def summary_rows(s: dict[str, Any]) -> list[dict[str, Any]]:
                        s["consumer_rate"], s["ratio_wall_to_consumer"], "", "", ""),
         bc.summary_row("2 Bronze catch-up", "files written; MB", f"{s['files']:.0f}; {s['mb_written']:.1f}", "", None,
                        None, "", "", ""),
+        bc.summary_row("2 Bronze catch-up", "rows/s, both with 16 MB fetches", s["fetch_16mb"]["bronze_rate"],
+                       "plain consumer, 16 MB fetches", s["fetch_16mb"]["consumer_rate"],
+                       ratio(s["fetch_16mb"]["bronze_rate"], s["fetch_16mb"]["consumer_rate"]), "", "", ""),
     ]
 
 
@@ -147,9 +163,11 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="small: 200,000 records, Bronze job twice")
     p.add_argument("--records", type=int, help="backlog size (default 1,000,000; quick 200,000)")
     p.add_argument("--reps", type=int, help="Bronze job runs (default 3; quick 2); the consumer runs 3 times")
+    p.add_argument("--fetch-reps", type=int, help="runs of both with 16 MB fetches (default 2; quick 1)")
     args = p.parse_args(argv)
     args.records = args.records or (200_000 if args.quick else 1_000_000)
     args.reps = args.reps or (2 if args.quick else 3)
+    args.fetch_reps = args.fetch_reps if args.fetch_reps is not None else (1 if args.quick else 2)
     return args
 
 
@@ -159,7 +177,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     load_before = bc.load_average()
     keys, values = backlog_values(args.records)
     topic = bc.create_topic("catchup", PARTITIONS)
-    consumer, bronze = [], []
+    consumer, bronze, consumer_big, bronze_big = [], [], [], []
     try:
         produce_s = produce_backlog(topic, keys, values)
         mb = sum(map(len, values)) / 1e6
@@ -170,16 +188,22 @@ def main(argv: Optional[list[str]] = None) -> int:
                 consumer.append(run_consumer(topic, args.records))
                 log.info("consumer %d: %.0f rows/s", i, consumer[-1]["rate"])
                 if i < args.reps:
-                    bronze.append(run_bronze(topic, args.records, Path(tmp), i))
+                    bronze.append(run_bronze(topic, args.records, Path(tmp), str(i)))
                     log.info("bronze %d: %.0f rows/s in batches, %.0f rows/s wall, %d files", i, bronze[-1]["rate"],
                              bronze[-1]["wall_rate"], bronze[-1]["files"])
+                if i < args.fetch_reps:
+                    consumer_big.append(run_consumer(topic, args.records, BIG_FETCH))
+                    bronze_big.append(run_bronze(topic, args.records, Path(tmp), f"big-{i}", BIG_FETCH))
+                    log.info("16 MB fetches %d: consumer %.0f rows/s, bronze %.0f rows/s in batches", i,
+                             consumer_big[-1]["rate"], bronze_big[-1]["rate"])
     finally:
         bc.delete_topics([topic])
-    s = summarize(consumer, bronze, args.records)
+    s = summarize(consumer, bronze, args.records, consumer_big, bronze_big)
     rows = summary_rows(s)
     payload = {"name": NAME, "quick": args.quick, "params": vars(args), "load_before": load_before,
                "load_after": bc.load_average(), "machine": bc.machine_info(), "summary": s,
-               "consumer_reps": consumer, "bronze_reps": bronze, "rows": rows}
+               "consumer_reps": consumer, "bronze_reps": bronze, "consumer_16mb_reps": consumer_big,
+               "bronze_16mb_reps": bronze_big, "rows": rows}
     path = bc.write_results(NAME, payload)
     print(table([[r["figure"], r["value"], r["ceiling_name"], r["ceiling"], r["ratio"], r["target"], r["status"]]
                  for r in rows], ["figure", "value", "ceiling", "ceiling value", "ratio", "target", "status"]))
