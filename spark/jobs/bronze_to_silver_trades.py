@@ -65,18 +65,16 @@ from __future__ import annotations
 
 import argparse
 import logging
-import time
 from typing import Any
 
-from streaming_common import (StopRequest, build_spark, configure_logging, describe_error, parse_trigger,
-                              trigger_kwargs)
+from streaming_common import (StopRequest, build_spark, configure_logging, parse_trigger, positive_int, run_queries,
+                              start_parquet_sink)
 
 DEFAULT_BRONZE = "data/bronze/crypto_trades"
 DEFAULT_OUT = "data/silver/crypto_trades"
 DEFAULT_QUARANTINE = "data/silver/crypto_trades_quarantine"
 DEFAULT_CHECKPOINT = "data/checkpoints/bronze_to_silver_trades"
 DEFAULT_WATERMARK = "10 minutes"
-STOP_GRACE_S = 60.0
 
 BRONZE_SCHEMA = ("topic string, partition int, offset long, ts_kafka timestamp, ts_type int, key string, "
                  "value_raw string")
@@ -212,8 +210,10 @@ def to_quarantine(parsed_df):
                     F.current_timestamp().alias("quarantined_at")))
 
 
-def format_batch(name: str, progress: dict[str, Any]) -> str:
-    """One log line per micro-batch of one of the two queries."""
+def format_batch(name: str, progress: dict[str, Any]) -> str | None:
+    """One log line per micro-batch of one of the two queries (None for a batch that read nothing)."""
+    if not progress.get("numInputRows"):
+        return None
     parts = [f"{name}", f"batch={progress.get('batchId')}", f"bronze_rows={progress.get('numInputRows', 0)}"]
     for operator in progress.get("stateOperators", []):
         parts.append(f"duplicates_dropped={operator.get('numDroppedDuplicateRows', 0)}")
@@ -225,10 +225,6 @@ def format_batch(name: str, progress: dict[str, Any]) -> str:
     if progress.get("eventTime", {}).get("watermark"):
         parts.append(f"watermark={progress['eventTime']['watermark']}")
     return " ".join(parts)
-
-
-def late_rows(progress: dict[str, Any]) -> int:
-    return sum(op.get("numRowsDroppedByWatermark", 0) for op in progress.get("stateOperators", []))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -249,77 +245,17 @@ def start_queries(spark, args: argparse.Namespace) -> dict[str, Any]:
     parsed = parse_bronze(read_bronze(spark, args.bronze, args.max_files_per_trigger))
     silver = deduplicate(to_silver_rows(parsed), args.watermark)
     quarantine = to_quarantine(parsed).observe("quarantine_counts", F.count(F.lit(1)).alias("quarantined"))
-    trigger = trigger_kwargs(args.trigger, args.available_now)
-    queries = {}
-    for name, df, path, partition_by in (("silver", silver, args.out, ["trade_date"]),
-                                         ("quarantine", quarantine, args.quarantine, [])):
-        writer = (df.writeStream.format("parquet").outputMode("append")
-                  .option("path", path)
-                  .option("checkpointLocation", f"{args.checkpoint.rstrip('/')}/{name}")
-                  .trigger(**trigger)
-                  .queryName(f"bronze_to_silver_trades_{name}"))
-        if partition_by:
-            writer = writer.partitionBy(*partition_by)
-        queries[name] = writer.start()
-    return queries
-
-
-def run_queries(queries: dict[str, Any], stop: StopRequest, poll_s: float = 0.5) -> int:
-    """Wait for all queries, log each finished batch, stop them all after their running batch on request or when one
-    fails. 0 = finished or stopped on request, 1 = a query failed."""
-    last = dict.fromkeys(queries, -1)
-    failed = False
-    while not stop.event.is_set() and any(q.isActive for q in queries.values()):
-        for name, query in queries.items():
-            try:
-                query.awaitTermination(poll_s / len(queries))
-            except Exception:  # noqa: BLE001 - reported below through query.exception()
-                pass
-            last[name] = _log_progress(name, query, last[name])
-            if not query.isActive and query.exception() is not None:
-                failed = True
-        if failed:
-            break
-    if stop.event.is_set():
-        log.info("%s received: letting the running micro-batches finish, then stopping", stop.signal_name)
-    for name, query in queries.items():
-        deadline = time.monotonic() + STOP_GRACE_S
-        while time.monotonic() < deadline and query.isActive and query.status.get("isTriggerActive"):
-            time.sleep(0.1)
-        if query.isActive:
-            query.stop()
-        last[name] = _log_progress(name, query, last[name])
-        error = query.exception()
-        if error is not None:
-            log.error("the %s query failed: %s", name, describe_error(error))
-            failed = True
-    return 1 if failed else 0
-
-
-def _log_progress(name: str, query, last_batch: int) -> int:
-    for progress in query.recentProgress:
-        if progress.get("batchId", -1) > last_batch:
-            last_batch = progress["batchId"]
-            if progress.get("numInputRows", 0) or late_rows(progress):
-                log.info("%s", format_batch(name, progress))
-            if late_rows(progress):
-                log.warning("%s batch %s: %d rows older than the watermark were dropped by Spark", name,
-                            progress.get("batchId"), late_rows(progress))
-    return last_batch
+    outputs = (("silver", silver, args.out, ["trade_date"]), ("quarantine", quarantine, args.quarantine, []))
+    return {
+        name: start_parquet_sink(df, path=path, checkpoint=f"{args.checkpoint.rstrip('/')}/{name}",
+                                 trigger=args.trigger, available_now=args.available_now,
+                                 name=f"bronze_to_silver_trades_{name}", partition_by=partition_by)
+        for name, df, path, partition_by in outputs
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # The job
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be a whole number >= 1")
-    return value
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -352,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     log.info("Bronze %s -> Silver %s + quarantine %s (checkpoint %s, watermark %s on ts_kafka, %s)", args.bronze,
              args.out, args.quarantine, args.checkpoint, args.watermark,
              "available-now" if args.available_now else f"trigger every {args.trigger}")
-    code = run_queries(queries, stop)
+    code = run_queries(queries, stop, describe=format_batch)
     log.info("stopped; Silver is at %s, quarantine at %s", args.out, args.quarantine)
     spark.stop()
     return code

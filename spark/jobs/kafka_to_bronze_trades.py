@@ -39,7 +39,8 @@ import socket
 import sys
 from pathlib import Path
 
-from streaming_common import StopRequest, build_spark, configure_logging, parse_trigger, run_query, trigger_kwargs
+from streaming_common import (StopRequest, build_spark, configure_logging, parse_bool, parse_trigger, positive_int,
+                              run_query, start_parquet_sink)
 
 DEFAULT_BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP", "localhost:19092")
 DEFAULT_TOPIC = "crypto.trades"
@@ -75,25 +76,6 @@ def parse_starting_offsets(text: str) -> str:
             f"{text!r}: use earliest, latest, or JSON like '{{\"crypto.trades\": {{\"0\": 42, \"1\": -2}}}}' "
             f"(-2 = earliest, -1 = latest)")
     return text
-
-
-def parse_bool(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in ("true", "1", "yes"):
-        return True
-    if lowered in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"{text!r}: use true or false")
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be a whole number >= 1")
-    return value
 
 
 def read_kafka_properties(path: Path) -> dict[str, str]:
@@ -216,16 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     stop = StopRequest().install()
     spark = build_spark("kafka_to_bronze_trades", kafka=True)
     kafka_df = spark.readStream.format("kafka").options(**kafka_source_options(args, args.client_props)).load()
-    query = (
-        to_bronze(kafka_df)
-        .writeStream.format("parquet")
-        .outputMode("append")
-        .option("path", args.out)
-        .option("checkpointLocation", args.checkpoint)
-        .trigger(**trigger_kwargs(args.trigger, args.available_now))
-        .queryName("kafka_to_bronze_trades")
-        .start()
-    )
+    query = start_parquet_sink(to_bronze(kafka_df), path=args.out, checkpoint=args.checkpoint, trigger=args.trigger,
+                               available_now=args.available_now, name="kafka_to_bronze_trades")
     log.info("landing topic %s from %s into %s (checkpoint %s, %s)", args.topic, args.bootstrap, args.out,
              args.checkpoint, "available-now" if args.available_now else f"trigger every {args.trigger}")
     code = run_query(query, stop)

@@ -42,7 +42,8 @@ import sys
 from decimal import Context, Decimal
 from typing import Any, Iterable
 
-from streaming_common import StopRequest, build_spark, configure_logging, parse_trigger, run_query, trigger_kwargs
+from streaming_common import (StopRequest, build_spark, configure_logging, parse_trigger, run_queries,
+                              start_parquet_sink)
 
 DEFAULT_SILVER = "data/silver/crypto_trades"
 DEFAULT_OUT = "data/gold/ohlcv_1m"
@@ -50,6 +51,8 @@ DEFAULT_CHECKPOINT = "data/checkpoints/silver_to_gold_ohlcv"
 DEFAULT_TRIGGER = "2 seconds"
 DEFAULT_WATERMARK = "2 minutes"
 BAR_LENGTH = "1 minute"
+LATE_HINT = (" (their minutes were already written; see --watermark, or recompute the range with "
+             "gold_ohlcv_batch.py)")
 
 SILVER_DDL = ("symbol STRING, price DECIMAL(38,18), size DECIMAL(38,18), side STRING, ord_type STRING, "
               "trade_id BIGINT, ts_event TIMESTAMP, ts_ingest TIMESTAMP, topic STRING, partition INT, offset BIGINT, "
@@ -196,39 +199,6 @@ def read_silver_stream(spark, silver: str):
 # Late-trade accounting
 
 
-def dropped_by_watermark(progress: dict[str, Any]) -> int:
-    """Rows the stateful operators dropped as later than the watermark in one micro-batch's progress."""
-    return sum(int(op.get("numRowsDroppedByWatermark") or 0) for op in progress.get("stateOperators") or [])
-
-
-def late_trades_listener(total: list[int]):
-    """A StreamingQueryListener that logs a warning for every batch that dropped late trades, adding to total[0]."""
-    import json
-
-    from pyspark.sql.streaming import StreamingQueryListener
-
-    class LateTradesListener(StreamingQueryListener):
-        def onQueryStarted(self, event) -> None:  # noqa: N802 - Spark's names
-            pass
-
-        def onQueryProgress(self, event) -> None:  # noqa: N802
-            progress = json.loads(event.progress.json)
-            dropped = dropped_by_watermark(progress)
-            if dropped:
-                total[0] += dropped
-                log.warning("batch=%s dropped %d late trade row(s) older than the watermark %s (their minutes were "
-                            "already written; see --watermark, or recompute the range with gold_ohlcv_batch.py)",
-                            progress.get("batchId"), dropped, (progress.get("eventTime") or {}).get("watermark"))
-
-        def onQueryIdle(self, event) -> None:  # noqa: N802
-            pass
-
-        def onQueryTerminated(self, event) -> None:  # noqa: N802
-            pass
-
-    return LateTradesListener()
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 # The job
 
@@ -257,24 +227,13 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     stop = StopRequest().install()
     spark = build_spark("silver_to_gold_ohlcv")
-    late_total = [0]
-    spark.streams.addListener(late_trades_listener(late_total))
     trades = read_silver_stream(spark, args.silver).withWatermark("ts_event", args.watermark)
-    query = (
-        ohlcv_bars(trades)
-        .writeStream.format("parquet")
-        .outputMode("append")
-        .option("path", args.out)
-        .option("checkpointLocation", args.checkpoint)
-        .trigger(**trigger_kwargs(args.trigger, args.available_now))
-        .queryName("silver_to_gold_ohlcv")
-        .start()
-    )
+    query = start_parquet_sink(ohlcv_bars(trades), path=args.out, checkpoint=args.checkpoint, trigger=args.trigger,
+                               available_now=args.available_now, name="silver_to_gold_ohlcv")
     log.info("writing 1-minute bars from %s into %s (checkpoint %s, watermark %s, %s)", args.silver, args.out,
              args.checkpoint, args.watermark, "available-now" if args.available_now else f"trigger every {args.trigger}")
-    code = run_query(query, stop)
-    log.info("stopped; Gold is at %s; late trade rows dropped by the watermark in this run: %d", args.out,
-             late_total[0])
+    code = run_queries({"gold": query}, stop, late_hint=LATE_HINT)
+    log.info("stopped; Gold is at %s", args.out)
     spark.stop()
     return code
 

@@ -14,7 +14,7 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Optional, Sequence
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # `make setup` resolves the Kafka connector with Maven into this folder (spark/connector-pom.xml).
@@ -52,6 +52,27 @@ def parse_trigger(text: str) -> str:
     if milliseconds < 1 or milliseconds != int(milliseconds):
         raise argparse.ArgumentTypeError(f"{text!r}: the interval must be a whole number of milliseconds, >= 1 ms")
     return f"{int(milliseconds)} milliseconds"
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a whole number >= 1")
+    return value
+
+
+def parse_bool(text: str) -> bool:
+    """argparse type: true/false (also 1/0, yes/no)."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r}: use true or false")
 
 
 def trigger_kwargs(trigger: str, available_now: bool) -> dict[str, Any]:
@@ -160,34 +181,108 @@ class StopRequest:
         self.event.set()
 
 
-def run_query(query, stop: StopRequest, poll_s: float = 0.5) -> int:
-    """Wait for the query, log each finished micro-batch, stop it cleanly on request.
+BatchDescriber = Callable[[str, dict], Optional[str]]  # (query name, progress) -> a log line, or None
 
-    Returns the exit code: 0 when the query finished (available-now) or was stopped on request, 1 when it failed.
+
+def run_query(query, stop: StopRequest, poll_s: float = 0.5) -> int:
+    """run_queries() for a job with one query."""
+    return run_queries({query.name or "query": query}, stop, poll_s=poll_s)
+
+
+def run_queries(queries: dict[str, Any], stop: StopRequest, describe: BatchDescriber | None = None,
+                late_hint: str = "", poll_s: float = 0.5) -> int:
+    """Wait for the queries, log each finished micro-batch, stop them all cleanly on request or when one fails.
+
+    `describe(name, progress)` makes a batch's log line (None: nothing to say); by default format_progress() for a
+    batch with rows. A batch whose stateful operators dropped rows older than the watermark also logs a warning
+    (with `late_hint`: what a user can do), and the run's total is logged at the end.
+    Returns the exit code: 0 finished (available-now) or stopped on request, 1 a query failed, 130 a second Ctrl-C.
     """
     from pyspark.errors import StreamingQueryException
 
-    last_batch = -1
+    batch_log = _BatchLog(describe or _describe_with_rows, late_hint)
+    failed = False
     try:
-        while query.isActive and not stop.event.is_set():
-            query.awaitTermination(poll_s)
-            last_batch = _log_new_progress(query, last_batch)
-        if stop.event.is_set() and query.isActive:
+        while not failed and not stop.event.is_set() and any(q.isActive for q in queries.values()):
+            for name, query in queries.items():
+                try:
+                    query.awaitTermination(poll_s / len(queries))
+                except StreamingQueryException:
+                    failed = True  # reported below through query.exception()
+                batch_log.new_batches(name, query)
+        if stop.event.is_set():
             log.info("%s received: letting the running micro-batch finish, then stopping", stop.signal_name)
+        for name, query in queries.items():
             _wait_for_idle(query)
-            query.stop()
-        _log_new_progress(query, last_batch)
-        error = query.exception()
-    except StreamingQueryException as exc:
-        error = exc
+            if query.isActive:
+                query.stop()
+            batch_log.new_batches(name, query)
     except KeyboardInterrupt:
         log.warning("second interrupt: stopping now; the unfinished batch will be redone on restart")
-        query.stop()
+        for query in queries.values():
+            query.stop()
         return 130
-    if error is not None:
-        log.error("the query failed: %s", describe_error(error))
-        return 1
-    return 0
+    batch_log.totals()
+    for name, query in queries.items():
+        error = query.exception()
+        if error is not None:
+            log.error("the %s query failed: %s", name, describe_error(error))
+            failed = True
+    return 1 if failed else 0
+
+
+def rows_dropped_by_watermark(progress: dict[str, Any]) -> int:
+    """Rows the stateful operators of one micro-batch dropped as older than the watermark (Spark's count, taken after
+    its per-partition pre-aggregation: 0 means none, n means at least n)."""
+    return sum(int(op.get("numRowsDroppedByWatermark") or 0) for op in progress.get("stateOperators") or [])
+
+
+def _describe_with_rows(_name: str, progress: dict[str, Any]) -> str | None:
+    return format_progress(progress) if progress.get("numInputRows") or progress.get("batchId") == 0 else None
+
+
+class _BatchLog:
+    """Logs each micro-batch once, and warns about rows the watermark dropped."""
+
+    def __init__(self, describe: BatchDescriber, late_hint: str) -> None:
+        self.describe, self.late_hint = describe, late_hint
+        self.last_batch: dict[str, int] = {}
+        self.late_total: dict[str, int] = {}
+
+    def new_batches(self, name: str, query) -> None:
+        for progress in query.recentProgress:
+            batch = progress.get("batchId", -1)
+            if batch <= self.last_batch.get(name, -1):
+                continue
+            self.last_batch[name] = batch
+            line = self.describe(name, progress)
+            if line:
+                log.info("%s", line)
+            dropped = rows_dropped_by_watermark(progress)
+            if dropped:
+                self.late_total[name] = self.late_total.get(name, 0) + dropped
+                log.warning("%s batch=%s dropped %d late row(s) older than the watermark %s%s", name, batch, dropped,
+                            (progress.get("eventTime") or {}).get("watermark"), self.late_hint)
+
+    def totals(self) -> None:
+        for name, total in self.late_total.items():
+            log.warning("%s: late rows dropped by the watermark in this run: %d%s", name, total, self.late_hint)
+
+
+def start_parquet_sink(df, *, path: str, checkpoint: str, trigger: str, available_now: bool, name: str,
+                       partition_by: Sequence[str] = ()):
+    """Start an append-only Parquet file sink: exactly once through <path>/_spark_metadata and the checkpoint."""
+    writer = (
+        df.writeStream.format("parquet")
+        .outputMode("append")
+        .option("path", path)
+        .option("checkpointLocation", checkpoint)
+        .trigger(**trigger_kwargs(trigger, available_now))
+        .queryName(name)
+    )
+    if partition_by:
+        writer = writer.partitionBy(*partition_by)
+    return writer.start()
 
 
 def describe_error(error: BaseException) -> str:
@@ -203,15 +298,6 @@ def _wait_for_idle(query) -> None:
     deadline = time.monotonic() + STOP_GRACE_S
     while time.monotonic() < deadline and query.isActive and query.status.get("isTriggerActive"):
         time.sleep(0.1)
-
-
-def _log_new_progress(query, last_batch: int) -> int:
-    for progress in query.recentProgress:
-        if progress.get("batchId", -1) > last_batch:
-            last_batch = progress["batchId"]
-            if progress.get("numInputRows", 0) or progress.get("batchId") == 0:
-                log.info("%s", format_progress(progress))
-    return last_batch
 
 
 def _first_line(text: str) -> str:

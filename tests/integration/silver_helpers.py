@@ -12,7 +12,7 @@ from confluent_kafka import Producer
 
 import bronze_to_silver_trades as silver_job
 import kafka_to_bronze_trades as bronze_job
-from streaming_common import StopRequest
+from streaming_common import StopRequest, run_queries
 
 TS_TEXT = "yyyy-MM-dd'T'HH:mm:ss.SSSSSS'Z'"  # session time zone is UTC
 
@@ -72,7 +72,7 @@ def silver_args(base: Path, bronze: Path, *extra: str, name: str = "silver") -> 
 
 def run_silver(spark, args: argparse.Namespace) -> None:
     """The Silver job's two queries, available-now, in this session."""
-    code = silver_job.run_queries(silver_job.start_queries(spark, args), StopRequest())
+    code = run_queries(silver_job.start_queries(spark, args), StopRequest(), describe=silver_job.format_batch)
     assert code == 0
 
 

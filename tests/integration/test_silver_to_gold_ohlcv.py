@@ -92,8 +92,8 @@ def test_late_trades_inside_and_beyond_the_watermark(demo, spark):
     assert got[eth][-1] == without_late[eth][-1] + 1  # inside the watermark: counted in its bar
     xbt = ("XBT/USDT", T0 + 2 * MINUTE)
     assert got[xbt] == demo["first_run"][xbt] == without_late[xbt]  # beyond it: dropped, the bar written once
-    assert "dropped 1 late trade row(s) older than the watermark" in demo["log"]
-    assert "late trade rows dropped by the watermark in this run: 1" in demo["log"]
+    assert "gold batch=" in demo["log"] and "dropped 1 late row(s) older than the watermark" in demo["log"]
+    assert "gold: late rows dropped by the watermark in this run: 1" in demo["log"]
 
 
 def test_ties_are_broken_by_trade_id_then_kafka_offset(demo):

@@ -67,7 +67,7 @@ def test_format_batch_line():
     assert job.format_batch("silver", progress) == (
         "silver batch=3 bronze_rows=10 duplicates_dropped=2 late_dropped=0 state_rows=8 duration_ms=250 "
         "watermark=2026-09-25T17:38:26.000Z")
-    assert job.late_rows(progress) == 0
+    assert job.format_batch("silver", {"batchId": 4, "numInputRows": 0}) is None  # an empty batch says nothing
     assert job.format_batch("quarantine", {"batchId": 0, "numInputRows": 5,
                                            "observedMetrics": {"quarantine_counts": {"quarantined": 1}}}) == (
         "quarantine batch=0 bronze_rows=5 quarantined=1 duration_ms=0")

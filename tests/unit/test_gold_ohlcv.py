@@ -12,7 +12,7 @@ import pytest
 
 from gold_ohlcv_batch import parse_minute, spark_timestamp
 from plot_ohlcv import positive_pixels
-from silver_to_gold_ohlcv import (GOLD_COLUMNS, decimal_limbs, dropped_by_watermark, notional_terms, parse_args,
+from silver_to_gold_ohlcv import (GOLD_COLUMNS, decimal_limbs, notional_terms, parse_args,
                                   unscaled_18, vwap_from_terms)
 
 MAX = Decimal("99999999999999999999.999999999999999999")  # the largest decimal(38,18)
@@ -79,13 +79,6 @@ def test_vwap_of_the_largest_values_and_of_no_volume():
     assert vwap_from_terms(term_sums([(MAX, MAX)]), MAX) == MAX
     assert vwap_from_terms([0] * 9, Decimal(0)) is None
     assert vwap_from_terms([0] * 9, None) is None
-
-
-def test_dropped_by_watermark_sums_the_state_operators():
-    progress = {"stateOperators": [{"numRowsDroppedByWatermark": 2}, {"numRowsDroppedByWatermark": 3}]}
-    assert dropped_by_watermark(progress) == 5
-    assert dropped_by_watermark({"stateOperators": []}) == 0
-    assert dropped_by_watermark({}) == 0
 
 
 def test_job_flags_have_the_documented_defaults():

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from streaming_common import (cached_connector_jars, format_progress, jar_artifact, kafka_connector_coordinate,
-                              parse_trigger, trigger_kwargs)
+                              parse_bool, parse_trigger, positive_int, rows_dropped_by_watermark, trigger_kwargs)
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -69,3 +69,27 @@ def test_format_progress_one_line_with_offsets_per_partition() -> None:
     }
     assert format_progress(progress) == (
         "batch=7 rows=1200 rows/s=600 duration_ms=2000 end[crypto.trades]=0:12,2:40,10:5 max_offsets_behind=3")
+
+
+def test_rows_dropped_by_watermark_sums_the_state_operators() -> None:
+    progress = {"stateOperators": [{"numRowsDroppedByWatermark": 2}, {"numRowsDroppedByWatermark": 3}, {}]}
+    assert rows_dropped_by_watermark(progress) == 5
+    assert rows_dropped_by_watermark({"stateOperators": []}) == 0
+    assert rows_dropped_by_watermark({}) == 0
+
+
+@pytest.mark.parametrize("text, value", [("1", 1), ("5000", 5000)])
+def test_positive_int(text: str, value: int) -> None:
+    assert positive_int(text) == value
+
+
+@pytest.mark.parametrize("text", ["0", "-3", "1.5", "many"])
+def test_positive_int_refuses(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match="whole number >= 1"):
+        positive_int(text)
+
+
+def test_parse_bool() -> None:
+    assert [parse_bool(t) for t in ["true", "False", "1", "no"]] == [True, False, True, False]
+    with pytest.raises(argparse.ArgumentTypeError, match="use true or false"):
+        parse_bool("maybe")
