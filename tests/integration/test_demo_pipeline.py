@@ -35,6 +35,27 @@ def recorded_trades() -> set[tuple[str, int]]:
     return trades
 
 
+def recorded_minutes() -> tuple[str, str]:
+    """The first minute of the recording's trades and the minute after its last, as gold_ohlcv_batch.py takes them."""
+    from datetime import datetime, timedelta
+
+    times = []
+    for line in RECORDING.read_text().splitlines():
+        frame = json.loads(json.loads(line)["frame"])
+        if isinstance(frame, dict) and frame.get("channel") == "trade":
+            times += [datetime.fromisoformat(t["timestamp"].replace("Z", "+00:00")) for t in frame["data"]]
+    first = min(times).replace(second=0, microsecond=0)
+    last = max(times).replace(second=0, microsecond=0) + timedelta(minutes=1)
+    return first.strftime("%Y-%m-%dT%H:%M"), last.strftime("%Y-%m-%dT%H:%M")
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """(width, height) from a PNG's IHDR chunk; fails unless the file is a PNG."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) > 1000
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -109,6 +130,18 @@ def test_demo_pipeline_lands_every_sent_trade_once(spark, bootstrap, new_topic, 
     ids = [(value["symbol"], value["trade_id"]) for _, value in landed]
     assert len(ids) == len(set(ids))
     assert set(ids) == expected
+
+    # Gold for the demo's whole span, recomputed from Silver in batch, and drawn as a chart a person can look at.
+    first, last = recorded_minutes()
+    gold = tmp_path / "gold_recompute"
+    recompute = run_script("spark/jobs/gold_ohlcv_batch.py", "--silver", str(silver), "--from", first,
+                           "--to", last, "--out", str(gold))
+    assert recompute.returncode == 0, recompute.stderr[-3000:]
+    png = tmp_path / "xbt.png"
+    chart = run_script("spark/jobs/plot_ohlcv.py", "--gold", str(gold), "--symbol", "XBT/USDT", "--png", str(png),
+                       "--width", "800", "--height", "450")
+    assert chart.returncode == 0, chart.stderr[-3000:]
+    assert png_size(png) == (800, 450)
 
 
 def readme_python_blocks(section: str) -> list[str]:
