@@ -104,10 +104,22 @@ def render_png(bars: list[Bar], title: str, path: Path, width: int, height: int)
     ax_volume.set_ylabel("volume")
     ax_price.grid(alpha=0.3)
     ax_volume.grid(alpha=0.3)
+    ax_price.ticklabel_format(axis="y", style="plain", useOffset=False)  # prices as prices, not "+8.374e4"
+    ax_volume.xaxis.set_major_locator(mdates.MinuteLocator(interval=minute_tick_step(span_minutes(bars)), tz=timezone.utc))
     ax_volume.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=timezone.utc))
     fig.autofmt_xdate()
     fig.savefig(path, dpi=DPI, format="png")
     plt.close(fig)
+
+
+def span_minutes(bars: list[Bar]) -> int:
+    """Minutes from the first bar's start to the last bar's end (empty minutes included)."""
+    return int((bars[-1].window_start - bars[0].window_start).total_seconds() // 60) + 1
+
+
+def minute_tick_step(minutes: int, max_ticks: int = 10) -> int:
+    """A tick every 1, 2, 5, 10, 15, 30 or 60 minutes: the smallest that keeps the axis under max_ticks labels."""
+    return next((step for step in (1, 2, 5, 10, 15, 30) if minutes / step <= max_ticks), 60)
 
 
 def render_html(bars: list[Bar], title: str, png: Path) -> str:

@@ -11,7 +11,7 @@ from fractions import Fraction
 import pytest
 
 from gold_ohlcv_batch import parse_minute, spark_timestamp
-from plot_ohlcv import positive_pixels
+from plot_ohlcv import minute_tick_step, positive_pixels
 from silver_to_gold_ohlcv import (GOLD_COLUMNS, decimal_limbs, notional_terms, parse_args,
                                   unscaled_18, vwap_from_terms)
 
@@ -132,3 +132,8 @@ def test_chart_span_defaults_to_the_bars_it_shows():
     bars = [Bar(t0, 1, 1, 1, 1, 1, 1, 1), Bar(t0.replace(minute=9), 1, 1, 1, 1, 1, 1, 1)]
     assert describe_span(None, None, bars) == "2026-01-01 00:00 to 2026-01-01 00:10 UTC"
     assert describe_span(t0.replace(minute=5), None, []) == "2026-01-01 00:05 to ... UTC"
+
+
+@pytest.mark.parametrize("minutes, step", [(1, 1), (10, 1), (11, 2), (40, 5), (100, 10), (300, 30), (1440, 60)])
+def test_minute_tick_step_keeps_at_most_ten_labels(minutes: int, step: int) -> None:
+    assert minute_tick_step(minutes) == step
