@@ -233,7 +233,7 @@ TRADES, HEARTBEAT, STATUS, ACK, PONG, ERROR, UNKNOWN, MALFORMED = (
 )
 
 
-try:  # optional C decoder (requirements.txt): hands each float literal over as its text, so Num stays exact
+try:  # optional C decoder (msgspec, if installed): hands each float literal over as its text, so Num stays exact
     import msgspec as _msgspec
 except ImportError:  # the standard library gives the same values, ~1 µs/trade slower (bench/producer_ingest.py)
     _msgspec = None
@@ -244,8 +244,8 @@ def load_frame(text: str) -> Any:
     """JSON with numbers kept as exact text (Num) except integers (exact as int).
 
     With msgspec installed it decodes (its DecodeError is a ValueError, as json's errors are); the one difference
-    is that it refuses the non-standard NaN/Infinity literals that json.loads accepts (a frame with them is
-    malformed either way: a price must be decimal text)."""
+    is that it refuses the non-standard NaN/Infinity literals that json.loads accepts: with json only such a trade
+    element is skipped as malformed, with msgspec the whole frame is (Kraken sends decimal numbers only)."""
     if _FAST_LOADS is not None:
         return _FAST_LOADS(text)
     return json.loads(text, parse_float=Num)
