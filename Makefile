@@ -71,7 +71,7 @@ clean-data:  ## dev reset: delete every layer, checkpoint and log under data/ (k
 	rm -rf data/bronze data/silver data/gold data/checkpoints data/logs data/charts
 
 test: setup broker-up  ## run all tests (unit + integration) against the real broker and Spark
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests/unit tests/integration
 
 test-unit: $(VENV)/.installed  ## unit tests only: no broker, no Spark
 	$(PY) -m pytest tests/unit
