@@ -154,7 +154,8 @@ def decode_options(frames: list[str], repeat: int = 3) -> dict[str, Any]:
     n = sum(f.count('"trade_id"') for f in frames)
     options: dict[str, Any] = {
         "json.loads (floats: inexact, reference only)": stdlib_json.loads,
-        "json.loads parse_float=Num (the producer's, exact)": kw.load_frame,
+        "json.loads parse_float=Num (exact)": lambda f: stdlib_json.loads(f, parse_float=kw.Num),
+        "load_frame (the producer's: msgspec if installed, else the line above)": kw.load_frame,
         "parse_frame: decode + records (the producer's whole parse)":
             lambda f: kw.parse_frame(f, "2026-01-01T00:00:00.000000Z", codecs, "v2"),
     }
