@@ -14,7 +14,7 @@ SYMBOL ?= XBT/USDT
 
 .DEFAULT_GOAL := help
 .PHONY: help setup connector broker-up broker-down broker-status run demo audit consume chart gold-recompute \
-	clean-data test test-unit test-integration
+	clean-data test test-unit test-integration bench bench-quick
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -78,3 +78,9 @@ test-unit: $(VENV)/.installed  ## unit tests only: no broker, no Spark
 
 test-integration: setup broker-up  ## integration tests only
 	$(PY) -m pytest tests/integration
+
+bench: setup broker-up  ## benchmarks vs the real broker, Spark and fake Kraken (~8 min, max 15); see BENCHMARKS.md
+	$(PY) bench/run_all.py
+
+bench-quick: setup broker-up  ## each benchmark small (<3 min each), to compare two versions
+	$(PY) bench/run_all.py --quick
