@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -171,7 +172,8 @@ def ensure_broker() -> None:
     if port_open(BROKER_PORT):
         log.info("using the broker already on %s", BOOTSTRAP)
         return
-    docker = subprocess.run(["docker", "info"], capture_output=True) if _which("docker") else None
+    docker = (subprocess.run(["docker", "info"], capture_output=True, timeout=20) if shutil.which("docker")
+              else None)
     if docker is not None and docker.returncode == 0:
         log.info("starting Redpanda with docker compose")
         subprocess.run(["docker", "compose", "-f", "infra/docker-compose.yml", "up", "-d", "--wait"], cwd=REPO_ROOT,
@@ -179,12 +181,6 @@ def ensure_broker() -> None:
     else:
         log.info("no Docker engine: starting the local Kafka broker")
         subprocess.run([sys.executable, "infra/kafka/broker.py", "up"], cwd=REPO_ROOT, check=True)
-
-
-def _which(name: str) -> bool:
-    from shutil import which
-
-    return which(name) is not None
 
 
 def kafka_end_offsets(topic: str) -> dict[int, int]:
@@ -343,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     args.log_dir.mkdir(parents=True, exist_ok=True)
     try:
         ensure_broker()
-    except (subprocess.CalledProcessError, OSError) as exc:
+    except (subprocess.SubprocessError, OSError) as exc:
         log.error("could not start a broker on %s: %s", BOOTSTRAP, exc)
         return 2
     stop = threading.Event()
