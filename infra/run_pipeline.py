@@ -35,6 +35,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "spark" / "jobs"))
 
 from bronze_audit import read_sink_log  # noqa: E402  (the _spark_metadata reader)
+from streaming_common import latest_batch_id  # noqa: E402
 
 DEFAULT_LOG_DIR = REPO_ROOT / "data" / "logs"
 DEMO_RECORDING = REPO_ROOT / "ingestion" / "recordings" / "kraken_v2_demo.jsonl"
@@ -72,13 +73,6 @@ def layers(data_dir: Path, trigger: str) -> list[Layer]:
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Pure helpers
-
-
-def latest_batch_id(log_dir: Path) -> int:
-    """The highest batch id in a Spark log folder (checkpoint commits/, offsets/, or a sink's _spark_metadata)."""
-    ids = [int(m.group(1)) for p in (log_dir.iterdir() if log_dir.is_dir() else [])
-           if (m := re.fullmatch(r"(\d+)(\.compact)?", p.name))]
-    return max(ids, default=-1)
 
 
 def query_checkpoints(checkpoint: Path) -> list[Path]:

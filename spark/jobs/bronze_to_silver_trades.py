@@ -58,17 +58,18 @@ Usage:
     python spark/jobs/bronze_to_silver_trades.py --available-now
 
 Exit codes: 0 stopped on request (Ctrl-C, SIGTERM) or finished (--available-now); 1 a query failed;
-2 a bad flag.
+2 a bad flag, or an output folder and a checkpoint that do not belong together.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from typing import Any
 
 from streaming_common import (StopRequest, build_spark, configure_logging, parse_trigger, positive_int, run_queries,
-                              start_parquet_sink)
+                              sink_pairing_problem, start_parquet_sink)
 
 DEFAULT_BRONZE = "data/bronze/crypto_trades"
 DEFAULT_OUT = "data/silver/crypto_trades"
@@ -282,6 +283,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging()
+    for path, name in ((args.out, "silver"), (args.quarantine, "quarantine")):
+        mismatch = sink_pairing_problem(path, f"{args.checkpoint.rstrip('/')}/{name}")
+        if mismatch:
+            print(f"error: {mismatch}", file=sys.stderr)
+            return 2
     stop = StopRequest().install()
     spark = build_spark("bronze_to_silver_trades", conf={"spark.sql.session.timeZone": "UTC"})
     queries = start_queries(spark, args)

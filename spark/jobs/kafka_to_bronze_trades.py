@@ -26,7 +26,7 @@ Usage:
         --out s3a://lake/bronze/crypto_trades --checkpoint s3a://lake/checkpoints/kafka_to_bronze_trades
 
 Exit codes: 0 stopped on request (Ctrl-C, SIGTERM) or finished (--available-now); 1 the query failed;
-2 a bad flag or an unreachable broker.
+2 a bad flag, an unreachable broker, or an output folder and a checkpoint that do not belong together.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ import sys
 from pathlib import Path
 
 from streaming_common import (StopRequest, build_spark, configure_logging, parse_bool, parse_trigger, positive_int,
-                              run_query, start_parquet_sink)
+                              run_query, sink_pairing_problem, start_parquet_sink)
 
 DEFAULT_BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP", "localhost:19092")
 DEFAULT_TOPIC = "crypto.trades"
@@ -194,6 +194,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot reach the Kafka broker at --bootstrap {args.bootstrap} ({problem}). "
               f"Is it running? `make broker-up` (or `docker compose -f infra/docker-compose.yml up -d`)",
               file=sys.stderr)
+        return 2
+    mismatch = sink_pairing_problem(args.out, args.checkpoint)
+    if mismatch:
+        print(f"error: {mismatch}", file=sys.stderr)
         return 2
     stop = StopRequest().install()
     spark = build_spark("kafka_to_bronze_trades", kafka=True)

@@ -30,7 +30,8 @@ Usage:
     # a backfill (or a test): aggregate everything Silver holds now, write every bar the watermark closed, then exit
     python spark/jobs/silver_to_gold_ohlcv.py --available-now
 
-Exit codes: 0 stopped on request (Ctrl-C, SIGTERM) or finished (--available-now); 1 the query failed; 2 a bad flag.
+Exit codes: 0 stopped on request (Ctrl-C, SIGTERM) or finished (--available-now); 1 the query failed; 2 a bad flag,
+or an output folder and a checkpoint that do not belong together.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from decimal import Context, Decimal
 from typing import Any, Iterable
 
 from streaming_common import (StopRequest, build_spark, configure_logging, parse_trigger, run_queries,
-                              start_parquet_sink)
+                              sink_pairing_problem, start_parquet_sink)
 
 DEFAULT_SILVER = "data/silver/crypto_trades"
 DEFAULT_OUT = "data/gold/ohlcv_1m"
@@ -223,6 +224,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging()
+    mismatch = sink_pairing_problem(args.out, args.checkpoint)
+    if mismatch:
+        print(f"error: {mismatch}", file=sys.stderr)
+        return 2
     # The VWAP division runs in Python workers: make them this interpreter, not whatever `python3` is on PATH.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     stop = StopRequest().install()

@@ -172,3 +172,15 @@ def test_unreachable_broker_is_a_clear_error_within_seconds(tmp_path) -> None:
     assert result.returncode == 2
     assert "cannot reach the Kafka broker at --bootstrap 127.0.0.1:1" in result.stderr
     assert time.monotonic() - started < 30
+
+
+def test_an_old_output_with_a_new_checkpoint_is_refused(spark, bootstrap, new_topic, tmp_path) -> None:
+    """Spark would silently skip the new checkpoint's batches 0..N that the old output's log already lists."""
+    topic = new_topic(partitions=3)
+    expected = produce(bootstrap, topic, numbered_records(0, 30))
+    land(bootstrap, topic, tmp_path)
+    result = run_script(JOB, "--bootstrap", bootstrap, "--topic", topic, "--out", str(tmp_path / "bronze"),
+                        "--checkpoint", str(tmp_path / "another-checkpoint"), "--available-now", timeout=120)
+    assert result.returncode == 2
+    assert "already holds batches 0..0 written with another checkpoint" in result.stderr
+    assert_exactly(spark, tmp_path / "bronze", expected)  # untouched

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from streaming_common import (cached_connector_jars, format_progress, jar_artifact, kafka_connector_coordinate,
-                              parse_bool, parse_trigger, positive_int, rows_dropped_by_watermark, trigger_kwargs)
+                              local_folder, parse_bool, parse_trigger, positive_int, rows_dropped_by_watermark,
+                              sink_pairing_problem, trigger_kwargs)
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -93,3 +94,47 @@ def test_parse_bool() -> None:
     assert [parse_bool(t) for t in ["true", "False", "1", "no"]] == [True, False, True, False]
     with pytest.raises(argparse.ArgumentTypeError, match="use true or false"):
         parse_bool("maybe")
+
+
+def make_log(folder: Path, *names: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (folder / name).write_text("v1\n")
+
+
+def test_sink_pairing_accepts_a_fresh_start_and_a_matching_pair(tmp_path: Path) -> None:
+    out, ck = tmp_path / "out", tmp_path / "ck"
+    assert sink_pairing_problem(str(out), str(ck)) is None  # both new
+    make_log(out / "_spark_metadata", "0", "1")
+    make_log(ck / "offsets", "0", "1", "2")
+    make_log(ck / "commits", "0", "1")
+    assert sink_pairing_problem(str(out), str(ck)) is None  # batch 2 planned, not committed: redone on restart
+
+
+def test_sink_pairing_accepts_a_crash_before_the_first_commit(tmp_path: Path) -> None:
+    out, ck = tmp_path / "out", tmp_path / "ck"
+    make_log(out / "_spark_metadata", "0")  # the sink committed batch 0 ...
+    make_log(ck / "offsets", "0")  # ... and the process died before the checkpoint's commit
+    assert sink_pairing_problem(str(out), str(ck)) is None
+
+
+def test_sink_pairing_refuses_an_old_output_with_a_new_checkpoint(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    make_log(out / "_spark_metadata", "0", "1", "9.compact", "10")
+    problem = sink_pairing_problem(str(out), str(tmp_path / "new-ck"))
+    assert problem is not None and "already holds batches 0..10 written with another checkpoint" in problem
+
+
+def test_sink_pairing_refuses_a_checkpoint_whose_output_is_gone(tmp_path: Path) -> None:
+    ck = tmp_path / "ck"
+    make_log(ck / "offsets", "0", "1")
+    make_log(ck / "commits", "0", "1")
+    problem = sink_pairing_problem(str(tmp_path / "deleted-out"), str(ck))
+    assert problem is not None and "has committed batches 0..1" in problem
+
+
+def test_sink_pairing_checks_local_folders_only(tmp_path: Path) -> None:
+    assert local_folder("s3a://lake/bronze") is None and local_folder("hdfs://nn/x") is None
+    assert local_folder("file:///data/bronze") == Path("/data/bronze")
+    assert local_folder("data/bronze") == Path("data/bronze")
+    assert sink_pairing_problem("s3a://lake/bronze", str(tmp_path)) is None
