@@ -194,9 +194,26 @@ def build_spark(app_name: str, *, kafka: bool = False, conf: dict[str, str] | No
     }
     for key, value in {**defaults, **(conf or {})}.items():
         builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+    try:
+        spark = builder.getOrCreate()
+    except Exception as exc:  # noqa: BLE001 - py4j/pyspark raise several types here; all mean "Spark did not start"
+        raise SparkStartError(f"error: {spark_start_hint(kafka, exc)}") from exc
     spark.sparkContext.setLogLevel(os.environ.get("SPARK_LOG_LEVEL", "WARN"))
     return spark
+
+
+class SparkStartError(SystemExit):
+    """Spark could not start. A SystemExit, so a job that does not catch it ends with this message and exit code 1,
+    instead of a Python traceback on top of Spark's own output."""
+
+
+def spark_start_hint(kafka: bool, exc: BaseException) -> str:
+    hints = [f"Spark could not start ({_first_line(str(exc))})."]
+    if kafka:
+        hints.append("If the lines above say 'unresolved dependency: org.apache.spark#spark-sql-kafka', Spark's "
+                     "resolver could not download the Kafka connector: run `make setup`, which fetches it with Maven.")
+    hints.append("Spark 3.5 needs Java 17 (not 25): check `java -version` and JAVA_HOME.")
+    return " ".join(hints)
 
 
 class StopRequest:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from tests.helpers import run_script, start_script, wait_until
+from tests.helpers import PYTHON, REPO_ROOT, run_script, script_env, start_script, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -184,3 +185,12 @@ def test_an_old_output_with_a_new_checkpoint_is_refused(spark, bootstrap, new_to
     assert result.returncode == 2
     assert "already holds batches 0..0 written with another checkpoint" in result.stderr
     assert_exactly(spark, tmp_path / "bronze", expected)  # untouched
+
+
+def test_spark_that_cannot_start_is_one_clear_error(bootstrap, tmp_path) -> None:
+    result = subprocess.run([PYTHON, str(REPO_ROOT / JOB), "--bootstrap", bootstrap, "--out", str(tmp_path / "b"),
+                             "--checkpoint", str(tmp_path / "c")], cwd=REPO_ROOT, capture_output=True, text=True,
+                            timeout=120, env=script_env(JAVA_HOME=str(tmp_path / "no-java")))
+    assert result.returncode == 1
+    assert "error: Spark could not start" in result.stderr and "Java 17" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -9,7 +9,7 @@ import pytest
 
 from streaming_common import (cached_connector_jars, format_progress, jar_artifact, kafka_connector_coordinate,
                               local_folder, parse_bool, parse_trigger, positive_int, rows_dropped_by_watermark,
-                              sink_pairing_problem, trigger_kwargs)
+                              sink_pairing_problem, spark_start_hint, trigger_kwargs)
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -138,3 +138,10 @@ def test_sink_pairing_checks_local_folders_only(tmp_path: Path) -> None:
     assert local_folder("file:///data/bronze") == Path("/data/bronze")
     assert local_folder("data/bronze") == Path("data/bronze")
     assert sink_pairing_problem("s3a://lake/bronze", str(tmp_path)) is None
+
+
+def test_spark_start_hint_names_the_likely_causes() -> None:
+    hint = spark_start_hint(True, RuntimeError("[JAVA_GATEWAY_EXITED] Java gateway process exited\nmore"))
+    assert hint.startswith("Spark could not start ([JAVA_GATEWAY_EXITED] Java gateway process exited).")
+    assert "run `make setup`" in hint and "Java 17" in hint
+    assert "make setup" not in spark_start_hint(False, RuntimeError("x"))
