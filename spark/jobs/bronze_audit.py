@@ -48,8 +48,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from kafka_to_bronze_trades import (DEFAULT_BOOTSTRAP, DEFAULT_OUT, DEFAULT_TOPIC, read_kafka_properties,
-                                    unreachable_brokers)
+from kafka_to_bronze_trades import (DEFAULT_BOOTSTRAP, DEFAULT_OUT, DEFAULT_TOPIC, add_kafka_properties_argument,
+                                    broker_unreachable_error, load_kafka_properties)
 from streaming_common import build_spark, configure_logging, describe_error
 
 SINK_LOG_DIR = "_spark_metadata"
@@ -497,16 +497,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "--startingOffsets latest): report them, do not fail")
     parser.add_argument("--fail-on-orphans", action="store_true",
                         help="fail (exit 1) on uncommitted Parquet files too, for lakes read by glob readers")
-    parser.add_argument("--kafka-properties", type=Path, default=os.environ.get("KAFKA_CLIENT_PROPERTIES"),
-                        help="the Bronze job's file of Kafka client settings for a secured cluster "
-                             "(env KAFKA_CLIENT_PROPERTIES)")
+    add_kafka_properties_argument(parser)
     args = parser.parse_args(argv)
-    args.client_props = {}
-    if args.kafka_properties is not None:
-        try:
-            args.client_props = read_kafka_properties(args.kafka_properties)
-        except (OSError, ValueError) as exc:
-            parser.error(f"--kafka-properties: {exc}")
+    load_kafka_properties(parser, args)
     return args
 
 
@@ -532,11 +525,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     args.bronze = uri_to_local_path(args.bronze)
-    unreachable = unreachable_brokers(args.bootstrap)
+    unreachable = broker_unreachable_error(args.bootstrap)
     if unreachable:
-        print(f"error: cannot reach the Kafka broker at --bootstrap {args.bootstrap} ({unreachable}). "
-              f"Is it running? `make broker-up` (or `docker compose -f infra/docker-compose.yml up -d`)",
-              file=sys.stderr)
+        print(f"error: {unreachable}", file=sys.stderr)
         return 2
     from confluent_kafka import KafkaException
 

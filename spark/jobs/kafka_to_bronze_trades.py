@@ -143,6 +143,31 @@ def unreachable_brokers(bootstrap: str, timeout_s: float = BROKER_CHECK_TIMEOUT_
     return "; ".join(errors) or "--bootstrap is empty"
 
 
+def broker_unreachable_error(bootstrap: str) -> str | None:
+    """None when the broker answers; else the error a user sees (what failed, and how to start a broker)."""
+    problem = unreachable_brokers(bootstrap)
+    if problem is None:
+        return None
+    return (f"cannot reach the Kafka broker at --bootstrap {bootstrap} ({problem}). "
+            f"Is it running? `make broker-up` (or `docker compose -f infra/docker-compose.yml up -d`)")
+
+
+def add_kafka_properties_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kafka-properties", type=Path, default=os.environ.get("KAFKA_CLIENT_PROPERTIES"),
+                        help="file of Kafka client settings for a secured cluster (security.protocol, sasl.*, ssl.*), "
+                             "so secrets stay off the command line (env KAFKA_CLIENT_PROPERTIES)")
+
+
+def load_kafka_properties(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Read --kafka-properties into args.client_props ({} without the flag); a bad file is a usage error."""
+    args.client_props = {}
+    if args.kafka_properties is not None:
+        try:
+            args.client_props = read_kafka_properties(args.kafka_properties)
+        except (OSError, ValueError) as exc:
+            parser.error(f"--kafka-properties: {exc}")
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # The job
 
@@ -172,28 +197,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--failOnDataLoss", type=parse_bool, default=True,
                         help="fail when offsets are gone from Kafka (retention, deleted topic) instead of skipping "
                              "them (default %(default)s; keep true for an audit trail)")
-    parser.add_argument("--kafka-properties", type=Path, default=os.environ.get("KAFKA_CLIENT_PROPERTIES"),
-                        help="file of Kafka client settings for a secured cluster (security.protocol, sasl.*, ssl.*), "
-                             "so secrets stay off the command line (env KAFKA_CLIENT_PROPERTIES)")
+    add_kafka_properties_argument(parser)
     args = parser.parse_args(argv)
-    if args.kafka_properties is not None:
-        try:
-            args.client_props = read_kafka_properties(args.kafka_properties)
-        except (OSError, ValueError) as exc:
-            parser.error(f"--kafka-properties: {exc}")
-    else:
-        args.client_props = {}
+    load_kafka_properties(parser, args)
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging()
-    problem = unreachable_brokers(args.bootstrap)
-    if problem:
-        print(f"error: cannot reach the Kafka broker at --bootstrap {args.bootstrap} ({problem}). "
-              f"Is it running? `make broker-up` (or `docker compose -f infra/docker-compose.yml up -d`)",
-              file=sys.stderr)
+    unreachable = broker_unreachable_error(args.bootstrap)
+    if unreachable:
+        print(f"error: {unreachable}", file=sys.stderr)
         return 2
     mismatch = sink_pairing_problem(args.out, args.checkpoint)
     if mismatch:
