@@ -19,7 +19,7 @@ SYMBOL ?= XBT/USDT
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
 
-setup: $(VENV)/.installed connector  ## create .venv, install requirements, fetch the Kafka broker and Spark connector jars
+setup: $(VENV)/.installed connector  ## create .venv, install requirements, fetch the Kafka broker, Kafka connector and Delta jars
 	@$(PYTHON) infra/kafka/broker.py fetch
 
 $(VENV)/.installed: requirements.txt
@@ -28,16 +28,11 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	@touch $@
 
-# Spark's Kafka connector for the installed pyspark, resolved with Maven (Spark's own resolver, Ivy, cannot reach
-# Maven Central from some machines); the jobs hand these jars to Spark, else they fall back to spark.jars.packages.
+# Spark's Kafka connector and Delta Lake's jars for the installed pyspark/delta-spark, resolved with Maven (Spark's own
+# resolver, Ivy, cannot reach Maven Central from some machines); the jobs hand these jars to Spark, else they fall back
+# to spark.jars.packages.
 connector: $(VENV)/.installed
-	@v=$$($(PY) -c 'import pyspark; print(pyspark.__version__)'); \
-	if ! ls .cache/spark-kafka/$$v/spark-sql-kafka-0-10_*.jar >/dev/null 2>&1; then \
-	  echo "fetching Spark's Kafka connector for pyspark $$v with Maven ..."; \
-	  mvn -q -B -f spark/connector-pom.xml -Dspark.version=$$v dependency:copy-dependencies \
-	    -DincludeScope=runtime -DoutputDirectory=$(CURDIR)/.cache/spark-kafka/$$v.partial && \
-	  rm -rf .cache/spark-kafka/$$v && mv .cache/spark-kafka/$$v.partial .cache/spark-kafka/$$v; \
-	fi
+	@$(PY) spark/fetch_jars.py
 
 broker-up:  ## start the local Kafka broker on localhost:19092 (no-op when it is up)
 	@$(PYTHON) infra/kafka/broker.py up

@@ -17,9 +17,15 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-# `make setup` resolves the Kafka connector with Maven into this folder (spark/connector-pom.xml).
+# `make setup` (spark/fetch_jars.py) resolves the Kafka connector and Delta Lake's jars with Maven into these folders.
 CONNECTOR_CACHE = Path(os.environ.get("SPARK_KAFKA_JARS_CACHE", REPO_ROOT / ".cache" / "spark-kafka"))
+DELTA_CACHE = Path(os.environ.get("SPARK_DELTA_JARS_CACHE", REPO_ROOT / ".cache" / "spark-delta"))
 SCALA_BINARY_VERSION = "2.12"  # the PyPI pyspark 3.5 wheels are built for Scala 2.12
+# Delta Lake in a session: its SQL extension (MERGE, OPTIMIZE, VACUUM, time travel) and its catalog.
+DELTA_SESSION_CONF = {
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+}
 STOP_GRACE_S = 60.0  # how long a stop request waits for the running micro-batch to finish
 
 TRIGGER_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]+)\s*$", re.IGNORECASE)
@@ -85,17 +91,35 @@ def kafka_connector_coordinate(spark_version: str, scala: str = SCALA_BINARY_VER
     return f"org.apache.spark:spark-sql-kafka-0-10_{scala}:{spark_version}"
 
 
+def delta_coordinate(delta_version: str, scala: str = SCALA_BINARY_VERSION) -> str:
+    """The Maven coordinate of Delta Lake's Spark jar matching the installed delta-spark package."""
+    return f"io.delta:delta-spark_{scala}:{delta_version}"
+
+
+def installed_delta_version() -> str:
+    """The delta-spark pip package's version (requirements.txt pins it to pyspark's minor release)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("delta-spark")
+    except PackageNotFoundError:
+        raise SparkStartError("error: delta-spark is not installed: run `make setup` (or pip install -r "
+                              "requirements.txt)") from None
+
+
 def jar_artifact(file_name: str) -> str:
     """'kafka-clients-3.4.1.jar' -> 'kafka-clients'; 'spark-sql-kafka-0-10_2.12-3.5.7.jar' -> 'spark-sql-kafka-0-10_2.12'."""
     return re.sub(r"-\d+\.\d.*\.jar$", "", file_name)
 
 
-def cached_connector_jars(cache_dir: Path, spark_version: str, spark_jars_dir: Path) -> list[str]:
-    """Jars that `make setup` fetched for this Spark version, minus artifacts pyspark already ships in any version
-    (Spark's own copy wins, as with spark.jars.packages); [] when the cache is absent."""
-    version_dir = cache_dir / spark_version
+def cached_connector_jars(cache_dir: Path, version: str, spark_jars_dir: Path,
+                          main_jar: str = "spark-sql-kafka-0-10") -> list[str]:
+    """Jars that `make setup` fetched for this version (of Spark for the Kafka connector, of Delta for
+    main_jar="delta-spark"), minus artifacts pyspark already ships in any version (Spark's own copy wins, as with
+    spark.jars.packages); [] when the cache is absent or lacks its main jar."""
+    version_dir = cache_dir / version
     jars = sorted(version_dir.glob("*.jar")) if version_dir.is_dir() else []
-    if not any(j.name.startswith("spark-sql-kafka-0-10") for j in jars):
+    if not any(j.name.startswith(main_jar) for j in jars):
         return []
     shipped = {jar_artifact(j.name) for j in spark_jars_dir.glob("*.jar")}
     return [str(j) for j in jars if jar_artifact(j.name) not in shipped]
@@ -163,13 +187,14 @@ def format_progress(progress: dict[str, Any]) -> str:
 # Spark
 
 
-def build_spark(app_name: str, *, kafka: bool = False, conf: dict[str, str] | None = None):
-    """A SparkSession for one job.
+def build_spark(app_name: str, *, kafka: bool = False, delta: bool = False, conf: dict[str, str] | None = None):
+    """A SparkSession for one job (or for several jobs' queries in one application).
 
     The master is never fixed here: under spark-submit the session takes whatever --master said; run as a plain
-    script it uses SPARK_MASTER or local[*]. With kafka=True it asks for the connector through spark.jars.packages
-    (the seed's promise); when `make setup` already resolved the same coordinates with Maven, Spark is handed those
-    jars instead, so no resolver runs at start-up (this is the path tests and CI take).
+    script it uses SPARK_MASTER or local[*]. kafka=True adds Spark's Kafka connector, delta=True Delta Lake (its jars,
+    SQL extension and catalog). Each is asked for through spark.jars.packages (the seed's way); when `make setup`
+    already resolved the same coordinates with Maven, Spark is handed those jars instead, so no resolver runs at
+    start-up (this is the path tests and CI take).
     """
     import pyspark
     from pyspark.sql import SparkSession
@@ -178,28 +203,47 @@ def build_spark(app_name: str, *, kafka: bool = False, conf: dict[str, str] | No
     builder = SparkSession.builder.appName(app_name)
     if not under_spark_submit:
         builder = builder.master(os.environ.get("SPARK_MASTER", "local[*]"))
-        if kafka:
-            spark_version = pyspark.__version__
-            jars = cached_connector_jars(CONNECTOR_CACHE, spark_version, Path(pyspark.__file__).parent / "jars")
-            if jars:
-                builder = builder.config("spark.jars", ",".join(jars))
-            else:
-                builder = builder.config("spark.jars.packages", kafka_connector_coordinate(spark_version))
+        jars, packages = extra_jars(kafka=kafka, delta=delta, spark_version=pyspark.__version__,
+                                    spark_jars_dir=Path(pyspark.__file__).parent / "jars")
+        if jars:
+            builder = builder.config("spark.jars", ",".join(jars))
+        if packages:
+            builder = builder.config("spark.jars.packages", ",".join(packages))
     defaults = {
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.shuffle.partitions": os.environ.get("SPARK_SHUFFLE_PARTITIONS", "4"),
         "spark.ui.showConsoleProgress": "false",
         # Parquet readers outside Spark (pyarrow, DuckDB) read int96 poorly; write timestamps as microseconds.
         "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+        **(DELTA_SESSION_CONF if delta else {}),
     }
     for key, value in {**defaults, **(conf or {})}.items():
         builder = builder.config(key, value)
     try:
         spark = builder.getOrCreate()
     except Exception as exc:  # noqa: BLE001 - py4j/pyspark raise several types here; all mean "Spark did not start"
-        raise SparkStartError(f"error: {spark_start_hint(kafka, exc)}") from exc
+        raise SparkStartError(f"error: {spark_start_hint(kafka or delta, exc)}") from exc
     spark.sparkContext.setLogLevel(os.environ.get("SPARK_LOG_LEVEL", "WARN"))
     return spark
+
+
+def extra_jars(*, kafka: bool, delta: bool, spark_version: str, spark_jars_dir: Path) -> tuple[list[str], list[str]]:
+    """(jar files from `make setup`'s caches, Maven coordinates left for spark.jars.packages) for the wanted parts."""
+    jars: list[str] = []
+    packages: list[str] = []
+    wanted = []
+    if kafka:
+        wanted.append((CONNECTOR_CACHE, spark_version, "spark-sql-kafka-0-10", kafka_connector_coordinate(spark_version)))
+    if delta:
+        delta_version = installed_delta_version()
+        wanted.append((DELTA_CACHE, delta_version, "delta-spark", delta_coordinate(delta_version)))
+    for cache, version, main_jar, coordinate in wanted:
+        cached = cached_connector_jars(cache, version, spark_jars_dir, main_jar=main_jar)
+        if cached:
+            jars += cached
+        else:
+            packages.append(coordinate)
+    return jars, packages
 
 
 class SparkStartError(SystemExit):
@@ -207,11 +251,12 @@ class SparkStartError(SystemExit):
     instead of a Python traceback on top of Spark's own output."""
 
 
-def spark_start_hint(kafka: bool, exc: BaseException) -> str:
+def spark_start_hint(packages: bool, exc: BaseException) -> str:
     hints = [f"Spark could not start ({_first_line(str(exc))})."]
-    if kafka:
-        hints.append("If the lines above say 'unresolved dependency: org.apache.spark#spark-sql-kafka', Spark's "
-                     "resolver could not download the Kafka connector: run `make setup`, which fetches it with Maven.")
+    if packages:
+        hints.append("If the lines above say 'unresolved dependency' (org.apache.spark#spark-sql-kafka or "
+                     "io.delta#delta-spark), Spark's resolver could not download the jars: run `make setup`, which "
+                     "fetches them with Maven.")
     hints.append("Spark 3.5 needs Java 17 (not 25): check `java -version` and JAVA_HOME.")
     return " ".join(hints)
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from streaming_common import (cached_connector_jars, format_progress, jar_artifact, kafka_connector_coordinate,
+from streaming_common import (cached_connector_jars, delta_coordinate, extra_jars, format_progress, jar_artifact,
+                              kafka_connector_coordinate,
                               local_folder, parse_bool, parse_trigger, positive_int, rows_dropped_by_watermark,
                               sink_pairing_problem, spark_start_hint, trigger_kwargs)
 
@@ -37,6 +38,34 @@ def test_trigger_kwargs() -> None:
 
 def test_connector_coordinate_follows_the_installed_spark() -> None:
     assert kafka_connector_coordinate("3.5.1") == "org.apache.spark:spark-sql-kafka-0-10_2.12:3.5.1"
+
+
+def test_delta_coordinate_follows_the_installed_delta_spark() -> None:
+    assert delta_coordinate("3.3.2") == "io.delta:delta-spark_2.12:3.3.2"
+
+
+def test_extra_jars_uses_the_caches_and_falls_back_to_packages(tmp_path: Path, monkeypatch) -> None:
+    import streaming_common
+
+    kafka_cache, delta_cache, spark_jars = tmp_path / "kafka", tmp_path / "delta", tmp_path / "spark-jars"
+    (kafka_cache / "3.5.7").mkdir(parents=True)
+    spark_jars.mkdir()
+    (kafka_cache / "3.5.7" / "spark-sql-kafka-0-10_2.12-3.5.7.jar").touch()
+    (spark_jars / "antlr4-runtime-4.9.3.jar").touch()
+    monkeypatch.setattr(streaming_common, "CONNECTOR_CACHE", kafka_cache)
+    monkeypatch.setattr(streaming_common, "DELTA_CACHE", delta_cache)
+    monkeypatch.setattr(streaming_common, "installed_delta_version", lambda: "3.3.2")
+    # Delta not fetched yet: its coordinate goes to spark.jars.packages, the cached connector to spark.jars
+    jars, packages = extra_jars(kafka=True, delta=True, spark_version="3.5.7", spark_jars_dir=spark_jars)
+    assert [Path(j).name for j in jars] == ["spark-sql-kafka-0-10_2.12-3.5.7.jar"]
+    assert packages == ["io.delta:delta-spark_2.12:3.3.2"]
+    (delta_cache / "3.3.2").mkdir(parents=True)
+    for name in ["delta-spark_2.12-3.3.2.jar", "delta-storage-3.3.2.jar", "antlr4-runtime-4.9.3.jar"]:
+        (delta_cache / "3.3.2" / name).touch()
+    jars, packages = extra_jars(kafka=False, delta=True, spark_version="3.5.7", spark_jars_dir=spark_jars)
+    assert [Path(j).name for j in jars] == ["delta-spark_2.12-3.3.2.jar", "delta-storage-3.3.2.jar"]
+    assert packages == []
+    assert extra_jars(kafka=False, delta=False, spark_version="3.5.7", spark_jars_dir=spark_jars) == ([], [])
 
 
 @pytest.mark.parametrize("name, artifact", [
