@@ -14,7 +14,7 @@ SYMBOL ?= XBT/USDT
 
 .DEFAULT_GOAL := help
 .PHONY: help setup connector broker-up broker-down broker-status run demo audit consume chart gold-recompute \
-	clean-data test test-unit test-integration bench bench-quick
+	optimize clean-data test test-unit test-integration bench bench-quick
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -55,12 +55,15 @@ audit: setup  ## compare Bronze with the broker: holes, duplicates, lag, files (
 consume: $(VENV)/.installed  ## print the last N records of the topic (like `rpk topic consume crypto.trades -n 5`)
 	@$(PY) ingestion/consume_trades.py --topic $(TOPIC) -n $(N)
 
-chart: $(VENV)/.installed  ## candles + volume of SYMBOL from Gold to data/charts/ (FROM=/TO= optional, UTC minutes)
+chart: $(VENV)/.installed  ## candles + volume of SYMBOL from Gold to data/charts/ (no Spark; FROM=/TO= optional, UTC)
 	$(PY) spark/jobs/plot_ohlcv.py --symbol "$(SYMBOL)" $(if $(FROM),--from $(FROM)) $(if $(TO),--to $(TO)) \
 	  --png data/charts/$(subst /,_,$(SYMBOL)).png --html data/charts/$(subst /,_,$(SYMBOL)).html
 
 gold-recompute: $(VENV)/.installed  ## recompute Gold bars for FROM..TO (UTC, whole minutes) from Silver, in batch
 	$(PY) spark/jobs/gold_ohlcv_batch.py --from $(FROM) --to $(TO)
+
+optimize: setup  ## compact (OPTIMIZE) and clean (VACUUM, 7-day retention) Silver, quarantine and Gold now; safe while running
+	$(PY) spark/jobs/optimize_tables.py
 
 clean-data:  ## dev reset: delete every layer, checkpoint and log under data/ (keeps the broker's data)
 	rm -rf data/bronze data/silver data/gold data/checkpoints data/logs data/charts

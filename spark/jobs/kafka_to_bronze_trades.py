@@ -39,13 +39,15 @@ import socket
 import sys
 from pathlib import Path
 
-from streaming_common import (StopRequest, build_spark, configure_logging, parse_bool, parse_trigger, positive_int,
-                              run_query, sink_pairing_problem, start_parquet_sink)
+from streaming_common import (StopRequest, add_drain_arguments, build_spark, configure_logging, drain_restart,
+                              parse_bool, parse_trigger, positive_int, run_query, sink_pairing_problem,
+                              start_parquet_sink, wait_until_ready)
 
 DEFAULT_BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP", "localhost:19092")
 DEFAULT_TOPIC = "crypto.trades"
 DEFAULT_OUT = "data/bronze/crypto_trades"
 DEFAULT_CHECKPOINT = "data/checkpoints/kafka_to_bronze_trades"
+QUERY_NAME = "kafka_to_bronze_trades"
 BRONZE_COLUMNS = ["topic", "partition", "offset", "ts_kafka", "ts_type", "key", "value_raw"]
 BROKER_CHECK_TIMEOUT_S = 10.0
 # Kafka client settings a user may not pass through --kafka-properties: Spark's source manages them itself.
@@ -152,6 +154,40 @@ def broker_unreachable_error(bootstrap: str) -> str | None:
             f"Is it running? `make broker-up` (or `docker compose -f infra/docker-compose.yml up -d`)")
 
 
+def topic_partitions(bootstrap: str, topic: str, client_props: dict[str, str], timeout_s: float = 10.0) -> int | None:
+    """How many partitions `topic` has (0: it does not exist), or None when this check cannot tell: the cluster did
+    not answer, or it needs security settings (--kafka-properties are Java client settings, which this check's client,
+    librdkafka, does not take). Then Spark's own client decides."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    if client_props:
+        return None
+    try:  # all topics: asking for this one by name would let a broker with auto-create make it, with its defaults
+        metadata = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=timeout_s)
+    except KafkaException:
+        return None
+    found = metadata.topics.get(topic)
+    if found is None or found.error is not None:
+        return 0
+    return len(found.partitions)
+
+
+def wait_for_topic(bootstrap: str, topic: str, client_props: dict[str, str], stop: StopRequest) -> bool:
+    """Block until `topic` exists (the producer creates it at start), saying so in one line; False when a stop was
+    requested first."""
+    return wait_until_ready(lambda: topic_partitions(bootstrap, topic, client_props) != 0, stop,
+                            f"topic {topic} does not exist yet at {bootstrap}: waiting for it (the producer creates "
+                            f"it at start)")
+
+
+def start_query(spark, args: argparse.Namespace, query_name: str = QUERY_NAME):
+    """Start the Kafka -> Bronze query; returns the StreamingQuery."""
+    kafka_df = spark.readStream.format("kafka").options(**kafka_source_options(args, args.client_props)).load()
+    return start_parquet_sink(to_bronze(kafka_df), path=args.out, checkpoint=args.checkpoint, trigger=args.trigger,
+                              available_now=args.available_now, name=query_name)
+
+
 def add_kafka_properties_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kafka-properties", type=Path, default=os.environ.get("KAFKA_CLIENT_PROPERTIES"),
                         help="file of Kafka client settings for a secured cluster (security.protocol, sasl.*, ssl.*), "
@@ -198,6 +234,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="fail when offsets are gone from Kafka (retention, deleted topic) instead of skipping "
                              "them (default %(default)s; keep true for an audit trail)")
     add_kafka_properties_argument(parser)
+    add_drain_arguments(parser)
     args = parser.parse_args(argv)
     load_kafka_properties(parser, args)
     return args
@@ -215,13 +252,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {mismatch}", file=sys.stderr)
         return 2
     stop = StopRequest().install()
-    spark = build_spark("kafka_to_bronze_trades", kafka=True)
-    kafka_df = spark.readStream.format("kafka").options(**kafka_source_options(args, args.client_props)).load()
-    query = start_parquet_sink(to_bronze(kafka_df), path=args.out, checkpoint=args.checkpoint, trigger=args.trigger,
-                               available_now=args.available_now, name="kafka_to_bronze_trades")
+    if not wait_for_topic(args.bootstrap, args.topic, args.client_props, stop):
+        return 0
+    spark = build_spark(QUERY_NAME, kafka=True)
+    query = start_query(spark, args)
     log.info("landing topic %s from %s into %s (checkpoint %s, %s)", args.topic, args.bootstrap, args.out,
              args.checkpoint, "available-now" if args.available_now else f"trigger every {args.trigger}")
-    code = run_query(query, stop)
+    drain = drain_restart(start_query, spark, args) if args.drain_on_stop else None
+    code = run_query(query, stop, drain=drain, drain_timeout=args.drain_timeout)
     log.info("stopped; Bronze is at %s", args.out)
     spark.stop()
     return code

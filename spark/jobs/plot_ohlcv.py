@@ -1,8 +1,11 @@
 """Chart: the 1-minute candles and volume of one pair over a time range, from Gold, as a PNG (and an HTML page with the
 PNG and the bars' exact values, if --html is given).
 
-Gold is read through its _spark_metadata (spark.read.parquet), so the chart shows each written bar once. The bars'
-values stay exact Decimals in the HTML table; only the drawing converts them to floats for pixel positions.
+Gold is a Delta table, read here without Spark or a JVM (lake_reader.py: deltalake lists the files, pyarrow reads them),
+well under a second. The
+pair may be given in either of Kraken's spellings (XBT/USDT or BTC/USDT, XDG/USD or DOGE/USD): it is found however
+the producer's --pair spelled it; an unknown pair gets the list of those Gold holds. The bars' values stay exact
+Decimals in the HTML table; only the drawing converts them to floats for pixel positions.
 
 Usage:
     python spark/jobs/plot_ohlcv.py --gold data/gold/ohlcv_1m --symbol XBT/USDT \\
@@ -24,12 +27,15 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from gold_ohlcv_batch import parse_minute, spark_timestamp
-from streaming_common import build_spark, configure_logging, describe_error
+from gold_ohlcv_batch import parse_minute
+from lake_reader import TableUnreadable, open_table
+from streaming_common import configure_logging
 
 DEFAULT_GOLD = "data/gold/ohlcv_1m"
 DEFAULT_WIDTH, DEFAULT_HEIGHT, DPI = 1200, 700, 100
 UP, DOWN, VWAP_COLOR = "#26a69a", "#ef5350", "#37474f"
+# Kraken's two spellings of the same assets (API v1 / REST and API v2).
+ASSET_ALIASES = {"XBT": "BTC", "XDG": "DOGE"}
 
 log = logging.getLogger("plot_ohlcv")
 
@@ -43,34 +49,56 @@ class Bar(NamedTuple):
     volume: Any
     vwap: Any
     trade_count: int
+    is_open: bool
+    revision: int
 
 
-def read_bars(spark, gold: str, symbol: str, start: datetime | None, end: datetime | None) -> list[Bar]:
+BAR_COLUMNS = ["window_start", "open", "high", "low", "close", "volume", "vwap", "trade_count", "is_open", "revision"]
+
+
+def canonical_pair(pair: str) -> str:
+    """One spelling per pair, to compare what a user typed with what Gold holds: 'xbt/usdt' -> 'BTC/USDT'."""
+    return "/".join(ASSET_ALIASES.get(asset, asset) for asset in pair.strip().upper().split("/"))
+
+
+def find_symbol(wanted: str, held: list[str]) -> str | None:
+    """The symbol Gold holds for the pair `wanted` in either spelling (exact spelling first), or None."""
+    if wanted in held:
+        return wanted
+    return next((symbol for symbol in sorted(held) if canonical_pair(symbol) == canonical_pair(wanted)), None)
+
+
+def held_symbols(dataset) -> list[str]:
+    import pyarrow.compute as pc
+
+    return sorted(pc.unique(dataset.to_table(columns=["symbol"])["symbol"]).to_pylist())
+
+
+def read_bars(dataset, symbol: str, start: datetime | None, end: datetime | None) -> list[Bar]:
     """The pair's bars with window_start in [start, end) (an open side when None), oldest first, window_start as an
     aware UTC datetime."""
-    from pyspark.sql import functions as F
+    import pyarrow.dataset as ds
 
-    wanted = F.col("symbol") == symbol
+    wanted = ds.field("symbol") == symbol
     if start is not None:
-        wanted &= F.col("window_start") >= F.to_timestamp(F.lit(spark_timestamp(start)))
+        wanted &= ds.field("window_start") >= start
     if end is not None:
-        wanted &= F.col("window_start") < F.to_timestamp(F.lit(spark_timestamp(end)))
-    rows = (spark.read.parquet(gold).where(wanted)
-            .selectExpr("unix_micros(window_start) AS start_us", "open", "high", "low", "close", "volume", "vwap",
-                        "trade_count")
-            .orderBy("start_us")
-            .collect())
-    epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
-    return [Bar(epoch + timedelta(microseconds=r.start_us), r.open, r.high, r.low, r.close, r.volume, r.vwap,
-                r.trade_count) for r in rows]
+        wanted &= ds.field("window_start") < end
+    table = dataset.to_table(filter=wanted, columns=BAR_COLUMNS).sort_by("window_start")
+    columns = [table[name].to_pylist() for name in BAR_COLUMNS]
+    return [Bar(*values) for values in zip(*columns)]
 
 
 def describe_span(start: datetime | None, end: datetime | None, bars: list[Bar]) -> str:
-    """'2026-01-01 00:00 to 2026-01-01 00:20 UTC'; an open side is the first bar's start / the last bar's end."""
+    """'2026-01-01 00:00 to 2026-01-01 00:20 UTC'; an open side is the first bar's start / the last bar's end, or
+    left out when there are no bars ('from 2026-01-01 00:05 UTC', 'all of Gold')."""
     first = start or (bars[0].window_start if bars else None)
     last = end or (bars[-1].window_start + timedelta(minutes=1) if bars else None)
-    first_text, last_text = (f"{m:%Y-%m-%d %H:%M}" if m else "..." for m in (first, last))
-    return f"{first_text} to {last_text} UTC"
+    if first and last:
+        return f"{first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} UTC"
+    if first:
+        return f"from {first:%Y-%m-%d %H:%M} UTC"
+    return f"until {last:%Y-%m-%d %H:%M} UTC" if last else "all of Gold"
 
 
 def render_png(bars: list[Bar], title: str, path: Path, width: int, height: int) -> None:
@@ -126,17 +154,23 @@ def render_html(bars: list[Bar], title: str, png: Path) -> str:
     """A self-contained page: the PNG inline and a table of the bars' exact values."""
     image = base64.b64encode(png.read_bytes()).decode("ascii")
     head = "".join(f"<th>{name}</th>" for name in
-                   ("minute (UTC)", "open", "high", "low", "close", "volume", "vwap", "trades"))
+                   ("minute (UTC)", "open", "high", "low", "close", "volume", "vwap", "trades", "state"))
     rows = "\n".join(
         "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in (
             bar.window_start.strftime("%Y-%m-%d %H:%M"), bar.open, bar.high, bar.low, bar.close, bar.volume,
-            bar.vwap, bar.trade_count)) + "</tr>"
+            bar.vwap, bar.trade_count, bar_state(bar))) + "</tr>"
         for bar in bars)
     return (f"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
             "<style>body{font-family:sans-serif}td{font-family:monospace;text-align:right;padding:0 .5em}</style>"
             f"</head><body>\n<h1>{html.escape(title)}</h1>\n"
             f"<img alt=\"{html.escape(title)}\" src=\"data:image/png;base64,{image}\">\n"
             f"<table><tr>{head}</tr>\n{rows}\n</table>\n</body></html>\n")
+
+
+def bar_state(bar: Bar) -> str:
+    """'open' for the pair's newest minute, else 'closed'; ', revised N' when late trades changed it N times."""
+    state = "open" if bar.is_open else "closed"
+    return f"{state}, revised {bar.revision}" if bar.revision else state
 
 
 def positive_pixels(text: str) -> int:
@@ -148,8 +182,8 @@ def positive_pixels(text: str) -> int:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--gold", default=DEFAULT_GOLD, help="Gold bars folder (default %(default)s)")
-    parser.add_argument("--symbol", required=True, help="pair as in Gold, e.g. XBT/USDT")
+    parser.add_argument("--gold", default=DEFAULT_GOLD, help="Gold bars Delta table (default %(default)s)")
+    parser.add_argument("--symbol", required=True, help="the pair, e.g. XBT/USDT or BTC/USDT (either spelling)")
     parser.add_argument("--from", dest="start", type=parse_minute,
                         help="first minute, UTC, e.g. 2026-01-01T00:00 (inclusive; default: the pair's first bar)")
     parser.add_argument("--to", dest="end", type=parse_minute,
@@ -169,27 +203,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging()
-    from pyspark.errors import AnalysisException
-
-    spark = build_spark("plot_ohlcv", conf={"spark.sql.shuffle.partitions": "1"})
     try:
-        bars = read_bars(spark, args.gold, args.symbol, args.start, args.end)
-    except AnalysisException as exc:  # no such folder, or a stream that has not written a bar yet
-        log.error("cannot read Gold at %s: %s", args.gold, describe_error(exc))
+        dataset = open_table(args.gold)
+    except TableUnreadable as exc:  # no such table, or a stream that has not written a bar yet
+        log.error("cannot read Gold at %s: %s", args.gold, exc)
         return 1
-    finally:
-        spark.stop()
+    held = held_symbols(dataset)
+    symbol = find_symbol(args.symbol, held)
+    if symbol is None:
+        log.error("no bars for %s in %s; it holds %s", args.symbol, args.gold,
+                  ", ".join(held) if held else "no bars yet")
+        return 1
+    bars = read_bars(dataset, symbol, args.start, args.end)
     span = describe_span(args.start, args.end, bars)
     if not bars:
-        log.error("no bars for %s in %s in %s", args.symbol, span, args.gold)
+        log.error("no bars for %s in %s in %s", symbol, span, args.gold)
         return 1
-    title = f"{args.symbol} 1-minute candles, {span}"
+    title = f"{symbol} 1-minute candles, {span}"
     for path in filter(None, (args.png, args.html)):
         path.parent.mkdir(parents=True, exist_ok=True)
     render_png(bars, title, args.png, args.width, args.height)
     if args.html:
         args.html.write_text(render_html(bars, title, args.png), encoding="utf-8")
-    log.info("rendered %d bars of %s to %s%s", len(bars), args.symbol, args.png,
+    log.info("rendered %d bars of %s to %s%s", len(bars), symbol, args.png,
              f" and {args.html}" if args.html else "")
     return 0
 

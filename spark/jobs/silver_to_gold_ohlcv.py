@@ -1,65 +1,76 @@
-"""Silver -> Gold: one 1-minute OHLCV + VWAP bar per pair per minute of event time (ts_event), streaming.
+"""Silver -> Gold: one 1-minute OHLCV + VWAP bar per pair per minute of event time (ts_event), kept exact and live.
 
-Each bar is written once, when it is final: Spark keeps a minute open until the watermark (the newest event time seen
-minus --watermark) passes its end, then appends it to Parquet (with _spark_metadata, so readers that go through it,
-e.g. spark.read.parquet(<out>), see every bar exactly once, also after a kill -9 and a restart).
+Reads the Silver Delta table as a stream. For each micro-batch of new trades it recomputes, from Silver itself, every
+minute the batch touches (plus the pair's open minute) and merges those bars into the Gold Delta table: a bar
+appears within a trigger or two of its first trade, grows as its trades arrive, and a late trade, however late,
+corrects its bar (instead of being dropped). Every bar is always exactly what Silver's trades of that minute give;
+recomputing from the table makes that true and makes a redone batch harmless at once. No state store, no watermark.
 
-Gold columns:
+Gold columns (a Delta table partitioned by bar_date):
 
     symbol (string), window_start (timestamp), window_end (timestamp),
-    open, high, low, close (decimal(38,18)), volume (decimal(38,18)), vwap (decimal(38,18)), trade_count (long)
+    open, high, low, close (decimal(38,18)), volume (decimal(38,18)), vwap (decimal(38,18)), trade_count (long),
+    is_open (boolean), revision (int), updated_at (timestamp), bar_date (date)
 
 - open / close: the first / last trade of the minute by ts_event; trades with the same ts_event are ordered by
   trade_id, and where trade_id is null (API v1) by Kafka (partition, offset).
 - high / low: max / min price. volume: sum of sizes, exact.
 - vwap: sum(price * size) / volume, rounded half-even to 18 decimal places. The sum of products is kept exact: each
   price and size is split into five base-10^9 integer limbs, the limb products are summed as decimal(29,0) (no
-  Spark decimal rounding is involved), and the one division happens in Python integers (Spark's own decimal(38,18) *
-  decimal(38,18) would silently drop digits). Exact for any decimal(38,18) prices and sizes.
+  Spark decimal rounding is involved), and the one division happens in Python integers on the driver (Spark's own
+  decimal(38,18) * decimal(38,18) would silently drop digits). Exact for any decimal(38,18) prices and sizes.
+- is_open: true for the pair's newest minute (no trade of a later minute has reached Gold yet): more trades for it
+  may still come. It turns false with the first trade of a later minute.
+- revision: how many times the bar's values changed after it was first written (0: written once). A bar that was
+  already closed (is_open false) and whose revision grew was restated by a late trade; Delta's time travel shows it
+  as it was before (README).
+- updated_at: when the bar was last written (values or is_open).
+- bar_date: the UTC date of window_start (the partition).
 
-Late trades: a trade whose ts_event is older than the watermark when it arrives is dropped by Spark (its minute was
-already written). Every micro-batch that drops trades logs a warning with Spark's count (numRowsDroppedByWatermark,
-counted after Spark's per-partition pre-aggregation: 0 means nothing was dropped, n > 0 means at least n trades were);
-the job logs the total when it stops. Remedies: a longer --watermark, or recompute a range from Silver in batch with
-spark/jobs/gold_ohlcv_batch.py (same aggregation, all trades).
+Exactly once: the MERGE of each micro-batch carries a Delta transaction id (the query's id, the batch id), so a
+batch redone after Ctrl-C, SIGTERM or kill -9 changes nothing (delta_tables.py); and as the bars are recomputed from
+Silver, even a rebuild with a new checkpoint ends with the same bars. A MERGE that conflicts with a concurrent
+compaction is retried.
 
 Usage:
     python spark/jobs/silver_to_gold_ohlcv.py --silver data/silver/crypto_trades --out data/gold/ohlcv_1m \\
-        --checkpoint data/checkpoints/silver_to_gold_ohlcv --trigger "2 seconds" --watermark "2 minutes"
+        --checkpoint data/checkpoints/silver_to_gold_ohlcv --trigger "2 seconds"
 
-    # a backfill (or a test): aggregate everything Silver holds now, write every bar the watermark closed, then exit
+    # a backfill (or a test): bring Gold up to what Silver holds now, then exit
     python spark/jobs/silver_to_gold_ohlcv.py --available-now
 
 Exit codes: 0 stopped on request (Ctrl-C, SIGTERM) or finished (--available-now); 1 the query failed; 2 a bad flag,
-or an output folder and a checkpoint that do not belong together.
+or a table and a checkpoint that do not belong together.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
+import time
+from datetime import datetime, timedelta, timezone
 from decimal import Context, Decimal
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
-from streaming_common import (StopRequest, build_spark, configure_logging, parse_trigger, run_queries,
-                              sink_pairing_problem, start_parquet_sink)
+from delta_tables import (WRITER_SESSION_CONF, BatchWriter, Maintenance, add_maintenance_argument, ensure_table,
+                          in_list, is_delta_table, retry_on_conflict, sql_string, table_pairing_problem)
+from streaming_common import (StopRequest, add_drain_arguments, build_spark, configure_logging, drain_restart,
+                              parse_trigger, run_queries, trigger_kwargs, wait_until_ready)
 
 DEFAULT_SILVER = "data/silver/crypto_trades"
 DEFAULT_OUT = "data/gold/ohlcv_1m"
 DEFAULT_CHECKPOINT = "data/checkpoints/silver_to_gold_ohlcv"
 DEFAULT_TRIGGER = "2 seconds"
-DEFAULT_WATERMARK = "2 minutes"
-BAR_LENGTH = "1 minute"
-LATE_HINT = (" (their minutes were already written; see --watermark, or recompute the range with "
-             "gold_ohlcv_batch.py)")
+QUERY_NAME = "silver_to_gold_ohlcv"
+MINUTE = timedelta(minutes=1)
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
-SILVER_DDL = ("symbol STRING, price DECIMAL(38,18), size DECIMAL(38,18), side STRING, ord_type STRING, "
-              "trade_id BIGINT, ts_event TIMESTAMP, ts_ingest TIMESTAMP, topic STRING, partition INT, offset BIGINT, "
-              "ts_kafka TIMESTAMP, trade_date DATE")
-GOLD_COLUMNS = ["symbol", "window_start", "window_end", "open", "high", "low", "close", "volume", "vwap",
-                "trade_count"]
+GOLD_DDL = ("symbol STRING, window_start TIMESTAMP, window_end TIMESTAMP, open DECIMAL(38,18), high DECIMAL(38,18), "
+            "low DECIMAL(38,18), close DECIMAL(38,18), volume DECIMAL(38,18), vwap DECIMAL(38,18), "
+            "trade_count BIGINT, is_open BOOLEAN, revision INT, updated_at TIMESTAMP, bar_date DATE")
+GOLD_COLUMNS = [column.split()[0] for column in GOLD_DDL.split(", ")]
+BAR_VALUES = ["open", "high", "low", "close", "volume", "vwap", "trade_count"]  # a change of these is a revision
 PRICE_TYPE = "DECIMAL(38,18)"
 SCALE = 18  # decimal places of Silver's price and size, and of Gold's vwap
 LIMB_BASE = 10 ** 9  # limbs below 10^9 make every limb product < 10^18 and a sum of five < 9.2 * 10^18 (a BIGINT)
@@ -121,7 +132,7 @@ def vwap_from_terms(term_sums: Iterable[Any], volume: Decimal | None) -> Decimal
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Spark transforms (shared by the stream here and the batch recompute in gold_ohlcv_batch.py)
+# Spark expressions for the limbs
 
 
 def limb_sql(column: str) -> list[str]:
@@ -151,27 +162,21 @@ def with_notional_terms(trades):
     return trades.select("*", *terms)
 
 
-def ship_this_module_to_workers() -> None:
-    """Python workers cannot import this file (spark/jobs is not on their path); when it is imported (batch
-    recompute, tests) rather than run, pickle its functions by value so the VWAP UDF travels with the job."""
-    if __name__ != "__main__":
-        from pyspark import cloudpickle
-
-        cloudpickle.register_pickle_by_value(sys.modules[__name__])
+# ---------------------------------------------------------------------------------------------------------------------
+# Bars: Spark sums the minute's trades, the driver finishes each bar in exact Python (shared by the stream and the batch
+# recompute in gold_ohlcv_batch.py)
 
 
-def ohlcv_bars(trades):
-    """Silver trades -> Gold bars, one per (symbol, minute of ts_event). The one aggregation both the stream and the
-    batch recompute use; a watermark, if any, is set by the caller on `trades`."""
+def minute_sums(trades):
+    """Silver trades -> one row per (symbol, minute of ts_event): window_start_us/window_end_us (microseconds since
+    the epoch: collected timestamps would be turned into the Python process's local time), open, high, low, close,
+    volume, trade_count and the limb sums _n0.._n8 of sum(price * size)."""
     from pyspark.sql import functions as F
-    from pyspark.sql.types import DecimalType
 
-    ship_this_module_to_workers()
     order_key = F.struct("ts_event", "trade_id", "partition", "offset")
-    vwap = F.udf(lambda volume, *sums: vwap_from_terms(sums, volume), DecimalType(38, SCALE))
-    bars = (
+    sums = (
         with_notional_terms(trades)
-        .groupBy("symbol", F.window("ts_event", BAR_LENGTH).alias("bar"))
+        .groupBy("symbol", F.window("ts_event", "1 minute").alias("bar"))
         .agg(
             F.min_by("price", order_key).alias("open"),
             F.max("price").alias("high"),
@@ -182,22 +187,137 @@ def ohlcv_bars(trades):
             *[F.sum(f"_n{k}").alias(f"_n{k}") for k in range(NOTIONAL_TERMS)],
         )
     )
-    return bars.select(
-        "symbol",
-        F.col("bar.start").alias("window_start"),
-        F.col("bar.end").alias("window_end"),
-        "open", "high", "low", "close", "volume",
-        vwap("volume", *[f"_n{k}" for k in range(NOTIONAL_TERMS)]).alias("vwap"),
-        "trade_count",
-    )
+    return sums.select("symbol", F.unix_micros("bar.start").alias("window_start_us"),
+                       F.unix_micros("bar.end").alias("window_end_us"), "open", "high", "low", "close", "volume",
+                       "trade_count", *[f"_n{k}" for k in range(NOTIONAL_TERMS)])
 
 
-def read_silver_stream(spark, silver: str):
-    return spark.readStream.schema(SILVER_DDL).parquet(silver)
+def finish_bars(sums: Iterable[Any], newest: dict[str, datetime], updated_at: datetime) -> list[tuple]:
+    """Rows of minute_sums() (collected) -> Gold rows (GOLD_COLUMNS order) with the exact VWAP; a bar is open when
+    its minute is `newest[symbol]`, the pair's newest minute. revision is 0 (the MERGE counts revisions)."""
+    bars = []
+    for row in sums:
+        terms = [row[f"_n{k}"] for k in range(NOTIONAL_TERMS)]
+        window_start = from_micros(row["window_start_us"])
+        bars.append((row["symbol"], window_start, from_micros(row["window_end_us"]), row["open"], row["high"], row["low"],
+                     row["close"], row["volume"], vwap_from_terms(terms, row["volume"]), row["trade_count"],
+                     window_start == newest.get(row["symbol"]), 0, updated_at, window_start.date()))
+    return bars
+
+
+def from_micros(micros: int) -> datetime:
+    """Microseconds since the epoch (Spark's unix_micros) -> an aware UTC datetime."""
+    return EPOCH + timedelta(microseconds=micros)
+
+
+def bars_dataframe(spark, bars: list[tuple]):
+    return spark.createDataFrame(bars, GOLD_DDL)
+
+
+def minute_filter(keys: dict[str, set[datetime]]) -> str:
+    """SQL selecting the Silver trades of the given minutes per symbol: the dates as a partition filter, then per
+    symbol its time span (Delta's file statistics skip the files outside it); the exact minutes are joined after."""
+    dates = sorted({m.date() for minutes in keys.values() for m in minutes})
+    per_symbol = " OR ".join(
+        f"(symbol = {sql_string(symbol)} AND ts_event >= TIMESTAMP {sql_string(spark_text(min(minutes)))} "
+        f"AND ts_event < TIMESTAMP {sql_string(spark_text(max(minutes) + MINUTE))})"
+        for symbol, minutes in sorted(keys.items()))
+    return f"{in_list('trade_date', dates)} AND ({per_symbol or 'FALSE'})"
+
+
+def spark_text(moment: datetime) -> str:
+    """A UTC timestamp as Spark SQL text (the session time zone is UTC)."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def merge_bars_sql(gold: str, source_view: str, dates: list[Any]) -> str:
+    """MERGE SQL: insert new bars; update a bar when its values or is_open changed, counting a value change as a
+    revision. The target is pruned to the batch's bar dates."""
+    changed = " OR ".join(f"NOT (t.{c} <=> s.{c})" for c in BAR_VALUES)
+    updates = ", ".join(f"t.{c} = s.{c}" for c in [*BAR_VALUES, "is_open", "updated_at"])
+    return (f"MERGE INTO delta.`{gold}` AS t USING {source_view} AS s "
+            f"ON {in_list('t.bar_date', dates)} AND t.symbol = s.symbol AND t.bar_date = s.bar_date "
+            f"AND t.window_start = s.window_start "
+            f"WHEN MATCHED AND ({changed} OR t.is_open <> s.is_open) THEN UPDATE SET {updates}, "
+            f"t.revision = t.revision + CASE WHEN {changed} THEN 1 ELSE 0 END "
+            f"WHEN NOT MATCHED THEN INSERT *")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Late-trade accounting
+# I/O
+
+
+def read_silver_stream(spark, silver: str):
+    return spark.readStream.format("delta").load(silver)
+
+
+def read_silver(spark, silver: str):
+    return spark.read.format("delta").load(silver)
+
+
+def recompute_minutes(spark, silver: str, keys: dict[str, set[datetime]]) -> list[Any]:
+    """minute_sums() of exactly the given (symbol, minute) keys, from the Silver table as it is now; collected."""
+    from pyspark.sql import functions as F
+
+    wanted = spark.createDataFrame([(s, m) for s, minutes in keys.items() for m in minutes],
+                                   "symbol STRING, window_start TIMESTAMP")
+    trades = (read_silver(spark, silver).where(minute_filter(keys))
+              .withColumn("window_start", F.date_trunc("minute", "ts_event"))
+              .join(F.broadcast(wanted), ["symbol", "window_start"]).drop("window_start"))
+    return minute_sums(trades).collect()
+
+
+class GoldBatchWriter(BatchWriter):
+    """foreachBatch: the minutes a Silver micro-batch touches (and each pair's open minute) recomputed from Silver and
+    merged into Gold, idempotently."""
+
+    def __init__(self, spark, query_name: str, silver: str, gold: str) -> None:
+        super().__init__(spark, query_name)
+        self.silver, self.gold = silver, gold
+
+    def write(self, batch_df, batch_id: int, txn: Callable[[str], Any]) -> None:
+        from pyspark.sql import functions as F
+
+        started = time.monotonic()
+        session = batch_df.sparkSession
+        touched = (batch_df.select("symbol", F.unix_micros(F.date_trunc("minute", "ts_event")).alias("m"))
+                   .distinct().collect())
+        keys: dict[str, set[datetime]] = {}
+        for row in touched:
+            keys.setdefault(row.symbol, set()).add(from_micros(row.m))
+        if not keys:
+            return
+        open_bars = (session.read.format("delta").load(self.gold)
+                     .where(f"is_open AND {in_list('symbol', sorted(keys))}")
+                     .select("symbol", F.unix_micros("window_start").alias("m")).collect())
+        newest = {symbol: max(minutes) for symbol, minutes in keys.items()}
+        for row in open_bars:
+            keys[row.symbol].add(from_micros(row.m))
+            newest[row.symbol] = max(newest[row.symbol], from_micros(row.m))
+        bars = finish_bars(recompute_minutes(session, self.silver, keys), newest, datetime.now(timezone.utc))
+        bars_dataframe(session, bars).createOrReplaceTempView("gold_batch")
+        dates = sorted({bar[-1] for bar in bars})
+
+        def merge() -> list[Any]:
+            with txn("gold"):
+                return session.sql(merge_bars_sql(self.gold, "gold_batch", dates)).collect()
+
+        result = retry_on_conflict(merge, f"gold batch MERGE into {self.gold}")
+        metrics = result[0].asDict() if result else {}
+        log.info("gold batch=%d trades=%d bars=%d inserted=%s updated=%s duration_ms=%d", batch_id,
+                 batch_df.count(), len(bars), metrics.get("num_inserted_rows", 0),
+                 metrics.get("num_updated_rows", 0), int((time.monotonic() - started) * 1000))
+
+
+def start_query(spark, args: argparse.Namespace, query_name: str = QUERY_NAME):
+    """Create the Gold table if needed and start the Silver -> Gold query; returns the StreamingQuery."""
+    ensure_table(spark, args.out, GOLD_DDL, partition_by=["bar_date"], owner=QUERY_NAME)
+    return (read_silver_stream(spark, args.silver).writeStream
+            .foreachBatch(GoldBatchWriter(spark, query_name, args.silver, args.out))
+            .option("checkpointLocation", args.checkpoint)
+            .trigger(**trigger_kwargs(args.trigger, args.available_now))
+            .queryName(query_name)
+            .start())
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -207,38 +327,47 @@ def read_silver_stream(spark, silver: str):
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--silver", default=DEFAULT_SILVER,
-                        help="Silver trades Parquet folder written by bronze_to_silver_trades.py (default %(default)s)")
-    parser.add_argument("--out", default=DEFAULT_OUT, help="Gold bars Parquet folder (default %(default)s)")
+                        help="Silver trades Delta table written by bronze_to_silver_trades.py (default %(default)s)")
+    parser.add_argument("--out", default=DEFAULT_OUT, help="Gold bars Delta table (default %(default)s)")
     parser.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT,
                         help="checkpoint folder; one per --out, never shared (default %(default)s)")
     parser.add_argument("--trigger", default=DEFAULT_TRIGGER, type=parse_trigger,
                         help=f'micro-batch interval, e.g. "2 seconds" (default "{DEFAULT_TRIGGER}")')
-    parser.add_argument("--watermark", default=DEFAULT_WATERMARK, type=parse_trigger,
-                        help="how late (in event time) a trade may arrive and still count; a minute is written once "
-                             f'the newest ts_event seen is this far past its end (default "{DEFAULT_WATERMARK}")')
+    parser.add_argument("--watermark", type=parse_trigger,
+                        help="no longer used: late trades correct their bar however late they arrive (accepted so "
+                             "that older commands keep working)")
     parser.add_argument("--available-now", action="store_true",
-                        help="aggregate everything Silver holds now, write every bar the watermark closed, then exit")
+                        help="bring Gold up to what Silver holds now, then exit")
+    add_maintenance_argument(parser)
+    add_drain_arguments(parser)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging()
-    mismatch = sink_pairing_problem(args.out, args.checkpoint)
+    if args.watermark:
+        log.warning("--watermark is no longer used: late trades correct their bar however late they arrive")
+    mismatch = table_pairing_problem(args.out, args.checkpoint)
     if mismatch:
         print(f"error: {mismatch}", file=sys.stderr)
         return 2
-    # The VWAP division runs in Python workers: make them this interpreter, not whatever `python3` is on PATH.
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     stop = StopRequest().install()
-    spark = build_spark("silver_to_gold_ohlcv")
-    trades = read_silver_stream(spark, args.silver).withWatermark("ts_event", args.watermark)
-    query = start_parquet_sink(ohlcv_bars(trades), path=args.out, checkpoint=args.checkpoint, trigger=args.trigger,
-                               available_now=args.available_now, name="silver_to_gold_ohlcv")
-    log.info("writing 1-minute bars from %s into %s (checkpoint %s, watermark %s, %s)", args.silver, args.out,
-             args.checkpoint, args.watermark, "available-now" if args.available_now else f"trigger every {args.trigger}")
-    code = run_queries({"gold": query}, stop, late_hint=LATE_HINT)
+    spark = build_spark(QUERY_NAME, delta=True, conf=WRITER_SESSION_CONF)
+    if not wait_until_ready(lambda: is_delta_table(spark, args.silver), stop,
+                            f"Silver at {args.silver} is not a Delta table yet: waiting for the Silver job to create "
+                            f"it"):
+        spark.stop()
+        return 0
+    query = start_query(spark, args)
+    log.info("writing 1-minute bars from %s into %s (Delta; checkpoint %s, %s)", args.silver, args.out,
+             args.checkpoint, "available-now" if args.available_now else f"trigger every {args.trigger}")
+    maintenance = Maintenance(spark, [args.out], args.maintenance_every).start()
+    drain = {"gold": drain_restart(start_query, spark, args)} if args.drain_on_stop else None
+    code = run_queries({"gold": query}, stop, describe=lambda _name, _progress: None, drain=drain,
+                       drain_timeout=args.drain_timeout)
     log.info("stopped; Gold is at %s", args.out)
+    maintenance.stop()
     spark.stop()
     return code
 

@@ -20,6 +20,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 # `make setup` (spark/fetch_jars.py) resolves the Kafka connector and Delta Lake's jars with Maven into these folders.
 CONNECTOR_CACHE = Path(os.environ.get("SPARK_KAFKA_JARS_CACHE", REPO_ROOT / ".cache" / "spark-kafka"))
 DELTA_CACHE = Path(os.environ.get("SPARK_DELTA_JARS_CACHE", REPO_ROOT / ".cache" / "spark-delta"))
+# Spark's own log: errors on the terminal, warnings to data/logs/spark-<app>.log (spark/conf/log4j2.properties).
+LOG4J2_CONF = REPO_ROOT / "spark" / "conf" / "log4j2.properties"
+SPARK_LOG_DIR = Path(os.environ.get("SPARK_JOB_LOG_DIR", REPO_ROOT / "data" / "logs"))
 SCALA_BINARY_VERSION = "2.12"  # the PyPI pyspark 3.5 wheels are built for Scala 2.12
 # Delta Lake in a session: its SQL extension (MERGE, OPTIMIZE, VACUUM, time travel) and its catalog.
 DELTA_SESSION_CONF = {
@@ -27,6 +30,8 @@ DELTA_SESSION_CONF = {
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
 }
 STOP_GRACE_S = 60.0  # how long a stop request waits for the running micro-batch to finish
+DEFAULT_DRAIN_TIMEOUT_S = 60.0  # how long --drain-on-stop may take to land what the input holds
+STOP_TIMEOUT_S = 20.0  # how long stopping one query may take
 
 TRIGGER_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]+)\s*$", re.IGNORECASE)
 UNIT_MILLISECONDS = {
@@ -209,12 +214,16 @@ def build_spark(app_name: str, *, kafka: bool = False, delta: bool = False, conf
             builder = builder.config("spark.jars", ",".join(jars))
         if packages:
             builder = builder.config("spark.jars.packages", ",".join(packages))
+        builder = builder.config("spark.driver.extraJavaOptions", log4j_java_options(app_name))
     defaults = {
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.shuffle.partitions": os.environ.get("SPARK_SHUFFLE_PARTITIONS", "4"),
         "spark.ui.showConsoleProgress": "false",
         # Parquet readers outside Spark (pyarrow, DuckDB) read int96 poorly; write timestamps as microseconds.
         "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+        # query.stop() gives up after this long (e.g. a Kafka source stuck on a broker that went away) instead of
+        # blocking the job's exit forever; an interrupted batch is redone on restart.
+        "spark.sql.streaming.stopTimeout": str(int(STOP_TIMEOUT_S * 1000)),
         **(DELTA_SESSION_CONF if delta else {}),
     }
     for key, value in {**defaults, **(conf or {})}.items():
@@ -225,6 +234,13 @@ def build_spark(app_name: str, *, kafka: bool = False, delta: bool = False, conf
         raise SparkStartError(f"error: {spark_start_hint(kafka or delta, exc)}") from exc
     spark.sparkContext.setLogLevel(os.environ.get("SPARK_LOG_LEVEL", "WARN"))
     return spark
+
+
+def log4j_java_options(app_name: str) -> str:
+    """JVM options pointing Spark's logging at the project's configuration and its log file."""
+    SPARK_LOG_DIR.mkdir(parents=True, exist_ok=True)
+    return (f"-Dlog4j2.configurationFile=file:{LOG4J2_CONF} "
+            f"-Dlakehouse.spark.log={SPARK_LOG_DIR / f'spark-{app_name}.log'}")
 
 
 def extra_jars(*, kafka: bool, delta: bool, spark_version: str, spark_jars_dir: Path) -> tuple[list[str], list[str]]:
@@ -281,25 +297,34 @@ class StopRequest:
 
 
 BatchDescriber = Callable[[str, dict], Optional[str]]  # (query name, progress) -> a log line, or None
+Restart = Callable[[], Any]  # starts a query again, with the availableNow trigger, on the same checkpoint
 
 
-def run_query(query, stop: StopRequest, poll_s: float = 0.5) -> int:
+def run_query(query, stop: StopRequest, poll_s: float = 0.5, drain: Restart | None = None,
+              drain_timeout: float = DEFAULT_DRAIN_TIMEOUT_S) -> int:
     """run_queries() for a job with one query."""
-    return run_queries({query.name or "query": query}, stop, poll_s=poll_s)
+    name = query.name or "query"
+    return run_queries({name: query}, stop, poll_s=poll_s, drain={name: drain} if drain else None,
+                       drain_timeout=drain_timeout)
 
 
 def run_queries(queries: dict[str, Any], stop: StopRequest, describe: BatchDescriber | None = None,
-                late_hint: str = "", poll_s: float = 0.5) -> int:
+                poll_s: float = 0.5, drain: dict[str, Restart] | None = None,
+                drain_timeout: float = DEFAULT_DRAIN_TIMEOUT_S) -> int:
     """Wait for the queries, log each finished micro-batch, stop them all cleanly on request or when one fails.
 
-    `describe(name, progress)` makes a batch's log line (None: nothing to say); by default format_progress() for a
-    batch with rows. A batch whose stateful operators dropped rows older than the watermark also logs a warning
-    (with `late_hint`: what a user can do), and the run's total is logged at the end.
-    Returns the exit code: 0 finished (available-now) or stopped on request, 1 a query failed, 130 a second Ctrl-C.
+    On a stop request each query, in the order given, finishes its running micro-batch and stops. With `drain`
+    ({name: restart}), it is then started again with the availableNow trigger to land what its input holds now,
+    bounded by `drain_timeout` seconds: a pipeline whose layers are queried in order (Bronze, Silver, Gold) ends with
+    each layer holding everything the layer before it had landed. `describe(name, progress)` makes a batch's log line
+    (None: nothing to say); by default format_progress() for a batch with rows.
+    Returns the exit code: 0 finished (available-now) or stopped on request, 1 a query failed or a drain did not
+    finish, 130 a second Ctrl-C.
     """
     from pyspark.errors import StreamingQueryException
 
-    batch_log = _BatchLog(describe or _describe_with_rows, late_hint)
+    queries = dict(queries)
+    batch_log = _BatchLog(describe or _describe_with_rows)
     failed = False
     try:
         while not failed and not stop.event.is_set() and any(q.isActive for q in queries.values()):
@@ -309,19 +334,23 @@ def run_queries(queries: dict[str, Any], stop: StopRequest, describe: BatchDescr
                 except StreamingQueryException:
                     failed = True  # reported below through query.exception()
                 batch_log.new_batches(name, query)
-        if stop.event.is_set():
-            log.info("%s received: letting the running micro-batch finish, then stopping", stop.signal_name)
-        for name, query in queries.items():
+        stopping = stop.event.is_set()
+        if stopping:
+            log.info("%s received: letting the running micro-batch finish, then stopping%s", stop.signal_name,
+                     " (each layer first lands what its input holds now)" if drain else "")
+        for name, query in list(queries.items()):
             _wait_for_idle(query)
-            if query.isActive:
-                query.stop()
+            stop_query(query)
             batch_log.new_batches(name, query)
+            if stopping and drain and name in drain and query.exception() is None:
+                queries[name], drained = _drain(name, drain[name], drain_timeout)
+                failed |= not drained
+                batch_log.new_batches(name, queries[name])
     except KeyboardInterrupt:
         log.warning("second interrupt: stopping now; the unfinished batch will be redone on restart")
         for query in queries.values():
-            query.stop()
+            stop_query(query)
         return 130
-    batch_log.totals()
     for name, query in queries.items():
         error = query.exception()
         if error is not None:
@@ -330,10 +359,68 @@ def run_queries(queries: dict[str, Any], stop: StopRequest, describe: BatchDescr
     return 1 if failed else 0
 
 
-def rows_dropped_by_watermark(progress: dict[str, Any]) -> int:
-    """Rows the stateful operators of one micro-batch dropped as older than the watermark (Spark's count, taken after
-    its per-partition pre-aggregation: 0 means none, n means at least n)."""
-    return sum(int(op.get("numRowsDroppedByWatermark") or 0) for op in progress.get("stateOperators") or [])
+def _drain(name: str, restart: Restart, timeout: float) -> tuple[Any, bool]:
+    """Start `name` again with availableNow and wait for it to land what its input holds now; (query, finished)."""
+    log.info("%s: landing what its input holds now (up to %.0fs)", name, timeout)
+    started = time.monotonic()
+    query = restart()
+    try:
+        finished = query.awaitTermination(timeout)
+    except Exception:  # noqa: BLE001 - a failed drain is reported through query.exception() by the caller
+        return query, False
+    if not finished:
+        stop_query(query)
+        log.warning("%s had not landed everything its input holds after %.0fs; the rest lands on its next start "
+                    "(it is safe in its checkpointed input)", name, timeout)
+        return query, False
+    log.info("%s: caught up with its input in %.1fs", name, time.monotonic() - started)
+    return query, True
+
+
+def wait_until_ready(ready: Callable[[], bool], stop: StopRequest, waiting_line: str,
+                     say_again_s: float = 30.0, poll_s: float = 1.0) -> bool:
+    """Block until ready() (checked every poll_s), logging `waiting_line` once and again every say_again_s; False
+    when a stop was requested first."""
+    next_line = 0.0
+    while not stop.event.is_set():
+        if ready():
+            return True
+        now = time.monotonic()
+        if now >= next_line:
+            log.info("%s", waiting_line)
+            next_line = now + say_again_s
+        stop.event.wait(poll_s)
+    return False
+
+
+def path_exists(spark, path: str) -> bool:
+    """Whether `path` exists, on any Hadoop file system (local folders, s3a://, hdfs://)."""
+    jvm = spark.sparkContext._jvm
+    hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
+    return hadoop_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).exists(hadoop_path)
+
+
+def stop_query(query) -> None:
+    """Stop a query if it runs; a stop that times out (spark.sql.streaming.stopTimeout) is logged, not raised: the
+    job is on its way out, and an interrupted batch is redone on restart."""
+    try:
+        if query.isActive:
+            query.stop()
+    except Exception as exc:  # noqa: BLE001 - py4j wraps Spark's TimeoutException
+        log.warning("the %s query did not stop within %.0fs: %s", query.name, STOP_TIMEOUT_S, describe_error(exc))
+
+
+def drain_restart(start_query: Callable[..., Any], spark, args: argparse.Namespace) -> Restart:
+    """What --drain-on-stop runs: the job's query started again, on the same checkpoint, with availableNow."""
+    return lambda: start_query(spark, argparse.Namespace(**{**vars(args), "available_now": True}))
+
+
+def add_drain_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--drain-on-stop", action="store_true",
+                        help="on Ctrl-C/SIGTERM, after the running batch, land what the input holds now before "
+                             "stopping (the pipeline runner stops the layers this way, in order)")
+    parser.add_argument("--drain-timeout", type=float, default=DEFAULT_DRAIN_TIMEOUT_S,
+                        help="longest time --drain-on-stop may take (default %(default)s s)")
 
 
 def _describe_with_rows(_name: str, progress: dict[str, Any]) -> str | None:
@@ -341,12 +428,11 @@ def _describe_with_rows(_name: str, progress: dict[str, Any]) -> str | None:
 
 
 class _BatchLog:
-    """Logs each micro-batch once, and warns about rows the watermark dropped."""
+    """Logs each micro-batch once."""
 
-    def __init__(self, describe: BatchDescriber, late_hint: str) -> None:
-        self.describe, self.late_hint = describe, late_hint
+    def __init__(self, describe: BatchDescriber) -> None:
+        self.describe = describe
         self.last_batch: dict[str, int] = {}
-        self.late_total: dict[str, int] = {}
 
     def new_batches(self, name: str, query) -> None:
         for progress in query.recentProgress:
@@ -357,15 +443,6 @@ class _BatchLog:
             line = self.describe(name, progress)
             if line:
                 log.info("%s", line)
-            dropped = rows_dropped_by_watermark(progress)
-            if dropped:
-                self.late_total[name] = self.late_total.get(name, 0) + dropped
-                log.warning("%s batch=%s dropped %d late row(s) older than the watermark %s%s", name, batch, dropped,
-                            (progress.get("eventTime") or {}).get("watermark"), self.late_hint)
-
-    def totals(self) -> None:
-        for name, total in self.late_total.items():
-            log.warning("%s: late rows dropped by the watermark in this run: %d%s", name, total, self.late_hint)
 
 
 def start_parquet_sink(df, *, path: str, checkpoint: str, trigger: str, available_now: bool, name: str,

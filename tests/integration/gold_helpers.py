@@ -1,6 +1,6 @@
-"""Helpers for the Gold tests: Silver-shaped data written the way the Silver job writes it (a Spark streaming file
-sink, partitioned by trade_date, with _spark_metadata), and an independent plain-Python Decimal computation of the
-bars to compare Gold with.
+"""Helpers for the Gold tests: Silver-shaped data written into a Silver Delta table (created as the Silver job creates
+it, one commit per append), the Gold job's query run in the test's session, and an independent plain-Python Decimal
+computation of the bars to compare Gold with.
 """
 
 from __future__ import annotations
@@ -13,9 +13,11 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Iterable
 
-SILVER_DDL = ("symbol STRING, price DECIMAL(38,18), size DECIMAL(38,18), side STRING, ord_type STRING, "
-              "trade_id BIGINT, ts_event TIMESTAMP, ts_ingest TIMESTAMP, topic STRING, partition INT, offset BIGINT, "
-              "ts_kafka TIMESTAMP, trade_date DATE")
+import silver_to_gold_ohlcv as gold_job
+from bronze_to_silver_trades import SILVER_DDL
+from delta_tables import ensure_table
+from streaming_common import StopRequest, run_queries
+
 UTC = timezone.utc
 T0 = datetime(2026, 1, 1, 0, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
@@ -32,30 +34,36 @@ class Trade:
     offset: int
 
     def row(self) -> tuple:
+        """The trade as a Silver row (SILVER_DDL's columns)."""
         ingest = self.ts_event + timedelta(milliseconds=50)
-        return (self.symbol, self.price, self.size, "buy", "limit", self.trade_id, self.ts_event, ingest,
-                "crypto.trades", self.partition, self.offset, ingest, self.ts_event.date())
+        return (self.symbol, self.price, self.size, "buy", "limit", self.trade_id,
+                1 if self.trade_id is None else None, self.ts_event, ingest, "ws", "crypto.trades", self.partition,
+                self.offset, ingest, self.ts_event.date())
 
 
 class SilverWriter:
-    """Appends batches of trades to a Silver folder through a Spark streaming file sink (so _spark_metadata exists
-    and each append is one more committed batch), like bronze_to_silver_trades.py does."""
+    """Appends batches of trades to a Silver Delta table (created as the Silver job creates it): each append is one
+    more table version, which the Gold stream reads as new data."""
 
     def __init__(self, spark, root: Path) -> None:
         self.spark = spark
         self.path = root / "silver"
-        self._staging = root / "silver_staging"
-        self._checkpoint = root / "silver_checkpoint"
+        ensure_table(spark, str(self.path), SILVER_DDL, partition_by=["trade_date"], owner="tests")
 
     def append(self, trades: Iterable[Trade]) -> None:
         rows = [t.row() for t in trades]
-        self.spark.createDataFrame(rows, SILVER_DDL).write.mode("append").parquet(str(self._staging))
-        query = (self.spark.readStream.schema(SILVER_DDL).parquet(str(self._staging))
-                 .writeStream.format("parquet").partitionBy("trade_date")
-                 .option("path", str(self.path)).option("checkpointLocation", str(self._checkpoint))
-                 .trigger(availableNow=True).start())
-        query.awaitTermination()
-        assert query.exception() is None
+        self.spark.createDataFrame(rows, SILVER_DDL).write.format("delta").mode("append").save(str(self.path))
+
+
+def gold_args(silver: Path, gold: Path, checkpoint: Path, *extra: str):
+    return gold_job.parse_args(["--silver", str(silver), "--out", str(gold), "--checkpoint", str(checkpoint),
+                                "--available-now", *extra])
+
+
+def run_gold(spark, silver: Path, gold: Path, checkpoint: Path) -> None:
+    """The Gold job's query, available-now, in this session (no JVM start)."""
+    code = run_queries({"gold": gold_job.start_query(spark, gold_args(silver, gold, checkpoint))}, StopRequest())
+    assert code == 0
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -143,15 +151,34 @@ def reference_bars(trades: Iterable[Trade]) -> dict[tuple[str, datetime], tuple]
     return bars
 
 
-def read_bars(spark, folder: Path) -> list[tuple]:
+def read_bars(spark, table: Path, version: int | None = None) -> list[tuple]:
     """Gold rows as (symbol, window_start, window_end, open, high, low, close, volume, vwap, trade_count) with aware
-    UTC datetimes, read through _spark_metadata when the folder has one."""
-    rows = spark.read.parquet(str(folder)).selectExpr(
+    UTC datetimes, from the Delta table (at `version`: time travel)."""
+    reader = spark.read.format("delta")
+    if version is not None:
+        reader = reader.option("versionAsOf", version)
+    rows = reader.load(str(table)).selectExpr(
         "symbol", "unix_micros(window_start) AS ws", "unix_micros(window_end) AS we",
         "open", "high", "low", "close", "volume", "vwap", "trade_count").collect()
     epoch = datetime(1970, 1, 1, tzinfo=UTC)
     return [(r.symbol, epoch + timedelta(microseconds=r.ws), epoch + timedelta(microseconds=r.we), r.open, r.high,
              r.low, r.close, r.volume, r.vwap, r.trade_count) for r in rows]
+
+
+def bar_states(spark, table: Path) -> dict[tuple[str, datetime], tuple[bool, int]]:
+    """(symbol, window_start) -> (is_open, revision) of every Gold bar."""
+    rows = spark.read.format("delta").load(str(table)).selectExpr(
+        "symbol", "unix_micros(window_start) AS ws", "is_open", "revision").collect()
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    return {(r.symbol, epoch + timedelta(microseconds=r.ws)): (r.is_open, r.revision) for r in rows}
+
+
+def newest_minutes(trades: Iterable[Trade]) -> dict[str, datetime]:
+    """Each pair's newest minute: the bar that must be open."""
+    newest: dict[str, datetime] = {}
+    for t in trades:
+        newest[t.symbol] = max(newest.get(t.symbol, minute_of(t.ts_event)), minute_of(t.ts_event))
+    return newest
 
 
 def bars_by_key(rows: list[tuple]) -> dict[tuple[str, datetime], tuple]:
@@ -162,8 +189,3 @@ def bars_by_key(rows: list[tuple]) -> dict[tuple[str, datetime], tuple]:
         assert key not in indexed, f"bar written twice: {key}"
         indexed[key] = row[2:]
     return indexed
-
-
-def closed_by(bars: dict[tuple[str, datetime], tuple], watermark: datetime) -> dict[tuple[str, datetime], tuple]:
-    """The bars a watermark has closed: window_end <= watermark."""
-    return {key: bar for key, bar in bars.items() if bar[0] <= watermark}

@@ -1,5 +1,5 @@
 """Helpers for the Bronze -> Silver tests: produce exact records, land Bronze with the Bronze job's own transform,
-run the Silver job's queries in the test's SparkSession (no JVM start per run), read results exactly."""
+run the Silver job's query in the test's SparkSession (no JVM start per run), read the Delta tables exactly."""
 
 from __future__ import annotations
 
@@ -64,15 +64,19 @@ def land_bronze(spark, bootstrap: str, topic: str, out: Path, checkpoint: Path,
     assert query.exception() is None
 
 
-def silver_args(base: Path, bronze: Path, *extra: str, name: str = "silver") -> argparse.Namespace:
+def silver_args(base: Path, bronze: Path, *extra: str, name: str = "silver",
+                checkpoint: Path | None = None) -> argparse.Namespace:
+    """The Silver job's flags for tables base/<name> and base/<name>_quarantine (checkpoint base/<name>_checkpoint
+    unless given), available-now."""
     return silver_job.parse_args(["--bronze", str(bronze), "--out", str(base / name),
                                   "--quarantine", str(base / f"{name}_quarantine"),
-                                  "--checkpoint", str(base / f"{name}_checkpoint"), "--available-now", *extra])
+                                  "--checkpoint", str(checkpoint or base / f"{name}_checkpoint"), "--available-now",
+                                  *extra])
 
 
 def run_silver(spark, args: argparse.Namespace) -> None:
-    """The Silver job's two queries, available-now, in this session."""
-    code = run_queries(silver_job.start_queries(spark, args), StopRequest(), describe=silver_job.format_batch)
+    """The Silver job's query, available-now, in this session."""
+    code = run_queries({"silver": silver_job.start_query(spark, args)}, StopRequest())
     assert code == 0
 
 
@@ -80,7 +84,7 @@ def silver_rows(spark, path: Path) -> list[dict[str, Any]]:
     """Silver as dicts, timestamps as exact UTC text (microseconds), sorted by Kafka coordinates."""
     from pyspark.sql import functions as F
 
-    df = spark.read.parquet(str(path))
+    df = spark.read.format("delta").load(str(path))
     assert df.columns == silver_job.SILVER_COLUMNS
     df = df.select(*[F.date_format(c, TS_TEXT).alias(c) if c.startswith("ts_") else F.col(c) for c in df.columns])
     return [r.asDict() for r in df.orderBy("topic", "partition", "offset").collect()]
@@ -90,7 +94,7 @@ def quarantine_rows(spark, path: Path) -> list[dict[str, Any]]:
     """Quarantine as dicts with value_raw's exact bytes (value_bytes), sorted by Kafka coordinates."""
     from pyspark.sql import functions as F
 
-    df = spark.read.parquet(str(path))
+    df = spark.read.format("delta").load(str(path))
     assert df.columns == silver_job.QUARANTINE_COLUMNS
     df = df.withColumn("value_bytes", F.col("value_raw").cast("binary"))
     return [r.asDict() for r in df.orderBy("topic", "partition", "offset").collect()]

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -151,6 +152,36 @@ def test_sigterm_stops_cleanly_and_restart_resumes(spark, bootstrap, new_topic, 
     expected |= produce(bootstrap, topic, numbered_records(60, 30), first_index=60)
     land(bootstrap, topic, tmp_path)
     assert_exactly(spark, tmp_path / "bronze", expected)
+
+
+def test_started_before_its_topic_exists_then_drains_on_sigterm(spark, bootstrap, tmp_path) -> None:
+    """A job started on a topic that does not exist yet waits for it with one clear line (no stack trace) and lands
+    what is produced once the topic is there; with --drain-on-stop, SIGTERM lands everything the topic holds before
+    it exits 0 (the trigger is 30 s: the last records can only land through the drain)."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    topic = f"later-{uuid.uuid4().hex[:12]}"
+    out, checkpoint, log_path = tmp_path / "bronze", tmp_path / "checkpoint", tmp_path / "job.log"
+    job = start_script(JOB, "--bootstrap", bootstrap, "--topic", topic, "--out", str(out), "--checkpoint",
+                       str(checkpoint), "--trigger", "30 seconds", "--drain-on-stop", log_path=log_path)
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    try:
+        wait_until(lambda: "does not exist yet" in log_path.read_text(), timeout=120, message="the waiting line")
+        admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])[topic].result(30)
+        expected = produce(bootstrap, topic, numbered_records(0, 50))
+        wait_until(lambda: (checkpoint / "commits" / "0").exists(), timeout=240, message="the first batch")
+        expected |= produce(bootstrap, topic, numbered_records(50, 30), first_index=50)
+        job.send_signal(signal.SIGTERM)
+        assert job.wait(240) == 0, log_path.read_text()[-3000:]
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+        admin.delete_topics([topic])
+    text = log_path.read_text()
+    assert f"topic {topic} does not exist yet at {bootstrap}: waiting for it" in text
+    assert "Traceback" not in text and "UnknownTopicOrPartition" not in text
+    assert "kafka_to_bronze_trades: caught up with its input" in text
+    assert_exactly(spark, out, expected)
 
 
 @pytest.mark.parametrize("args, message", [

@@ -1,29 +1,35 @@
-"""Silver -> Gold against an independent plain-Python Decimal computation: the stream (available-now and a live
-stream killed with -9 and restarted), late trades inside and beyond the watermark, the batch recompute, the chart."""
+"""Silver -> Gold against an independent plain-Python Decimal computation: live bars (the open minute included), a late
+trade correcting a bar already written, ties, the batch recompute, time travel, reading Gold without Spark, the chart.
+
+The Gold job's query runs in the test session (no JVM start per run); the batch recompute and the chart run as the
+README shows them. kill -9 of a running Gold job and compaction beside it: test_lakehouse_kill9.py.
+"""
 
 from __future__ import annotations
 
-import os
-import signal
+import html
+import json
+import re
 import struct
+import subprocess
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import run_script, start_script, wait_until
-from tests.integration.gold_helpers import (MINUTE, T0, SilverWriter, bars_by_key, closed_by, generate_trades,
-                                            read_bars, reference_bars, trade)
+from tests.helpers import PYTHON, REPO_ROOT, run_script, script_env
+from tests.integration.gold_helpers import (MINUTE, T0, SilverWriter, bar_states, bars_by_key, generate_trades,
+                                            newest_minutes, read_bars, reference_bars, run_gold, trade)
 
 pytestmark = pytest.mark.integration
 
-JOB = "spark/jobs/silver_to_gold_ohlcv.py"
 BATCH = "spark/jobs/gold_ohlcv_batch.py"
 PLOT = "spark/jobs/plot_ohlcv.py"
 
 
-def run_ok(script: str, *args: str, timeout: float = 240):
-    result = run_script(script, *args, timeout=timeout)
+def run_ok(script: str, *args: str, timeout: float = 300, **env: str):
+    result = subprocess.run([PYTHON, str(REPO_ROOT / script), *args], cwd=REPO_ROOT, env=script_env(**env),
+                            capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, f"{script} exited {result.returncode}:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
     return result
 
@@ -33,140 +39,148 @@ def assert_bars_equal(got: dict, expected: dict) -> None:
     for key, bar in expected.items():
         assert got[key] == bar, f"bar {key}: got {got[key]}, expected {bar}"
         for value in got[key][1:7]:  # Spark's decimals carry all 18 places; equal above means equal to the last one
-            assert value.as_tuple().exponent == -18
+            assert value is None or value.as_tuple().exponent == -18
 
 
-# Two trades that arrive with the second Silver batch, after the first run's watermark (00:05:59.999999) closed
-# minutes 0..4: one is inside the watermark (its minute is still open), one is beyond it (its minute was written).
-LATE_INSIDE = trade("ETH/USDT", "255555.55", "0.12345678901234567", T0 + 6 * MINUTE + timedelta(seconds=45), 999999,
-                    0, partition=5)
-LATE_BEYOND = trade("XBT/USDT", "1.5", "3", T0 + 2 * MINUTE + timedelta(seconds=30), 999998, 1, partition=5)
+# Two trades that reach Silver with its second append, after the first Gold run wrote their minutes: one into minute 6
+# of ETH/USDT, one into minute 2 of XBT/USDT (a bar closed long before), each changing its bar's values.
+LATE_ETH = trade("ETH/USDT", "255555.55", "0.12345678901234567", T0 + 6 * MINUTE + timedelta(seconds=45), 999999,
+                 0, partition=5)
+LATE_XBT = trade("XBT/USDT", "1.5", "3", T0 + 2 * MINUTE + timedelta(seconds=30), 999998, 1, partition=5)
 
 
 @pytest.fixture(scope="module")
 def demo(spark, tmp_path_factory):
-    """A few thousand trades in Silver, aggregated by the stream with --available-now in two runs on one checkpoint:
-    minutes 0..7 first, then minutes 8..19 together with LATE_INSIDE and LATE_BEYOND."""
+    """A few thousand trades in Silver, aggregated by the Gold stream (available-now) in two runs on one checkpoint:
+    minutes 0..7 first, then minutes 8..19 together with LATE_ETH and LATE_XBT."""
     root = tmp_path_factory.mktemp("gold_demo")
     trades = generate_trades()
     silver = SilverWriter(spark, root)
-    gold = root / "gold"
-    args = ["--silver", str(silver.path), "--out", str(gold), "--checkpoint", str(root / "ckpt"),
-            "--watermark", "2 minutes", "--available-now"]
-    silver.append(t for t in trades if t.ts_event < T0 + 8 * MINUTE)
-    run_ok(JOB, *args)
+    gold, checkpoint = root / "gold", root / "ckpt"
+    first = [t for t in trades if t.ts_event < T0 + 8 * MINUTE]
+    silver.append(first)
+    run_gold(spark, silver.path, gold, checkpoint)
+    first_version = gold_version(spark, gold)
     first_run = bars_by_key(read_bars(spark, gold))
-    silver.append([t for t in trades if t.ts_event >= T0 + 8 * MINUTE] + [LATE_INSIDE, LATE_BEYOND])
-    result = run_ok(JOB, *args)
-    return {"root": root, "trades": trades, "silver": silver, "gold": gold, "first_run": first_run,
-            "log": result.stdout + result.stderr}
+    first_states = bar_states(spark, gold)
+    silver.append([t for t in trades if t.ts_event >= T0 + 8 * MINUTE] + [LATE_ETH, LATE_XBT])
+    run_gold(spark, silver.path, gold, checkpoint)
+    return {"root": root, "trades": trades, "first": first, "silver": silver, "gold": gold,
+            "first_run": first_run, "first_states": first_states, "first_version": first_version}
 
 
-def test_stream_bars_equal_independent_decimal_computation(spark, demo):
-    trades = demo["trades"] + [LATE_INSIDE]
-    expected_all = reference_bars(trades)
-    watermark = max(t.ts_event for t in trades) - timedelta(minutes=2)
-    expected = closed_by(expected_all, watermark)
-    got = bars_by_key(read_bars(spark, demo["gold"]))
+def gold_version(spark, table: Path) -> int:
+    from delta.tables import DeltaTable
 
+    return DeltaTable.forPath(spark, str(table)).history(1).collect()[0]["version"]
+
+
+def test_every_bar_exact_including_the_open_minute(spark, demo):
+    trades = demo["trades"] + [LATE_ETH, LATE_XBT]
+    expected = reference_bars(trades)
+    got = bars_by_key(read_bars(spark, demo["gold"]))  # fails on a bar held twice
     assert_bars_equal(got, expected)
-    assert len(trades) > 2000 and len(expected) == 17 * 3 - 8  # minutes 0..16, 8 of them empty
-    # what the data exercises: one-trade minutes, empty minutes, identical timestamps at open and close
+    assert len(trades) > 2000 and len(expected) == 20 * 3 - 8  # minutes 0..19, 8 of them empty
+    # what the data exercises: one-trade minutes, empty minutes, a 17-decimal size
     assert {bar[-1] for bar in expected.values()} >= {1}
     assert ("XBT/USDT", T0 + 5 * MINUTE) not in got and ("XBT/USDT", T0 + 13 * MINUTE) not in got
-    # --available-now wrote every minute the watermark closed by the end of the data (the last one included) ...
-    last_closed = max(start for (_, start), bar in expected_all.items() if bar[0] <= watermark)
-    assert last_closed == T0 + 16 * MINUTE
-    assert {key for key in got if key[1] == last_closed} == {("XBT/USDT", last_closed), ("ETH/USDT", last_closed),
-                                                              ("SHIB/USD", last_closed)}
-    # ... and none the watermark keeps open
-    assert not any(bar[0] > watermark for bar in got.values())
-    # the first run, too, ended having written every minute its watermark (00:05:59.999999) closed: 0..4
-    assert sorted({key[1] for key in demo["first_run"]}) == [T0 + m * MINUTE for m in range(5)]
+    assert any(t.size.as_tuple().exponent == -17 for t in trades)
+    # exactly one open bar per pair: its newest minute; the first run had its own newest minute open
+    states = bar_states(spark, demo["gold"])
+    newest = newest_minutes(trades)
+    assert {key for key, (is_open, _) in states.items() if is_open} == {(s, m) for s, m in newest.items()}
+    first_newest = newest_minutes(demo["first"])
+    assert {key for key, (is_open, _) in demo["first_states"].items() if is_open} == set(first_newest.items())
+    # the first run wrote every minute it had trades for, the open minute 7 included (live bars, no watermark)
+    assert_bars_equal(demo["first_run"], reference_bars(demo["first"]))
 
 
-def test_late_trades_inside_and_beyond_the_watermark(demo, spark):
+def test_late_trades_correct_their_bars_and_count_a_revision(spark, demo):
     got = bars_by_key(read_bars(spark, demo["gold"]))
-    eth = ("ETH/USDT", T0 + 6 * MINUTE)
+    states = bar_states(spark, demo["gold"])
     without_late = reference_bars(demo["trades"])
-    assert got[eth][-1] == without_late[eth][-1] + 1  # inside the watermark: counted in its bar
-    xbt = ("XBT/USDT", T0 + 2 * MINUTE)
-    assert got[xbt] == demo["first_run"][xbt] == without_late[xbt]  # beyond it: dropped, the bar written once
-    assert "gold batch=" in demo["log"] and "dropped 1 late row(s) older than the watermark" in demo["log"]
-    assert "gold: late rows dropped by the watermark in this run: 1" in demo["log"]
+    for late in (LATE_XBT, LATE_ETH):
+        key = (late.symbol, late.ts_event.replace(second=0, microsecond=0))
+        assert demo["first_run"][key] == without_late[key]  # as written before the late trade arrived
+        assert got[key][-1] == without_late[key][-1] + 1  # the late trade is in its bar now ...
+        assert got[key] != demo["first_run"][key]
+        assert states[key] == (False, 1)  # ... a closed bar, restated once
+    # minute 7 was open after the first run and closed by the second, its values unchanged: no revision
+    seven = ("XBT/USDT", T0 + 7 * MINUTE)
+    assert demo["first_states"][seven] == (True, 0) and states[seven] == (False, 0)
+    assert got[seven] == demo["first_run"][seven]
+    # bars the late trades did not touch were written once
+    untouched = [k for k in demo["first_run"] if k[1] < T0 + 7 * MINUTE and k not in {
+        (LATE_XBT.symbol, T0 + 2 * MINUTE), (LATE_ETH.symbol, T0 + 6 * MINUTE)}]
+    assert untouched and all(states[k] == (False, 0) for k in untouched)
 
 
-def test_ties_are_broken_by_trade_id_then_kafka_offset(demo):
-    """In the data, tied timestamps have Kafka offsets in the opposite order of trade_id (v2 pairs): check the
-    reference (which the Gold test compares to) really picks by trade_id, and by offset for the v1 pair."""
-    trades = demo["trades"]
-    bars = reference_bars(trades)
+def test_time_travel_shows_a_bar_before_its_restatement(spark, demo):
+    before = bars_by_key(read_bars(spark, demo["gold"], version=demo["first_version"]))
+    assert before == demo["first_run"]
+    key = (LATE_XBT.symbol, T0 + 2 * MINUTE)
+    assert before[key] != bars_by_key(read_bars(spark, demo["gold"]))[key]
+
+
+def test_ties_read_from_gold_are_broken_by_trade_id_then_kafka_offset(spark, demo):
+    """In the data, tied timestamps have Kafka offsets in the opposite order of trade_id (v2 pairs): Gold's open and
+    close must be the trade_id order's; for the v1 pair (no trade_id) the Kafka offset order's."""
+    trades, got = demo["trades"], bars_by_key(read_bars(spark, demo["gold"]))
     start = T0 + 4 * MINUTE
     xbt = [t for t in trades if t.symbol == "XBT/USDT" and start <= t.ts_event < start + MINUTE]
     first = [t for t in xbt if t.ts_event == start]
-    assert len(first) == 3 and min(first, key=lambda t: t.offset) != min(first, key=lambda t: t.trade_id)
-    assert bars[("XBT/USDT", start)][1] == min(first, key=lambda t: t.trade_id).price
+    by_id, by_offset = min(first, key=lambda t: t.trade_id), min(first, key=lambda t: t.offset)
+    assert len(first) == 3 and by_id.price != by_offset.price
+    assert got[("XBT/USDT", start)][1] == by_id.price  # open
+    last = [t for t in xbt if t.ts_event == max(t.ts_event for t in xbt)]
+    by_id, by_offset = max(last, key=lambda t: t.trade_id), max(last, key=lambda t: t.offset)
+    assert len(last) == 3 and by_id.price != by_offset.price
+    assert got[("XBT/USDT", start)][4] == by_id.price  # close
     shib = [t for t in trades if t.symbol == "SHIB/USD" and start <= t.ts_event < start + MINUTE]
     last = [t for t in shib if t.ts_event == max(t.ts_event for t in shib)]
-    assert len(last) == 3 and bars[("SHIB/USD", start)][4] == max(last, key=lambda t: t.offset).price
+    assert len(last) == 3 and got[("SHIB/USD", start)][4] == max(last, key=lambda t: t.offset).price
 
 
-def test_batch_recompute_agrees_with_stream_and_reference(spark, demo):
-    """The batch recompute of [00:02, 00:30) from Silver: every bar equals the reference over all trades Silver holds
-    (also the minutes the stream keeps open, and the late trade the stream dropped: the documented remedy), and
-    every streamed bar in the range equals its recomputed bar, except the one the dropped trade belongs to."""
+def test_batch_recompute_agrees_with_the_stream_bar_for_bar(spark, demo):
     out = demo["root"] / "recompute"
     run_ok(BATCH, "--silver", str(demo["silver"].path), "--from", "2026-01-01T00:02", "--to", "2026-01-01T00:30",
            "--out", str(out))
     recomputed = bars_by_key(read_bars(spark, out))
-    expected = {key: bar for key, bar in reference_bars(demo["trades"] + [LATE_INSIDE, LATE_BEYOND]).items()
+    expected = {key: bar for key, bar in reference_bars(demo["trades"] + [LATE_ETH, LATE_XBT]).items()
                 if key[1] >= T0 + 2 * MINUTE}
     assert_bars_equal(recomputed, expected)
     streamed = {k: v for k, v in bars_by_key(read_bars(spark, demo["gold"])).items() if k[1] >= T0 + 2 * MINUTE}
-    late_bar = ("XBT/USDT", T0 + 2 * MINUTE)
-    assert recomputed[late_bar][-1] == streamed[late_bar][-1] + 1
-    assert len(streamed) == 15 * 3 - 8  # minutes 2..16, 8 of them empty
-    assert {k: v for k, v in streamed.items() if k != late_bar} == {
-        k: v for k, v in recomputed.items() if k in streamed and k != late_bar}
+    assert streamed == recomputed
+    assert {k: s[0] for k, s in bar_states(spark, out).items()} == {
+        k: s[0] for k, s in bar_states(spark, demo["gold"]).items() if k[1] >= T0 + 2 * MINUTE}
 
 
-def test_batch_refuses_the_streams_gold_folder(demo):
+def test_batch_refuses_the_streams_gold_table(demo):
     result = run_script(BATCH, "--silver", str(demo["silver"].path), "--from", "2026-01-01T00:00",
                         "--to", "2026-01-01T00:10", "--out", str(demo["gold"]))
-    assert result.returncode == 2 and "is a streaming sink" in result.stderr
+    assert result.returncode == 2 and "is the stream's Gold table" in result.stderr
 
 
-def batch_ids(folder: Path) -> set[int]:
-    return {int(p.name) for p in folder.iterdir() if p.name.isdigit()} if folder.is_dir() else set()
+GOLD_AS_TEXT = ["symbol", "window_start", "open", "high", "low", "close", "volume", "vwap", "trade_count", "is_open",
+                "revision"]
 
 
-def test_kill_9_and_restart_loses_and_doubles_no_bar(spark, tmp_path):
-    trades = [t for t in generate_trades(seed=11, minutes=12) if t.symbol != "ETH/USDT"]
-    silver = SilverWriter(spark, tmp_path)
-    gold, checkpoint = tmp_path / "gold", tmp_path / "ckpt"
-    silver.append(t for t in trades if t.ts_event < T0 + 4 * MINUTE)
-    job = start_script(JOB, "--silver", str(silver.path), "--out", str(gold), "--checkpoint", str(checkpoint),
-                       "--watermark", "1 minute", "--trigger", "1 second", log_path=tmp_path / "job1.log")
-    try:
-        # the first data batch and the no-data batch that writes minutes 0 and 1 (the watermark is 00:02:59.999999)
-        wait_until(lambda: len(batch_ids(checkpoint / "commits")) >= 2, timeout=120, interval=0.5,
-                   message=f"the stream to commit its first batches (log: {tmp_path / 'job1.log'})")
-        silver.append(t for t in trades if T0 + 4 * MINUTE <= t.ts_event < T0 + 8 * MINUTE)
-        # kill -9 as soon as a batch over the new trades is planned (offsets/N) but not yet committed (commits/N)
-        wait_until(lambda: batch_ids(checkpoint / "offsets") - batch_ids(checkpoint / "commits"), timeout=60,
-                   interval=0.02, message="a batch over the second Silver append")
-    finally:
-        os.killpg(job.pid, signal.SIGKILL)
-        job.wait(30)
-    written_before_kill = bars_by_key(read_bars(spark, gold))
-    assert len(written_before_kill) >= 4  # minutes 0 and 1 of both pairs were written before the kill
-    silver.append(t for t in trades if t.ts_event >= T0 + 8 * MINUTE)
-    run_ok(JOB, "--silver", str(silver.path), "--out", str(gold), "--checkpoint", str(checkpoint),
-           "--watermark", "1 minute", "--available-now")
-
-    got = bars_by_key(read_bars(spark, gold))  # fails on a bar written twice
-    watermark = max(t.ts_event for t in trades) - MINUTE
-    assert_bars_equal(got, closed_by(reference_bars(trades), watermark))
+def test_gold_read_without_spark_equals_gold_read_with_spark(spark, demo):
+    """Every Gold row read without a JVM (lake_reader, as the chart and the README do) equals the row Spark reads,
+    value for value; and the reading process exits 0 (deltalake's own scan has been seen to abort at exit)."""
+    code = (f"import json, sys\nsys.path.insert(0, 'spark/jobs')\nfrom lake_reader import read_table\n"
+            f"table = read_table({str(demo['gold'])!r})\n"
+            f"rows = [[str(row[c]) if c != 'window_start' else row[c].strftime('%Y-%m-%d %H:%M:%S%z') "
+            f"for c in {GOLD_AS_TEXT!r}] for row in table.to_pylist()]\n"
+            f"print(json.dumps(sorted(rows)))\n")
+    result = subprocess.run([PYTHON, "-c", code], cwd=REPO_ROOT, env=script_env(), capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, f"exit {result.returncode}: {result.stderr[-3000:]}"
+    without_spark = json.loads(result.stdout)
+    with_spark = sorted([str(v) for v in row] for row in spark.read.format("delta").load(str(demo["gold"])).selectExpr(
+        "symbol", "date_format(window_start, 'yyyy-MM-dd HH:mm:ssxx')", "open", "high", "low", "close", "volume",
+        "vwap", "trade_count", "CASE WHEN is_open THEN 'True' ELSE 'False' END", "revision").collect())
+    assert len(without_spark) == 52 and without_spark == with_spark
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -175,13 +189,32 @@ def png_size(path: Path) -> tuple[int, int]:
     return struct.unpack(">II", data[16:24])
 
 
-def test_chart_from_gold(demo, tmp_path):
-    png, html = tmp_path / "xbt.png", tmp_path / "xbt.html"
-    result = run_ok(PLOT, "--gold", str(demo["gold"]), "--symbol", "XBT/USDT", "--from", "2026-01-01T00:01",
-                    "--png", str(png), "--html", str(html), "--width", "900", "--height", "500")
+def test_chart_from_gold_without_spark(spark, demo, tmp_path):
+    """The chart reads Gold with deltalake: it works with Java made unusable; the HTML table holds Gold's exact
+    values, column by column; the pair may be typed in the other Kraken spelling; an unknown pair lists those held."""
+    png, page = tmp_path / "xbt.png", tmp_path / "xbt.html"
+    no_java = {"JAVA_HOME": str(tmp_path / "no-java"), "PATH": "/nonexistent"}
+    result = run_ok(PLOT, "--gold", str(demo["gold"]), "--symbol", "BTC/USDT", "--from", "2026-01-01T00:01",
+                    "--png", str(png), "--html", str(page), "--width", "900", "--height", "500", **no_java)
     assert png_size(png) == (900, 500) and png.stat().st_size > 5000
-    page = html.read_text()
-    assert "<img" in page and "data:image/png;base64," in page and "XBT/USDT" in page
-    assert "rendered 13 bars" in result.stdout + result.stderr  # minutes 1..16 closed; 5, 6, 13 empty
-    assert "XBT/USDT 1-minute candles, 2026-01-01 00:01 to 2026-01-01 00:17 UTC" in page
+    text = page.read_text()
+    assert "<img" in text and "data:image/png;base64," in text
+    assert "XBT/USDT 1-minute candles, 2026-01-01 00:01 to 2026-01-01 00:20 UTC" in text
+    assert "rendered 16 bars of XBT/USDT" in result.stdout + result.stderr  # minutes 1..19; 5, 6, 13 empty
+    rows = [[html.unescape(cell) for cell in re.findall(r"<td>(.*?)</td>", row)]
+            for row in re.findall(r"<tr>(<td>.*?)</tr>", text)]
+    gold = bars_by_key(read_bars(spark, demo["gold"]))
+    states = bar_states(spark, demo["gold"])
+    expected = []
+    for (symbol, start), (_, o, h, low, c, v, vwap, n) in sorted(gold.items()):
+        if symbol == "XBT/USDT" and start >= T0 + MINUTE:
+            is_open, revision = states[(symbol, start)]
+            state = ("open" if is_open else "closed") + (f", revised {revision}" if revision else "")
+            expected.append([f"{start:%Y-%m-%d %H:%M}", str(o), str(h), str(low), str(c), str(v), str(vwap), str(n),
+                             state])
+    assert rows == expected
+    assert ["2026-01-01 00:02", *[str(x) for x in gold[("XBT/USDT", T0 + 2 * MINUTE)][1:]], "closed, revised 1"] in rows
 
+    unknown = run_script(PLOT, "--gold", str(demo["gold"]), "--symbol", "DOGE/USD", "--png", str(tmp_path / "d.png"))
+    assert unknown.returncode == 1
+    assert "no bars for DOGE/USD in" in unknown.stderr and "it holds ETH/USDT, SHIB/USD, XBT/USDT" in unknown.stderr

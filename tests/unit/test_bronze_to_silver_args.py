@@ -15,12 +15,15 @@ def test_defaults():
     assert (args.bronze, args.out, args.quarantine, args.checkpoint) == (
         "data/bronze/crypto_trades", "data/silver/crypto_trades", "data/silver/crypto_trades_quarantine",
         "data/checkpoints/bronze_to_silver_trades")
-    assert (args.trigger, args.watermark, args.available_now, args.max_files_per_trigger) == (
-        "2000 milliseconds", "600000 milliseconds", False, None)
+    assert (args.trigger, args.watermark, args.available_now, args.max_files_per_trigger, args.maintenance_every) == (
+        "2000 milliseconds", None, False, None, 3600.0)
+    assert job.SILVER_COLUMNS == ["symbol", "price", "size", "side", "ord_type", "trade_id", "v1_ordinal", "ts_event",
+                                  "ts_ingest", "source", "topic", "partition", "offset", "ts_kafka", "trade_date"]
+    assert job.parse_args(["--watermark", "10 minutes"]).watermark == "600000 milliseconds"  # accepted, unused
 
 
 @pytest.mark.parametrize("argv", [["--watermark", "soon"], ["--trigger", "0 seconds"],
-                                  ["--max-files-per-trigger", "0"]])
+                                  ["--max-files-per-trigger", "0"], ["--maintenance-every", "0 seconds"]])
 def test_bad_flags_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         job.parse_args(argv)
@@ -61,13 +64,32 @@ def test_timestamp_text(text, ok):
 
 
 def test_format_batch_line():
-    progress = {"batchId": 3, "numInputRows": 10, "durationMs": {"triggerExecution": 250},
-                "stateOperators": [{"numDroppedDuplicateRows": 2, "numRowsDroppedByWatermark": 0, "numRowsTotal": 8}],
-                "eventTime": {"watermark": "2026-09-25T17:38:26.000Z"}}
-    assert job.format_batch("silver", progress) == (
-        "silver batch=3 bronze_rows=10 duplicates_dropped=2 late_dropped=0 state_rows=8 duration_ms=250 "
-        "watermark=2026-09-25T17:38:26.000Z")
-    assert job.format_batch("silver", {"batchId": 4, "numInputRows": 0}) is None  # an empty batch says nothing
-    assert job.format_batch("quarantine", {"batchId": 0, "numInputRows": 5,
-                                           "observedMetrics": {"quarantine_counts": {"quarantined": 1}}}) == (
-        "quarantine batch=0 bronze_rows=5 quarantined=1 duration_ms=0")
+    counts = {"bronze_rows": 10, "inserted": 6, "duplicates": 3, "quarantined": 1}
+    assert job.format_batch(3, counts, 0.25) == (
+        "silver batch=3 bronze_rows=10 inserted=6 duplicates=3 quarantined=1 duration_ms=250")
+
+
+def test_merge_pruning_sql():
+    """The target-side predicates that keep a MERGE's cost to the batch: dates as partitions, per symbol a range."""
+    v2 = [("XBT/USDT", 5, 9, ["2026-01-02", "2026-01-01"]), ("ETH/USD", 100, 100, ["2026-01-01"])]
+    assert job.id_ranges(v2) == (
+        "t.trade_date IN ('2026-01-01', '2026-01-02') AND ((t.symbol = 'XBT/USDT' AND t.trade_id BETWEEN 5 AND 9) "
+        "OR (t.symbol = 'ETH/USD' AND t.trade_id BETWEEN 100 AND 100))")
+    v1 = [("O'NE/USD", "2026-01-01 00:00:00.000001", "2026-01-01 00:00:59", ["2026-01-01"])]
+    assert job.time_ranges(v1) == (
+        "t.trade_date IN ('2026-01-01') AND ((t.symbol = 'O''NE/USD' AND t.ts_event BETWEEN "
+        "TIMESTAMP '2026-01-01 00:00:00.000001' AND TIMESTAMP '2026-01-01 00:00:59'))")
+    assert job.offset_ranges([("t", 0, 3, 7), ("t", 2, 1, 1)]) == (
+        "(t.topic = 't' AND t.partition = 0 AND t.offset BETWEEN 3 AND 7) OR "
+        "(t.topic = 't' AND t.partition = 2 AND t.offset BETWEEN 1 AND 1)")
+    assert job.id_ranges([]) == "FALSE AND (FALSE)" and job.offset_ranges([]) == "FALSE"
+
+
+def test_merge_statements_match_a_trade_by_its_identity():
+    sql = job.insert_only_merge("/lake/silver", "batch", "P", job.V2_MATCH)
+    assert sql == ("MERGE INTO delta.`/lake/silver` AS t USING batch AS s ON (P) AND t.symbol = s.symbol AND "
+                   "t.trade_date = s.trade_date AND t.trade_id = s.trade_id WHEN NOT MATCHED THEN INSERT *")
+    for column in ("symbol", "trade_date", "ts_event", "price", "size", "side", "ord_type", "v1_ordinal"):
+        assert f"t.{column} = s.{column}" in job.V1_MATCH
+    assert "t.trade_id IS NULL" in job.V1_MATCH
+    assert job.QUARANTINE_MATCH == "t.topic = s.topic AND t.partition = s.partition AND t.offset = s.offset"

@@ -85,15 +85,17 @@ def test_job_flags_have_the_documented_defaults():
     args = parse_args([])
     assert (args.silver, args.out, args.checkpoint) == (
         "data/silver/crypto_trades", "data/gold/ohlcv_1m", "data/checkpoints/silver_to_gold_ohlcv")
-    assert (args.trigger, args.watermark, args.available_now) == ("2000 milliseconds", "120000 milliseconds", False)
+    assert (args.trigger, args.watermark, args.available_now, args.maintenance_every) == (
+        "2000 milliseconds", None, False, 3600.0)
     assert GOLD_COLUMNS == ["symbol", "window_start", "window_end", "open", "high", "low", "close", "volume", "vwap",
-                            "trade_count"]
+                            "trade_count", "is_open", "revision", "updated_at", "bar_date"]
 
 
-def test_bad_watermark_is_refused(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        parse_args(["--watermark", "soon"])
-    assert exit_info.value.code == 2 and "--watermark" in capsys.readouterr().err
+def test_bad_flags_are_refused(capsys):
+    for argv in (["--watermark", "soon"], ["--maintenance-every", "sometimes"]):
+        with pytest.raises(SystemExit) as exit_info:
+            parse_args(argv)
+        assert exit_info.value.code == 2 and argv[0] in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("text", ["2026-01-01T00:05", "2026-01-01 00:05:00", "2026-01-01T00:05Z",
@@ -129,11 +131,102 @@ def test_chart_span_defaults_to_the_bars_it_shows():
     from plot_ohlcv import Bar, describe_span
 
     t0 = datetime(2026, 1, 1, 0, 0, tzinfo=timezone.utc)
-    bars = [Bar(t0, 1, 1, 1, 1, 1, 1, 1), Bar(t0.replace(minute=9), 1, 1, 1, 1, 1, 1, 1)]
+    bars = [Bar(t0, 1, 1, 1, 1, 1, 1, 1, False, 0), Bar(t0.replace(minute=9), 1, 1, 1, 1, 1, 1, 1, True, 0)]
     assert describe_span(None, None, bars) == "2026-01-01 00:00 to 2026-01-01 00:10 UTC"
-    assert describe_span(t0.replace(minute=5), None, []) == "2026-01-01 00:05 to ... UTC"
+    assert describe_span(t0.replace(minute=5), None, []) == "from 2026-01-01 00:05 UTC"
+    assert describe_span(None, t0.replace(minute=5), []) == "until 2026-01-01 00:05 UTC"
+    assert describe_span(None, None, []) == "all of Gold"
 
 
 @pytest.mark.parametrize("minutes, step", [(1, 1), (10, 1), (11, 2), (40, 5), (100, 10), (300, 30), (1440, 60)])
 def test_minute_tick_step_keeps_at_most_ten_labels(minutes: int, step: int) -> None:
     assert minute_tick_step(minutes) == step
+
+
+def test_finish_bars_computes_the_exact_vwap_and_marks_the_newest_minute_open():
+    from silver_to_gold_ohlcv import EPOCH, finish_bars
+
+    t0 = datetime(2026, 1, 1, 0, 0, tzinfo=timezone.utc)
+    trades = [(Decimal("83744.3"), Decimal("0.00044780")), (Decimal("83744.1"), Decimal("0.12345678901234567"))]
+    sums = term_sums(trades)
+
+    def row(symbol, start, **values):
+        us = int((start - EPOCH).total_seconds()) * 1_000_000
+        return {"symbol": symbol, "window_start_us": us, "window_end_us": us + 60_000_000, "open": Decimal(1),
+                "high": Decimal(2), "low": Decimal("0.5"), "close": Decimal(1), "volume": values["volume"],
+                "trade_count": 2, **{f"_n{k}": s for k, s in enumerate(values["sums"])}}
+
+    volume = trades[0][1] + trades[1][1]
+    now = datetime(2026, 1, 2, tzinfo=timezone.utc)
+    bars = finish_bars([row("XBT/USDT", t0, volume=volume, sums=sums),
+                        row("XBT/USDT", t0.replace(minute=1), volume=volume, sums=sums),
+                        row("ETH/USD", t0, volume=Decimal(0), sums=[0] * 9)],
+                       newest={"XBT/USDT": t0.replace(minute=1), "ETH/USD": t0}, updated_at=now)
+    assert [(b[0], b[1], b[2], b[8], b[10], b[11], b[12], b[13]) for b in bars] == [
+        ("XBT/USDT", t0, t0.replace(minute=1), fraction_vwap(trades), False, 0, now, t0.date()),
+        ("XBT/USDT", t0.replace(minute=1), t0.replace(minute=2), fraction_vwap(trades), True, 0, now, t0.date()),
+        ("ETH/USD", t0, t0.replace(minute=1), None, True, 0, now, t0.date()),  # no volume: no VWAP
+    ]
+    assert len(bars[0]) == len(GOLD_COLUMNS)
+
+
+def test_merge_bars_sql_updates_changed_bars_and_counts_revisions():
+    from silver_to_gold_ohlcv import merge_bars_sql
+
+    sql = merge_bars_sql("/lake/gold", "gold_batch", ["2026-01-01"])
+    assert sql.startswith("MERGE INTO delta.`/lake/gold` AS t USING gold_batch AS s ON t.bar_date IN ('2026-01-01') "
+                          "AND t.symbol = s.symbol AND t.bar_date = s.bar_date AND t.window_start = s.window_start ")
+    changed = ("NOT (t.open <=> s.open) OR NOT (t.high <=> s.high) OR NOT (t.low <=> s.low) OR NOT (t.close <=> "
+               "s.close) OR NOT (t.volume <=> s.volume) OR NOT (t.vwap <=> s.vwap) OR NOT (t.trade_count <=> "
+               "s.trade_count)")
+    assert f"WHEN MATCHED AND ({changed} OR t.is_open <> s.is_open) THEN UPDATE SET" in sql
+    assert f"t.revision = t.revision + CASE WHEN {changed} THEN 1 ELSE 0 END" in sql
+    assert "t.is_open = s.is_open, t.updated_at = s.updated_at" in sql
+    assert sql.endswith("WHEN NOT MATCHED THEN INSERT *")
+
+
+def test_minute_filter_prunes_by_date_and_per_symbol_span():
+    from silver_to_gold_ohlcv import minute_filter
+
+    t0 = datetime(2026, 1, 1, 23, 59, tzinfo=timezone.utc)
+    keys = {"XBT/USDT": {t0, t0.replace(hour=23, minute=30)}, "ETH/USD": {datetime(2026, 1, 2, 0, 1,
+                                                                                    tzinfo=timezone.utc)}}
+    assert minute_filter(keys) == (
+        "trade_date IN ('2026-01-01', '2026-01-02') AND ("
+        "(symbol = 'ETH/USD' AND ts_event >= TIMESTAMP '2026-01-02 00:01:00.000000' AND ts_event < TIMESTAMP "
+        "'2026-01-02 00:02:00.000000') OR "
+        "(symbol = 'XBT/USDT' AND ts_event >= TIMESTAMP '2026-01-01 23:30:00.000000' AND ts_event < TIMESTAMP "
+        "'2026-01-02 00:00:00.000000'))")
+
+
+def test_day_chunks_cut_at_utc_midnight():
+    from gold_ohlcv_batch import day_chunks
+
+    start = datetime(2026, 1, 1, 0, 30, tzinfo=timezone.utc)
+    end = datetime(2026, 1, 3, 2, 0, tzinfo=timezone.utc)
+    midnight = [datetime(2026, 1, d, tzinfo=timezone.utc) for d in (2, 3)]
+    assert list(day_chunks(start, end)) == [(start, midnight[0]), (midnight[0], midnight[1]), (midnight[1], end)]
+    assert list(day_chunks(start, start.replace(minute=31))) == [(start, start.replace(minute=31))]
+
+
+@pytest.mark.parametrize("typed, held, found", [
+    ("XBT/USDT", ["XBT/USDT", "ETH/USD"], "XBT/USDT"),
+    ("BTC/USDT", ["XBT/USDT", "ETH/USD"], "XBT/USDT"),
+    ("xbt/usdt", ["BTC/USDT"], "BTC/USDT"),
+    ("DOGE/USD", ["XDG/USD"], "XDG/USD"),
+    ("ETH/XBT", ["ETH/BTC"], "ETH/BTC"),  # the quote asset too
+    ("DOGE/USD", ["XBT/USDT"], None),
+])
+def test_chart_finds_a_pair_in_either_spelling(typed, held, found):
+    from plot_ohlcv import find_symbol
+
+    assert find_symbol(typed, held) == found
+
+
+def test_chart_bar_state():
+    from plot_ohlcv import Bar, bar_state
+
+    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    assert bar_state(Bar(t0, 1, 1, 1, 1, 1, 1, 1, True, 0)) == "open"
+    assert bar_state(Bar(t0, 1, 1, 1, 1, 1, 1, 1, False, 0)) == "closed"
+    assert bar_state(Bar(t0, 1, 1, 1, 1, 1, 1, 1, False, 2)) == "closed, revised 2"

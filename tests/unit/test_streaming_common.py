@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from streaming_common import (cached_connector_jars, delta_coordinate, extra_jars, format_progress, jar_artifact,
-                              kafka_connector_coordinate,
-                              local_folder, parse_bool, parse_trigger, positive_int, rows_dropped_by_watermark,
+                              kafka_connector_coordinate, local_folder, parse_bool, parse_trigger, positive_int,
                               sink_pairing_problem, spark_start_hint, trigger_kwargs)
 
 
@@ -99,13 +98,6 @@ def test_format_progress_one_line_with_offsets_per_partition() -> None:
     }
     assert format_progress(progress) == (
         "batch=7 rows=1200 rows/s=600 duration_ms=2000 end[crypto.trades]=0:12,2:40,10:5 max_offsets_behind=3")
-
-
-def test_rows_dropped_by_watermark_sums_the_state_operators() -> None:
-    progress = {"stateOperators": [{"numRowsDroppedByWatermark": 2}, {"numRowsDroppedByWatermark": 3}, {}]}
-    assert rows_dropped_by_watermark(progress) == 5
-    assert rows_dropped_by_watermark({"stateOperators": []}) == 0
-    assert rows_dropped_by_watermark({}) == 0
 
 
 @pytest.mark.parametrize("text, value", [("1", 1), ("5000", 5000)])

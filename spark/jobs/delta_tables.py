@@ -1,0 +1,310 @@
+"""What the jobs that write Delta tables (Silver, its quarantine, Gold) share: creating a table with its properties,
+idempotent writes per micro-batch, retrying a write that lost a race with a compaction, and table maintenance.
+
+Not a job itself; the jobs import it (they run as scripts, so their folder is on sys.path).
+
+Exactly once. Each streaming query writes its tables from foreachBatch. Every write of a micro-batch carries a
+Delta transaction id, (app id, version) = ("<query id>/<output>", <batch id>); Delta records it in the same commit as
+the data and skips any later write with a version it already holds. A batch that Spark redoes after a crash or a
+kill -9 (its offsets were planned but its commit not recorded in the checkpoint) therefore changes nothing that
+already landed, and lands what did not. The query id is Spark's, kept in the checkpoint: a new checkpoint gets a new
+id, so its batch ids (which restart at 0) are never mistaken for done.
+
+Conflicts. A MERGE that read files which a concurrent OPTIMIZE (or auto compaction) rewrote fails its commit with a
+Concurrent*Exception; nothing was written, so the write is simply retried (and the transaction id still guards it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import random
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, TypeVar
+
+from streaming_common import describe_error, latest_batch_id, local_folder, parse_trigger
+
+log = logging.getLogger("spark_jobs")
+
+# Properties every table of ours gets at creation. Auto compaction rewrites small files after a write once a
+# partition holds enough of them (dataChange=false: streaming readers skip it). Retention: the log (time travel) and
+# removed files are kept 7 days, so VACUUM with the default retention never removes a file a reader or an older
+# version still needs.
+TABLE_PROPERTIES = {
+    "delta.autoOptimize.autoCompact": "true",
+    "delta.logRetentionDuration": "interval 7 days",
+    "delta.deletedFileRetentionDuration": "interval 7 days",
+}
+# Session settings for the writing jobs: compact a partition once it holds 20 files under 8 MB (Delta's defaults,
+# 50 files under 64 MB, would rewrite a day's growing file every time); the target file size stays 128 MB.
+WRITER_SESSION_CONF = {
+    "spark.databricks.delta.autoCompact.minNumFiles": "20",
+    "spark.databricks.delta.autoCompact.minFileSize": str(8 * 1024 * 1024),
+    # MERGE writes one file per partition value it touches, not one per shuffle partition.
+    "spark.databricks.delta.merge.repartitionBeforeWrite.enabled": "true",
+    # VACUUM lists the table's folders as a Spark job with this many tasks: Spark's default, 10,000 tiny tasks, took
+    # minutes on 2 cores for a table of a few hundred files. Raise it on a cluster with many cores and huge tables.
+    "spark.sql.sources.parallelPartitionDiscovery.parallelism": "8",
+}
+OWNER_PROPERTY = "lakehouse.writer"  # which job owns a table (e.g. the stream's Gold: refused by the batch recompute)
+DEFAULT_RETENTION_HOURS = 168  # VACUUM: Delta's default, 7 days
+DEFAULT_MAINTENANCE_EVERY = "1 hour"  # how often a writing job compacts and vacuums its own tables
+TXN_APP_ID = "spark.databricks.delta.write.txnAppId"
+TXN_VERSION = "spark.databricks.delta.write.txnVersion"
+CONFLICT_MARKERS = ("ConcurrentAppendException", "ConcurrentDeleteReadException", "ConcurrentDeleteDeleteException",
+                    "ConcurrentTransactionException", "ConcurrentWriteException", "MetadataChangedException",
+                    "ProtocolChangedException", "DELTA_CONCURRENT_", "DELTA_METADATA_CHANGED",
+                    "DELTA_PROTOCOL_CHANGED")
+CONFLICT_RETRIES = 20
+
+T = TypeVar("T")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Pure helpers
+
+
+def is_write_conflict(error: BaseException) -> bool:
+    """True when a failed Delta write lost a race with another commit (nothing was written: safe to retry)."""
+    text = f"{type(error).__name__}: {error}"
+    return any(marker in text for marker in CONFLICT_MARKERS)
+
+
+def conflict_backoff(attempt: int, rng: random.Random) -> float:
+    """Seconds to wait before retry `attempt` (0-based) of a conflicting write: 0.1 s doubling to 5 s, jittered."""
+    return min(5.0, 0.1 * 2 ** attempt) * (0.5 + rng.random() / 2)
+
+
+def parse_maintenance_every(text: str) -> float:
+    """--maintenance-every: an interval ("1 hour", "30 minutes") in seconds, or "off" (0)."""
+    if text.strip().lower() in ("off", "0", "never"):
+        return 0.0
+    return int(parse_trigger(text).split()[0]) / 1000
+
+
+def add_maintenance_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--maintenance-every", type=parse_maintenance_every, default=DEFAULT_MAINTENANCE_EVERY,
+                        help="compact (OPTIMIZE) and clean (VACUUM, 7-day retention) this job's tables this often, "
+                             f'beside the stream, or "off" (default "{DEFAULT_MAINTENANCE_EVERY}"; auto compaction '
+                             "after writes runs anyway)")
+
+
+def txn_app_id(query_id: str, output: str) -> str:
+    """The Delta transaction app id of one output of one streaming query."""
+    return f"{query_id}/{output}"
+
+
+def sql_string(value: Any) -> str:
+    """A SQL literal for a string, date or timestamp value (single quotes doubled)."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def in_list(column: str, values: list[Any]) -> str:
+    """`column IN ('a', 'b')` as SQL text; FALSE for an empty list."""
+    return f"{column} IN ({', '.join(sql_string(v) for v in values)})" if values else "FALSE"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Tables
+
+
+def delta_path(path: str) -> str:
+    """`delta.`<path>``, the SQL name of a path-based table."""
+    return f"delta.`{path}`"
+
+
+def is_delta_table(spark, path: str) -> bool:
+    from delta.tables import DeltaTable
+
+    return DeltaTable.isDeltaTable(spark, path)
+
+
+def ensure_table(spark, path: str, ddl: str, *, partition_by: list[str], owner: str,
+                 properties: dict[str, str] | None = None) -> None:
+    """Create the Delta table at `path` with the columns `ddl` ("name TYPE, ...") unless it exists; an existing table
+    must have exactly these columns (else SystemExit with what to do)."""
+    from delta.tables import DeltaTable
+
+    wanted = spark.createDataFrame([], ddl).schema
+    if is_delta_table(spark, path):
+        actual = DeltaTable.forPath(spark, path).toDF().schema
+        if [(f.name, f.dataType) for f in actual.fields] != [(f.name, f.dataType) for f in wanted.fields]:
+            raise SystemExit(f"error: the Delta table at {path} has the columns "
+                             f"{', '.join(f'{f.name} {f.dataType.simpleString()}' for f in actual.fields)}, not "
+                             f"{ddl}: it was written by another version of this job. Rebuild it (delete the table "
+                             f"and the job's checkpoint, then run the job again) or point the job at a new path")
+        return
+    builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(wanted).partitionedBy(*partition_by)
+    for key, value in {**TABLE_PROPERTIES, OWNER_PROPERTY: owner, **(properties or {})}.items():
+        builder = builder.property(key, value)
+    builder.execute()
+
+
+def table_pairing_problem(table: str, checkpoint: str) -> str | None:
+    """Refuse a table and a checkpoint that do not belong together (local folders only); None when they may.
+
+    A checkpoint with committed batches next to a missing table means the table was deleted or moved: resuming
+    would leave out everything written before. A folder holding files that is not a Delta table is an older
+    version's Parquet output (or something else): nothing is written over it. A NEW checkpoint next to an existing
+    table is fine: every write is a MERGE on the rows' identity, so reprocessing the input inserts nothing twice."""
+    out, ck = local_folder(table), local_folder(checkpoint)
+    if out is None or ck is None:
+        return None
+    is_table = (out / "_delta_log").is_dir()
+    if out.is_dir() and not is_table and any(out.iterdir()):
+        return (f"{table} holds files but is not a Delta table (a Parquet folder from an older version of this "
+                f"project?). Move it away or delete it, delete the checkpoint {checkpoint} too, and rebuild from "
+                f"the layer before (dev reset)")
+    committed = latest_batch_id(ck / "commits")
+    if committed >= 0 and not is_table:
+        return (f"checkpoint {checkpoint} has committed batches 0..{committed} but {table} is not there: the table "
+                f"was deleted or moved. Restore it, or delete the checkpoint too (dev reset) to rebuild it")
+    return None
+
+
+def table_owner(spark, path: str) -> str | None:
+    """The job that owns the Delta table at `path` (its OWNER_PROPERTY), or None (not ours, or not a table)."""
+    if not is_delta_table(spark, path):
+        return None
+    row = spark.sql(f"SHOW TBLPROPERTIES {delta_path(path)} ('{OWNER_PROPERTY}')").collect()
+    value = row[0]["value"] if row else None
+    return value if value and "does not have property" not in value else None
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Idempotent writes
+
+
+@contextlib.contextmanager
+def delta_transaction(session, app_id: str, version: int) -> Iterator[None]:
+    """Every Delta write in `session` inside this block carries the transaction id (app_id, version): Delta commits it
+    with the data and skips the write when the table already holds that version for that app id.
+
+    Use the micro-batch's own session (batch_df.sparkSession): Spark gives each streaming query a session of its own,
+    so queries in one application never see each other's setting."""
+    session.conf.set(TXN_APP_ID, app_id)
+    session.conf.set(TXN_VERSION, str(version))
+    try:
+        yield
+    finally:
+        session.conf.unset(TXN_APP_ID)
+        session.conf.unset(TXN_VERSION)
+
+
+def retry_on_conflict(write: Callable[[], T], what: str, attempts: int = CONFLICT_RETRIES,
+                      rng: random.Random | None = None) -> T:
+    """Run `write`; when it loses a race with another commit (is_write_conflict), wait and run it again."""
+    rng = rng or random.Random()
+    for attempt in range(attempts):
+        try:
+            return write()
+        except Exception as exc:  # noqa: BLE001 - py4j/pyspark wrap Delta's exceptions in several types
+            if not is_write_conflict(exc) or attempt == attempts - 1:
+                raise
+            delay = conflict_backoff(attempt, rng)
+            log.warning("%s: a concurrent commit (compaction?) conflicted with this write; retrying in %.1fs (%s)",
+                        what, delay, str(exc).strip().splitlines()[0][:200])
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def query_id(spark, query_name: str) -> str:
+    """The id of the active streaming query called `query_name` (Spark keeps it in the query's checkpoint)."""
+    for query in spark.streams.active:
+        if query.name == query_name:
+            return query.id
+    raise RuntimeError(f"no active streaming query named {query_name}")
+
+
+class BatchWriter:
+    """Base of a foreachBatch function that writes Delta tables idempotently: subclasses implement write(batch_df,
+    batch_id, txn), where txn(output) is the delta_transaction() context of one output of this batch."""
+
+    def __init__(self, spark, query_name: str) -> None:
+        self.spark, self.query_name = spark, query_name
+        self._query_id: str | None = None
+
+    def __call__(self, batch_df, batch_id: int) -> None:
+        if self._query_id is None:
+            self._query_id = query_id(self.spark, self.query_name)
+        session = batch_df.sparkSession
+
+        def txn(output: str):
+            return delta_transaction(session, txn_app_id(self._query_id, output), batch_id)
+
+        self.write(batch_df, batch_id, txn)
+
+    def write(self, batch_df, batch_id: int, txn: Callable[[str], Any]) -> None:
+        raise NotImplementedError
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Maintenance
+
+
+def compact_and_vacuum(spark, path: str, retention_hours: float = DEFAULT_RETENTION_HOURS) -> dict[str, int]:
+    """OPTIMIZE (bin-packing small files; dataChange=false, so streaming readers are not disturbed) then VACUUM
+    (delete files no version within the retention needs). Returns files before/after and files deleted."""
+    from delta.tables import DeltaTable
+
+    table = DeltaTable.forPath(spark, path)
+    before = active_file_count(spark, path)
+    retry_on_conflict(lambda: table.optimize().executeCompaction().collect(), f"OPTIMIZE {path}")
+    after = active_file_count(spark, path)
+    deleted = _vacuum(spark, path, retention_hours)
+    return {"files_before": before, "files_after": after, "files_deleted": deleted}
+
+
+def _vacuum(spark, path: str, retention_hours: float) -> int:
+    """VACUUM with the retention in hours; the number of files it deleted."""
+    local = local_folder(path)
+    before = _data_files_on_disk(local) if local else 0
+    spark.sql(f"VACUUM {delta_path(path)} RETAIN {retention_hours} HOURS").collect()
+    return max(0, before - _data_files_on_disk(local)) if local else 0
+
+
+def _data_files_on_disk(folder: Path) -> int:
+    return sum(1 for p in folder.rglob("*.parquet") if "_delta_log" not in p.parts)
+
+
+def active_file_count(spark, path: str) -> int:
+    """Data files the table's current version references."""
+    return int(spark.sql(f"DESCRIBE DETAIL {delta_path(path)}").collect()[0]["numFiles"])
+
+
+class Maintenance:
+    """compact_and_vacuum() of a job's tables every `every_s` seconds, on a thread of the job's driver, beside its
+    stream (its conflicts with the stream's writes are retried on both sides). every_s = 0: never."""
+
+    def __init__(self, spark, tables: list[str], every_s: float,
+                 retention_hours: float = DEFAULT_RETENTION_HOURS) -> None:
+        self.spark, self.tables, self.every_s, self.retention_hours = spark, tables, every_s, retention_hours
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True, name="delta-maintenance")
+
+    def start(self) -> "Maintenance":
+        if self.every_s > 0:
+            self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopped.set()
+        if self.thread.is_alive():
+            self.thread.join(60)
+
+    def _run(self) -> None:
+        session = self.spark.newSession()  # its own settings, never the stream's
+        while not self.stopped.wait(self.every_s):
+            for table in self.tables:
+                if self.stopped.is_set():
+                    return
+                try:
+                    result = compact_and_vacuum(session, table, self.retention_hours)
+                    log.info("maintenance of %s: %d active file(s) before, %d after; %d old file(s) deleted", table,
+                             result["files_before"], result["files_after"], result["files_deleted"])
+                except Exception as exc:  # noqa: BLE001 - maintenance never stops a job; next round retries
+                    log.warning("maintenance of %s failed (retried in %.0fs): %s", table, self.every_s,
+                                describe_error(exc))

@@ -1,0 +1,105 @@
+"""The pure parts of delta_tables.py: what counts as a write conflict, backoff, transaction ids, SQL literals, the
+--maintenance-every flag, and refusing a table and a checkpoint that do not belong together."""
+
+from __future__ import annotations
+
+import argparse
+import random
+from pathlib import Path
+
+import pytest
+
+from delta_tables import (conflict_backoff, in_list, is_write_conflict, parse_maintenance_every, retry_on_conflict,
+                          sql_string, table_pairing_problem, txn_app_id)
+
+
+class ConcurrentAppendException(Exception):
+    """Named like the exception Delta's Python API raises."""
+
+
+@pytest.mark.parametrize("error, conflict", [
+    (ConcurrentAppendException("Files were added to partition [trade_date=2026-01-01] by a concurrent update"), True),
+    (RuntimeError("[DELTA_CONCURRENT_DELETE_READ] This transaction attempted to read one or more files that were "
+                  "deleted (for example part-0.parquet) by a concurrent update"), True),
+    (RuntimeError("io.delta.exceptions.ConcurrentDeleteDeleteException: ..."), True),
+    (RuntimeError("[DELTA_METADATA_CHANGED] MetadataChangedException: The metadata of the Delta table has been "
+                  "changed by a concurrent update"), True),
+    (RuntimeError("[PATH_NOT_FOUND] Path does not exist"), False),
+    (ValueError("Concurrency is hard"), False),
+])
+def test_is_write_conflict(error, conflict):
+    assert is_write_conflict(error) is conflict
+
+
+def test_conflict_backoff_doubles_up_to_five_seconds_with_jitter():
+    rng = random.Random(1)
+    for attempt, cap in [(0, 0.1), (1, 0.2), (3, 0.8), (10, 5.0), (30, 5.0)]:
+        delays = [conflict_backoff(attempt, rng) for _ in range(50)]
+        assert all(cap / 2 <= d <= cap for d in delays) and max(delays) - min(delays) > cap / 10
+
+
+def test_retry_on_conflict_retries_conflicts_only(monkeypatch):
+    import delta_tables
+
+    monkeypatch.setattr(delta_tables.time, "sleep", lambda _s: None)
+    calls = []
+
+    def conflicting_twice():
+        calls.append(1)
+        if len(calls) < 3:
+            raise ConcurrentAppendException("concurrent update")
+        return "written"
+
+    def failing(error: Exception):
+        def write():
+            calls.append(1)
+            raise error
+        return write
+
+    assert retry_on_conflict(conflicting_twice, "test") == "written" and len(calls) == 3
+    calls.clear()
+    with pytest.raises(ValueError):
+        retry_on_conflict(failing(ValueError("bad data")), "test")
+    assert len(calls) == 1  # not a conflict: no retry
+    calls.clear()
+    with pytest.raises(ConcurrentAppendException):
+        retry_on_conflict(failing(ConcurrentAppendException("always")), "test", attempts=4)
+    assert len(calls) == 4
+
+
+def test_sql_literals_and_lists():
+    assert sql_string("O'Neil") == "'O''Neil'"
+    assert in_list("t.trade_date", ["2026-01-01", "2026-01-02"]) == "t.trade_date IN ('2026-01-01', '2026-01-02')"
+    assert in_list("symbol", []) == "FALSE"
+
+
+def test_txn_app_id_names_the_query_and_the_output():
+    assert txn_app_id("0f9c-query", "silver-v2") == "0f9c-query/silver-v2"
+
+
+@pytest.mark.parametrize("text, seconds", [("1 hour", 3600.0), ("30 minutes", 1800.0), ("off", 0.0), ("0", 0.0),
+                                           ("90s", 90.0)])
+def test_parse_maintenance_every(text, seconds):
+    assert parse_maintenance_every(text) == seconds
+
+
+def test_parse_maintenance_every_refuses_junk():
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_maintenance_every("sometimes")
+
+
+def test_table_pairing(tmp_path: Path):
+    table, checkpoint = tmp_path / "silver", tmp_path / "ck"
+    assert table_pairing_problem(str(table), str(checkpoint)) is None  # both new
+    (checkpoint / "commits").mkdir(parents=True)
+    (checkpoint / "commits" / "0").touch()
+    problem = table_pairing_problem(str(table), str(checkpoint))
+    assert "has committed batches 0..0" in problem and "was deleted or moved" in problem
+    (table / "_delta_log").mkdir(parents=True)
+    assert table_pairing_problem(str(table), str(checkpoint)) is None  # the pair that belongs together
+    assert table_pairing_problem(str(table), str(tmp_path / "new-ck")) is None  # a new checkpoint: MERGE dedups
+    parquet = tmp_path / "old_silver"
+    parquet.mkdir()
+    (parquet / "part-0.parquet").touch()
+    assert "is not a Delta table" in table_pairing_problem(str(parquet), str(tmp_path / "ck2"))
+    assert table_pairing_problem("s3a://lake/silver", str(checkpoint)) is None  # not checked off the local disk
