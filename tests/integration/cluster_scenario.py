@@ -28,9 +28,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
 from infra.cluster import Cluster  # noqa: E402
-from infra.daemon import InfraError  # noqa: E402
+from infra.daemon import InfraError, port_is_open  # noqa: E402
 
 PYTHON = sys.executable
+PORTS = (19092, 19093, 19094, 19095, 19096, 19097, 7077, 8080, 8081, 8082)
 MESSAGES_PER_ROUND = 100
 REFUSED_TIMEOUT_MS = 5000  # how long the producer keeps retrying a write that two brokers down make impossible
 
@@ -131,81 +132,104 @@ def wait_for(predicate, timeout: float, what: str) -> None:
         time.sleep(0.5)
 
 
+TOPIC = "failover"
+
+
 def scenario(data_dir: Path) -> None:
     cluster_dir, broker_dir = data_dir / "cluster", data_dir / "broker"
-    cli = [PYTHON, "infra/cluster.py"]
-    broker_cli = [PYTHON, "infra/kafka/broker.py"]
     cluster = Cluster(cluster_dir)
-    topic = "failover"
+    start_and_inspect(cluster_dir, broker_dir)
+    kafka_failures(cluster, cluster_dir)
+    spark_failures(cluster)
+    down_refuse_and_up(cluster, cluster_dir, broker_dir)
 
-    # The cluster refuses to start beside a single broker on 19092, and the reverse.
-    started = run(*broker_cli, "up", "--data-dir", str(broker_dir))
-    assert started["rc"] == 0, started
-    emit("refused_beside_broker", **run(*cli, "up", "--data-dir", str(cluster_dir)))
-    assert run(*broker_cli, "down", "--data-dir", str(broker_dir))["rc"] == 0
 
+def cluster_cli(*args: str) -> dict:
+    return run(PYTHON, "infra/cluster.py", *args)
+
+
+def broker_cli(*args: str) -> dict:
+    return run(PYTHON, "infra/kafka/broker.py", *args)
+
+
+def start_and_inspect(cluster_dir: Path, broker_dir: Path) -> None:
+    """Up, up again (a no-op), a single broker refused beside it, the status as make and as JSON show it."""
     t0 = time.monotonic()
-    up = run(*cli, "up", "--data-dir", str(cluster_dir))
+    up = cluster_cli("up", "--data-dir", str(cluster_dir))
     emit("up", seconds=round(time.monotonic() - t0), **up)
-    emit("up_again", **run(*cli, "up", "--data-dir", str(cluster_dir)))
-    emit("broker_refused", **run(*broker_cli, "up", "--data-dir", str(broker_dir)))
+    emit("up_again", **cluster_cli("up", "--data-dir", str(cluster_dir)))
+    emit("broker_refused", **broker_cli("up", "--data-dir", str(broker_dir)))
     emit("make_status", **run("make", "--no-print-directory", "cluster-status",
                               env_extra={"CLUSTER_DATA_DIR": str(cluster_dir)}))
-    emit("status_json", **json.loads(run(*cli, "status", "--json", "--data-dir", str(cluster_dir))["stdout"]))
+    emit("status_json", **json.loads(cluster_cli("status", "--json", "--data-dir", str(cluster_dir))["stdout"]))
 
-    # Kafka: 3 brokers; a topic with 3 replicas, min ISR 2; acks=all writes with one and with two brokers down.
+
+def kafka_failures(cluster: Cluster, cluster_dir: Path) -> None:
+    """A topic with the default 3 replicas and min ISR 2; acks=all writes with one, then two brokers killed; both
+    restarted (one by the CLI, one by the API) and back in sync; nothing acknowledged is lost."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
     admin = AdminClient({"bootstrap.servers": cluster.bootstrap, "log_level": 0})
-    admin.create_topics([NewTopic(topic, num_partitions=3)])[topic].result(30)  # replication factor: the default
-    wait_for(lambda: in_sync_counts(cluster, topic) == [3, 3, 3], 60, "3 in-sync replicas of each partition")
-    first = produce(cluster.bootstrap, topic, [f"a{i}" for i in range(MESSAGES_PER_ROUND)])
+    admin.create_topics([NewTopic(TOPIC, num_partitions=3)])[TOPIC].result(30)  # replication factor: the default
+    wait_for(lambda: in_sync_counts(cluster, TOPIC) == [3, 3, 3], 60, "3 in-sync replicas of each partition")
+    first = produce(cluster.bootstrap, TOPIC, [f"a{i}" for i in range(MESSAGES_PER_ROUND)])
     emit("topic", brokers=cluster.brokers_in_metadata(), produced=len(first["delivered"]), errors=first["errors"],
-         **topic_facts(cluster, topic))
+         **topic_facts(cluster, TOPIC))
 
-    leader = cluster.leaders(topic)[0]
+    leader = cluster.leaders(TOPIC)[0]
     cluster.kill_broker(leader)
-    second = produce(cluster.bootstrap, topic, [f"b{i}" for i in range(MESSAGES_PER_ROUND)])
-    cluster.wait_out_of_sync(leader, [topic], timeout=60)
+    second = produce(cluster.bootstrap, TOPIC, [f"b{i}" for i in range(MESSAGES_PER_ROUND)])
+    cluster.wait_out_of_sync(leader, [TOPIC], timeout=60)
     emit("one_down", killed=leader, produced=len(second["delivered"]), errors=second["errors"],
-         **topic_facts(cluster, topic))
+         **topic_facts(cluster, TOPIC))
 
-    other = next(b for b in (1, 2, 3) if b != leader and b in cluster.partitions(topic)[0].isr)
+    other = next(b for b in (1, 2, 3) if b != leader and b in cluster.partitions(TOPIC)[0].isr)
     cluster.kill_broker(other)
-    cluster.wait_out_of_sync(other, [topic], timeout=60)
-    refused = produce(cluster.bootstrap, topic, [f"c{i}" for i in range(10)], timeout_ms=REFUSED_TIMEOUT_MS)
+    cluster.wait_out_of_sync(other, [TOPIC], timeout=60)
+    refused = produce(cluster.bootstrap, TOPIC, [f"c{i}" for i in range(10)], timeout_ms=REFUSED_TIMEOUT_MS)
     emit("two_down", killed=other, produced=len(refused["delivered"]), errors=sorted(set(refused["errors"])),
-         failed=len(refused["errors"]), probe=probe_without_retries(cluster.bootstrap, topic),
-         **topic_facts(cluster, topic))
+         failed=len(refused["errors"]), probe=probe_without_retries(cluster.bootstrap, TOPIC),
+         **topic_facts(cluster, TOPIC))
 
-    emit("restart_cli", **run(*cli, "start", f"broker-{leader}", "--data-dir", str(cluster_dir)))
+    emit("restart_cli", **cluster_cli("start", f"broker-{leader}", "--data-dir", str(cluster_dir)))
     cluster.start_broker(other)
-    values = topic_values(cluster.bootstrap, topic, 2 * MESSAGES_PER_ROUND)
-    emit("restarted", values=sorted(values), **topic_facts(cluster, topic))
+    values = topic_values(cluster.bootstrap, TOPIC, 2 * MESSAGES_PER_ROUND)
+    emit("restarted", values=sorted(values), **topic_facts(cluster, TOPIC))
 
-    # Spark: 2 workers of 1 core; a job on the cluster; a killed worker leaves, a restarted one comes back.
+
+def spark_failures(cluster: Cluster) -> None:
+    """2 workers of 1 core; a job (JVM and Python tasks) on the cluster; a killed worker leaves, a restarted one
+    comes back ALIVE."""
     state = cluster.master_state()
     emit("spark", status=state.status, alive=[w.cores for w in state.alive_workers])
     job = run(PYTHON, "-c", SPARK_JOB, cluster.master_url, env_extra={
         "SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": PYTHON, "PYSPARK_DRIVER_PYTHON": PYTHON})
     state = cluster.master_state()
     emit("spark_job", rc=job["rc"], stdout=job["stdout"], stderr_tail=job["stderr"][-2000:],
-         active_apps=state.active_apps, cores_used=sum(w.cores_used for w in state.workers))
+         active_apps=state.active_apps)
     cluster.kill_worker(1)
     cluster.wait_worker(1, alive=False, timeout=60)
     gone = cluster.master_state()
     cluster.start_worker(1)
     back = cluster.master_state()
-    emit("worker_restart", alive_after_kill=len(gone.alive_workers), alive_after_start=len(back.alive_workers),
-         worker1_alive=cluster.worker_alive(1))
+    emit("worker_restart", alive_after_kill=[w.ui_port for w in gone.alive_workers],
+         alive_after_start=sorted(w.ui_port for w in back.alive_workers))
 
-    # Down and up again: the topic and its data are still there.
-    down = run(*cli, "down", "--data-dir", str(cluster_dir))
-    status_down = run(*cli, "status", "--data-dir", str(cluster_dir))
-    again = run(*cli, "up", "--data-dir", str(cluster_dir))
-    values = topic_values(cluster.bootstrap, topic, 2 * MESSAGES_PER_ROUND)
-    emit("down_up", down=down, status_down=status_down, up=again, values=sorted(values),
-         **topic_facts(cluster, topic))
+
+def down_refuse_and_up(cluster: Cluster, cluster_dir: Path, broker_dir: Path) -> None:
+    """Down: nothing answers any more. A single broker on 19092 keeps the cluster from starting. Up again: the topic
+    and its data are still there."""
+    down = cluster_cli("down", "--data-dir", str(cluster_dir))
+    status_down = cluster_cli("status", "--data-dir", str(cluster_dir))
+    emit("down", down=down, status=status_down, ports_open=[p for p in PORTS if port_is_open(p)])
+    started = broker_cli("up", "--data-dir", str(broker_dir))
+    assert started["rc"] == 0, started
+    emit("refused_beside_broker", **cluster_cli("up", "--data-dir", str(cluster_dir)))
+    assert broker_cli("down", "--data-dir", str(broker_dir))["rc"] == 0
+    again = cluster_cli("up", "--data-dir", str(cluster_dir))
+    wait_for(lambda: in_sync_counts(cluster, TOPIC) == [3, 3, 3], 60, "3 in-sync replicas after the restart")
+    values = topic_values(cluster.bootstrap, TOPIC, 2 * MESSAGES_PER_ROUND)
+    emit("up_after_down", up=again, values=sorted(values), **topic_facts(cluster, TOPIC))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -219,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
     finally:
         Cluster(args.data_dir / "cluster").down()
-        run(PYTHON, "infra/kafka/broker.py", "down", "--data-dir", str(args.data_dir / "broker"))
+        broker_cli("down", "--data-dir", str(args.data_dir / "broker"))
     emit("end", error=error)
     return 0 if error is None else 1
 
