@@ -172,6 +172,15 @@ def test_render_status() -> None:
     assert cluster.render_status(sample_status(down=set())).splitlines()[-1] == "6 of 6 processes up"
 
 
+def test_render_status_of_a_process_whose_port_does_not_answer() -> None:
+    status = sample_status(down=set())
+    hung = cluster.ProcessStatus("master", 103, 7077, alive=False)
+    status = cluster.ClusterStatus(**{**status.__dict__, "processes": (*status.processes[:3], hung,
+                                                                       *status.processes[4:])})
+    assert "  master        pid 103      port 7077   running, port not answering" in cluster.render_status(status)
+    assert not status.up
+
+
 def test_status_json_shape() -> None:
     doc = json.loads(json.dumps(sample_status(down={"worker-2"}).to_dict()))
     assert (doc["up"], doc["alive_workers"], doc["brokers_in_metadata"]) == (False, 2, [1])
