@@ -220,7 +220,7 @@ class Cluster:
 
     def running_pid(self, name: str) -> int | None:
         self._check(name)
-        return self.kafka[name].running_pid() if name in self.kafka else self.spark[name].running_pid()
+        return self._daemon(name).running_pid()
 
     # -- whole cluster ----------------------------------------------------------------------------------------------
 
@@ -246,17 +246,9 @@ class Cluster:
     def down(self, timeout: float = STOP_TIMEOUT_S) -> None:
         """Stop everything cleanly, the data kept: workers and brokers first, then the master and the controllers
         (brokers shut down through the controllers)."""
-        order = [[*(n for n in self.spark if n != "master"), *(n for n in self.kafka if n.startswith("broker"))],
-                 ["master", *(n for n in self.kafka if n.startswith("controller"))]]
-        for names in order:
-            daemons = [self.kafka[n].daemon if n in self.kafka else self.spark[n] for n in names]
-            for name, (pid, killed) in zip(names, stop_all(daemons, timeout)):
-                if pid is None:
-                    log.info("%s was not running", name)
-                elif killed:
-                    log.warning("%s (pid %d) did not stop within %.0fs; killed it", name, pid, timeout)
-                else:
-                    log.info("%s stopped (pid %d)", name, pid)
+        self._stop([*(n for n in self.spark if n != "master"), *(n for n in self.kafka if n.startswith("broker"))],
+                   timeout)
+        self._stop(["master", *(n for n in self.kafka if n.startswith("controller"))], timeout)
 
     def status(self) -> ClusterStatus:
         ours_running = {name for name in self.names if self.running_pid(name) is not None}
@@ -274,17 +266,17 @@ class Cluster:
         is gone; the cluster notices on its own (a broker leaves the ISRs within broker.session.timeout.ms, 9 s; the
         master marks a worker DEAD when its connection drops)."""
         self._check(name)
-        daemon = self.kafka[name].daemon if name in self.kafka else self.spark[name]
-        pid = daemon.kill()
-        log.info("%s killed (pid %s)", name, pid)
+        pid = self._daemon(name).kill()
+        if pid is None:
+            log.info("%s was not running", name)
+        else:
+            log.info("%s killed (pid %d)", name, pid)
         return pid
 
     def stop(self, name: str, timeout: float = STOP_TIMEOUT_S) -> int | None:
         """Stop one process cleanly (SIGTERM, SIGKILL after `timeout`); returns its pid (None: not running)."""
         self._check(name)
-        daemon = self.kafka[name].daemon if name in self.kafka else self.spark[name]
-        pid, _ = daemon.stop(timeout)
-        return pid
+        return self._stop([name], timeout)[0]
 
     def start(self, name: str, timeout: float = ISR_TIMEOUT_S) -> None:
         """Start one process (no-op when running) and wait until it is back: a broker in the ISR of every partition
@@ -375,6 +367,21 @@ class Cluster:
                         f"{port_owner(port, REPO_ROOT / 'data' / 'broker')}. (The cluster takes ports 19092-19097 for "
                         f"Kafka, {SPARK_MASTER_PORT} and {self.master_ui_port}-{self.port_of(f'worker-{WORKERS}')} "
                         f"for Spark.)", code=2)
+
+    def _daemon(self, name: str) -> Daemon:
+        return self.kafka[name].daemon if name in self.kafka else self.spark[name]
+
+    def _stop(self, names: list[str], timeout: float) -> list[int | None]:
+        """Stop these processes at once (SIGTERM, SIGKILL after `timeout`); their pids (None: not running)."""
+        results = stop_all([self._daemon(n) for n in names], timeout)
+        for name, (pid, killed) in zip(names, results):
+            if pid is None:
+                log.info("%s was not running", name)
+            elif killed:
+                log.warning("%s (pid %d) did not stop within %.0fs; killed it", name, pid, timeout)
+            else:
+                log.info("%s stopped (pid %d)", name, pid)
+        return [pid for pid, _ in results]
 
     def _launch(self, name: str, java: str, spark_home: Path | None):
         log.info("starting %s", name)

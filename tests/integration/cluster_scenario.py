@@ -20,8 +20,9 @@ import os
 import subprocess
 import sys
 import time
+import threading
 import traceback
-import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -47,11 +48,14 @@ spark.stop()
 
 
 T0 = time.monotonic()
+EMIT_LOCK = threading.Lock()  # two phases run at once: one whole line at a time
 
 
 def emit(step: str, **fields) -> None:
     """One step's observations as a JSON line; `at` is the seconds since the start (for the reader, not asserted)."""
-    print(json.dumps({"step": step, "at": round(time.monotonic() - T0, 1), **fields}), flush=True)
+    line = json.dumps({"step": step, "at": round(time.monotonic() - T0, 1), **fields})
+    with EMIT_LOCK:
+        print(line, flush=True)
 
 
 def run(*argv: str, env_extra: dict[str, str] | None = None, timeout: float = 300) -> dict:
@@ -86,16 +90,20 @@ def probe_without_retries(bootstrap: str, topic: str) -> list[str]:
     return errors
 
 
-def topic_values(bootstrap: str, topic: str, expected: int, timeout: float = 60) -> list[str]:
-    """Every value in the topic, read from the start (stops once `expected` are read, or at the deadline)."""
-    from confluent_kafka import Consumer
+def topic_values(bootstrap: str, topic: str) -> list[str]:
+    """Every value in the topic: each partition read from its start up to its end offset."""
+    from confluent_kafka import Consumer, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"scenario-{uuid.uuid4().hex}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False, "log_level": 0})
-    consumer.subscribe([topic])
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "scenario", "enable.auto.commit": False,
+                         "log_level": 0})
+    partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
+    ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] for p in partitions}
+    consumer.assign([TopicPartition(topic, p, 0) for p in partitions])  # no group join: assigned, from offset 0
     values: list[str] = []
-    deadline = time.monotonic() + timeout
-    while len(values) < expected and time.monotonic() < deadline:
+    deadline = time.monotonic() + 60
+    while any(consumer.position([TopicPartition(topic, p)])[0].offset < end for p, end in ends.items() if end > 0):
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"could not read {topic} to its end offsets {ends} within 60 s")
         msg = consumer.poll(0.5)
         if msg is not None and msg.error() is None:
             values.append(msg.value().decode())
@@ -139,8 +147,11 @@ def scenario(data_dir: Path) -> None:
     cluster_dir, broker_dir = data_dir / "cluster", data_dir / "broker"
     cluster = Cluster(cluster_dir)
     start_and_inspect(cluster_dir, broker_dir)
-    kafka_failures(cluster, cluster_dir)
-    spark_failures(cluster)
+    # Kafka's failures mostly wait (for the controllers to notice a broker gone, for replicas to catch up) while
+    # Spark's keep the CPU busy: run both at once.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for phase in [pool.submit(kafka_failures, cluster, cluster_dir), pool.submit(spark_failures, cluster)]:
+            phase.result()
     down_refuse_and_up(cluster, cluster_dir, broker_dir)
 
 
@@ -153,11 +164,14 @@ def broker_cli(*args: str) -> dict:
 
 
 def start_and_inspect(cluster_dir: Path, broker_dir: Path) -> None:
-    """Up, up again (a no-op), a single broker refused beside it, the status as make and as JSON show it."""
+    """Up, up again (a no-op), up after one worker's stop (starts that one only), a single broker refused beside it,
+    the status as make and as JSON show it."""
     t0 = time.monotonic()
     up = cluster_cli("up", "--data-dir", str(cluster_dir))
     emit("up", seconds=round(time.monotonic() - t0), **up)
     emit("up_again", **cluster_cli("up", "--data-dir", str(cluster_dir)))
+    stopped = cluster_cli("stop", "worker-2", "--data-dir", str(cluster_dir))
+    emit("up_after_stop", stop=stopped, up=cluster_cli("up", "--data-dir", str(cluster_dir)))
     emit("broker_refused", **broker_cli("up", "--data-dir", str(broker_dir)))
     emit("make_status", **run("make", "--no-print-directory", "cluster-status",
                               env_extra={"CLUSTER_DATA_DIR": str(cluster_dir)}))
@@ -193,7 +207,7 @@ def kafka_failures(cluster: Cluster, cluster_dir: Path) -> None:
 
     emit("restart_cli", **cluster_cli("start", f"broker-{leader}", "--data-dir", str(cluster_dir)))
     cluster.start_broker(other)
-    values = topic_values(cluster.bootstrap, TOPIC, 2 * MESSAGES_PER_ROUND)
+    values = topic_values(cluster.bootstrap, TOPIC)
     emit("restarted", values=sorted(values), **topic_facts(cluster, TOPIC))
 
 
@@ -228,7 +242,7 @@ def down_refuse_and_up(cluster: Cluster, cluster_dir: Path, broker_dir: Path) ->
     assert broker_cli("down", "--data-dir", str(broker_dir))["rc"] == 0
     again = cluster_cli("up", "--data-dir", str(cluster_dir))
     wait_for(lambda: in_sync_counts(cluster, TOPIC) == [3, 3, 3], 60, "3 in-sync replicas after the restart")
-    values = topic_values(cluster.bootstrap, TOPIC, 2 * MESSAGES_PER_ROUND)
+    values = topic_values(cluster.bootstrap, TOPIC)
     emit("up_after_down", up=again, values=sorted(values), **topic_facts(cluster, TOPIC))
 
 

@@ -66,6 +66,7 @@ def scenario(tmp_path_factory) -> dict:
     leftovers = kill_namespace(netns)  # normally none: the scenario stops what it started
     proc.kill()
     proc.wait()
+    (data_dir / "scenario.out").write_text(out)  # kept for a look at a failure (`at`: seconds into the run)
     steps = {line["step"]: line for line in map(json.loads, filter(None, out.splitlines()))}
     steps["leftovers"] = leftovers
     steps["stderr"] = stderr_path.read_text()[-5000:]
@@ -92,6 +93,10 @@ def test_up_is_idempotent(scenario: dict) -> None:
     again = step(scenario, "up_again")
     assert (again["rc"], again["stdout"]) == (0, "cluster already running (localhost:19092,localhost:19094,"
                                                  "localhost:19096; spark://127.0.0.1:7077)\n")
+    partial = step(scenario, "up_after_stop")  # worker-2 stopped: up starts that one only
+    assert partial["stop"]["rc"] == 0 and partial["stop"]["stdout"].startswith("worker-2 stopped (pid ")
+    assert partial["up"]["rc"] == 0 and partial["up"]["stdout"].splitlines()[0] == "starting worker-2"
+    assert len(partial["up"]["stdout"].splitlines()) == 2  # "starting worker-2", "cluster ready: ..."
 
 
 def test_status_shows_every_process(scenario: dict) -> None:
