@@ -9,68 +9,28 @@ the namespace is killed afterwards, and a test checks that the scenario had stop
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import PYTHON, REPO_ROOT, wait_until
+from tests.helpers import network_namespace_supported, run_in_network_namespace
 
 pytestmark = pytest.mark.integration
 
-SCENARIO = REPO_ROOT / "tests" / "integration" / "cluster_scenario.py"
-SCENARIO_TIMEOUT_S = 900
+SCENARIO_TIMEOUT_S = 600
 ALL_PORTS = "19092-19097 for Kafka, 7077 and 8080-8082 for Spark"
-
-
-def network_namespace(pid: int) -> str | None:
-    try:
-        return os.readlink(f"/proc/{pid}/ns/net")
-    except OSError:
-        return None
-
-
-def kill_namespace(netns: str) -> list[str]:
-    """SIGKILL every process in the network namespace `netns`; returns their command lines."""
-    killed = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit() and network_namespace(int(proc.name)) == netns:
-            try:
-                killed.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:200])
-                os.kill(int(proc.name), signal.SIGKILL)
-            except OSError:
-                continue
-    return killed
 
 
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory) -> dict:
-    """Run the scenario in a private network namespace; {step name: its JSON line}, plus "leftovers"."""
-    if subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode != 0:
+    """Run the scenario in a private network namespace; {step name: its JSON line}, plus "leftovers" and "stderr"."""
+    if not network_namespace_supported():
         pytest.skip("a private network namespace (unshare -n) needs root")
     data_dir = tmp_path_factory.mktemp("cluster")
-    stderr_path = data_dir / "scenario.err"
-    with open(stderr_path, "w") as stderr:
-        proc = subprocess.Popen(
-            ["unshare", "-n", "bash", "-c", f"ip link set lo up && exec {PYTHON} {SCENARIO} --data-dir {data_dir}"],
-            cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=stderr, text=True, start_new_session=True)
-    host_netns = network_namespace(os.getpid())
-    netns = wait_until(lambda: (ns := network_namespace(proc.pid)) != host_netns and ns, 30,
-                       message="the scenario in its own network namespace")
-    try:
-        out, _ = proc.communicate(timeout=SCENARIO_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        out = ""
-    leftovers = kill_namespace(netns)  # normally none: the scenario stops what it started
-    proc.kill()
-    proc.wait()
-    (data_dir / "scenario.out").write_text(out)  # kept for a look at a failure (`at`: seconds into the run)
-    steps = {line["step"]: line for line in map(json.loads, filter(None, out.splitlines()))}
-    steps["leftovers"] = leftovers
-    steps["stderr"] = stderr_path.read_text()[-5000:]
-    return steps
+    run = run_in_network_namespace("tests/integration/cluster_scenario.py", "--data-dir", str(data_dir),
+                                   timeout=SCENARIO_TIMEOUT_S, logs=data_dir / "scenario")  # `at`: seconds into it
+    steps = {line["step"]: line for line in map(json.loads, filter(None, run.stdout.splitlines()))}
+    return {**steps, "leftovers": run.leftovers, "stderr": run.stderr[-5000:], "returncode": run.returncode}
 
 
 def step(scenario: dict, name: str) -> dict:
@@ -82,6 +42,7 @@ def step(scenario: dict, name: str) -> dict:
 
 def test_scenario_ran_to_the_end_and_left_nothing_running(scenario: dict) -> None:
     assert step(scenario, "end")["error"] is None
+    assert scenario["returncode"] == 0
     assert scenario["leftovers"] == []
 
 
@@ -198,3 +159,23 @@ def test_down_and_up_again_keeps_the_data(scenario: dict) -> None:
     assert again["up"]["rc"] == 0, again["up"]
     assert again["values"] == step(scenario, "restarted")["values"]
     assert (again["min_insync_replicas"], again["isr"]) == ("2", {"0": [1, 2, 3], "1": [1, 2, 3], "2": [1, 2, 3]})
+
+
+def test_namespace_runner_kills_what_a_script_leaves_behind(tmp_path: Path) -> None:
+    """The safety net under the scenario: servers left running, and a script past its timeout, are killed."""
+    if not network_namespace_supported():
+        pytest.skip("a private network namespace (unshare -n) needs root")
+    script = tmp_path / "leave_behind.py"
+    script.write_text("import socket, subprocess, sys, time\n"
+                      "subprocess.Popen(['sleep', '313'], start_new_session=True)\n"  # a detached "server"
+                      "print(socket.create_connection(('127.0.0.1', 19092), timeout=1) if len(sys.argv) > 2 else 'ok')\n"
+                      "time.sleep(float(sys.argv[1]))\n")
+    done = run_in_network_namespace(str(script), "0", timeout=60, logs=tmp_path / "a")
+    assert (done.returncode, done.stdout, done.leftovers) == (0, "ok\n", ["sleep 313 "])
+    late = run_in_network_namespace(str(script), "300", timeout=2, logs=tmp_path / "b")
+    assert late.returncode is None and sorted(late.leftovers)[1] == "sleep 313 "
+    assert "python" in sorted(late.leftovers)[0] and str(script) in sorted(late.leftovers)[0]
+    assert not [p for p in Path("/proc").glob("[0-9]*/cmdline") if p.exists() and p.read_bytes() == b"sleep\x00313\x00"]
+    # The namespace has its own loopback: the host's shared broker on 19092 is out of reach.
+    refused = run_in_network_namespace(str(script), "0", "connect", timeout=60, logs=tmp_path / "c")
+    assert refused.returncode == 1 and "ConnectionRefusedError" in refused.stderr
