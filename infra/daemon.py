@@ -109,7 +109,7 @@ def describe_process(pid: int, argv: list[str], default_broker_dir: Path | None 
         return f"the single-node Kafka broker (pid {pid}, data {data_dir}); stop it with `{stop}`"
     if SPARK_MASTER_CLASS in argv or SPARK_WORKER_CLASS in argv:
         return f"a Spark standalone {_spark_role(argv)} not started by infra/cluster.py (pid {pid}); stop it yourself"
-    shown = " ".join(argv)
+    shown = " ".join(" ".join(argv).split())  # one line, even for `python -c` code
     return f"another program (pid {pid}: {shown[:120]}{'...' if len(shown) > 120 else ''})"
 
 
