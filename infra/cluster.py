@@ -39,14 +39,14 @@ from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: make `infra` importable
 
-from infra.daemon import CLUSTER_MARK, SPARK_MASTER_CLASS, Daemon, InfraError, port_is_open, port_owner, stop_all  # noqa: E402
+from infra.daemon import CLUSTER_MARK, DEFAULT_CLUSTER_DIR, SPARK_MASTER_CLASS, Daemon, InfraError, port_is_open, port_owner, stop_all  # noqa: E402
 from infra.kafka.kraft import (  # noqa: E402
-    DEFAULT_JARS_DIR, LIGHT_JIT, REPO_ROOT, KafkaNode, ensure_jars, find_java, format_storages, node_properties,
+    DEFAULT_JARS_DIR, LIGHT_JIT, KafkaNode, ensure_jars, find_java, format_storages, node_properties,
     topic_defaults)
 from infra.spark_standalone import (  # noqa: E402
     MasterState, daemon_env, fetch_master_state, master_command, pyspark_home, worker_command)
 
-DEFAULT_DATA_DIR = REPO_ROOT / "data" / "cluster"
+DEFAULT_DATA_DIR = DEFAULT_CLUSTER_DIR
 BROKER_IDS = (1, 2, 3)
 CONTROLLER_IDS = (101, 102, 103)
 REPLICAS = 3
@@ -178,6 +178,7 @@ class Cluster:
         self.jars_dir = jars_dir
         self.bootstrap = bootstrap_servers()
         self.master_url = f"spark://127.0.0.1:{SPARK_MASTER_PORT}"
+        self._admin_client = None
         mark = f"{CLUSTER_MARK}{self.data_dir}"
         names = [f"controller-{i}" for i in range(1, len(CONTROLLER_IDS) + 1)] + [f"broker-{i}" for i in BROKER_IDS]
         self.kafka: dict[str, KafkaNode] = {
@@ -284,7 +285,9 @@ class Cluster:
         self._check(name)
         if self.running_pid(name) is None:
             self._refuse_taken_ports([name])
-            proc = self._launch(name, find_java("the cluster"), pyspark_home() if name in self.spark else None)
+            java = find_java("the cluster")
+            ensure_jars(self.jars_dir)
+            proc = self._launch(name, java, pyspark_home() if name in self.spark else None)
         else:
             proc = None
         self._wait_ready(name, timeout, proc)
@@ -364,7 +367,7 @@ class Cluster:
                 if port_is_open(port):
                     raise InfraError(
                         f"cannot start {name}: port {port} is already in use by "
-                        f"{port_owner(port, REPO_ROOT / 'data' / 'broker')}. (The cluster takes ports 19092-19097 for "
+                        f"{port_owner(port)}. (The cluster takes ports 19092-19097 for "
                         f"Kafka, {SPARK_MASTER_PORT} and {self.master_ui_port}-{self.port_of(f'worker-{WORKERS}')} "
                         f"for Spark.)", code=2)
 
@@ -386,7 +389,7 @@ class Cluster:
     def _launch(self, name: str, java: str, spark_home: Path | None):
         log.info("starting %s", name)
         if name in self.kafka:
-            return self.kafka[name].launch(java)  # formats the storage first when up() has not
+            return self.kafka[name].launch(java)  # (its storage is formatted already when up() starts it)
         folder = self.spark[name].pid_file.parent
         env = daemon_env(os.environ, spark_home, self.data_dir, folder / "local")
         if name == "master":
@@ -411,7 +414,7 @@ class Cluster:
         pid, port = self.running_pid(name), self.port_of(name)
         detail = ""
         if pid is None and port_is_open(port):
-            detail = f"port {port} is held by {port_owner(port, REPO_ROOT / 'data' / 'broker')}"
+            detail = f"port {port} is held by {port_owner(port)}"
         elif name.startswith("broker-"):
             detail = "in the metadata" if brokers and int(name.rsplit("-", 1)[1]) in brokers else ""
         elif name.startswith("worker-") and master is not None:
@@ -419,10 +422,13 @@ class Cluster:
         return ProcessStatus(name, pid, port, pid is not None and port_is_open(port), detail)
 
     def _admin(self):
-        from confluent_kafka.admin import AdminClient
+        """One admin client per Cluster (it reconnects by itself as brokers come and go)."""
+        if self._admin_client is None:
+            from confluent_kafka.admin import AdminClient
 
-        # log_level 0: no "Connection refused" lines on stderr while a broker is down on purpose
-        return AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
+            # log_level 0: no "Connection refused" lines on stderr while a broker is down on purpose
+            self._admin_client = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
+        return self._admin_client
 
     def _wait_isr(self, node_id: int, topics: list[str] | None, member: bool, timeout: float) -> None:
         def settled() -> bool:

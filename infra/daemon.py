@@ -19,12 +19,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_BROKER_DIR = REPO_ROOT / "data" / "broker"  # make broker-up's
+DEFAULT_CLUSTER_DIR = REPO_ROOT / "data" / "cluster"  # make cluster-up's
 # A JVM system property the cluster puts on each of its processes' command lines: `-Dlakehouse.cluster=<data dir>`.
 # It tells the cluster's processes apart from a single broker's, and tells which cluster they belong to.
 CLUSTER_MARK = "-Dlakehouse.cluster="
 SPARK_MASTER_CLASS = "org.apache.spark.deploy.master.Master"
 SPARK_WORKER_CLASS = "org.apache.spark.deploy.worker.Worker"
-TCP_LISTEN = "0A"  # the state column of /proc/net/tcp for a listening socket
+TCP_LISTEN = "0A"
+START_LINE = "==== started by infra/daemon.py"  # heads each run's output in a daemon's log file
+LOG_SCAN_BYTES = 4 << 20  # the state column of /proc/net/tcp for a listening socket
 
 
 class InfraError(Exception):
@@ -93,10 +98,9 @@ def _flag_value(argv: list[str], flag: str) -> str | None:
     return argv[argv.index(flag) + 1] if flag in argv and argv.index(flag) + 1 < len(argv) else None
 
 
-def describe_process(pid: int, argv: list[str], default_broker_dir: Path | None = None) -> str:
-    """What a process is, in words a user can act on: which of our servers it is and the command that stops it.
-
-    `default_broker_dir` is the single broker's default --data-dir: its stop command is then `make broker-down`."""
+def describe_process(pid: int, argv: list[str]) -> str:
+    """What a process is, in words a user can act on: which of our servers it is and the command that stops it
+    (`make broker-down` / `make cluster-down` for the ones in their default folders)."""
     cluster_dir = next((a[len(CLUSTER_MARK):] for a in argv if a.startswith(CLUSTER_MARK)), None)
     if cluster_dir is not None:
         node = Path(argv[-1]).parent.name if "kafka.Kafka" in argv else _spark_role(argv)
@@ -104,7 +108,7 @@ def describe_process(pid: int, argv: list[str], default_broker_dir: Path | None 
                 f"`{cluster_stop_command(Path(cluster_dir))}` (`make cluster-status` shows it)")
     if "kafka.Kafka" in argv:
         data_dir = Path(argv[-1]).parent
-        stop = ("make broker-down" if default_broker_dir and data_dir == default_broker_dir
+        stop = ("make broker-down" if data_dir == DEFAULT_BROKER_DIR
                 else f"python3 infra/kafka/broker.py down --data-dir {data_dir}")
         return f"the single-node Kafka broker (pid {pid}, data {data_dir}); stop it with `{stop}`"
     if SPARK_MASTER_CLASS in argv or SPARK_WORKER_CLASS in argv:
@@ -115,8 +119,7 @@ def describe_process(pid: int, argv: list[str], default_broker_dir: Path | None 
 
 def cluster_stop_command(cluster_dir: Path) -> str:
     """The command that stops the cluster kept in `cluster_dir` (make cluster-down for the default folder)."""
-    default = Path(__file__).resolve().parents[1] / "data" / "cluster"
-    return "make cluster-down" if cluster_dir == default else f"python infra/cluster.py down --data-dir {cluster_dir}"
+    return "make cluster-down" if cluster_dir == DEFAULT_CLUSTER_DIR else f"python infra/cluster.py down --data-dir {cluster_dir}"
 
 
 def _spark_role(argv: list[str]) -> str:
@@ -126,14 +129,14 @@ def _spark_role(argv: list[str]) -> str:
     return Path(work_dir).parent.name if work_dir else "spark-worker"
 
 
-def port_owner(port: int, default_broker_dir: Path | None = None) -> str:
+def port_owner(port: int) -> str:
     """Who listens on `port`, described for a refusal message ("another program" when /proc does not say)."""
     pid = pid_listening_on(port)
     argv = process_argv(pid) if pid else None
     if pid is None or argv is None:
         return ("another program (is the Redpanda container up? `docker compose -f infra/docker-compose.yml down` "
                 "stops it)")
-    return describe_process(pid, argv, default_broker_dir)
+    return describe_process(pid, argv)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -170,10 +173,12 @@ class Daemon:
 
     def start(self, argv: list[str], env: Mapping[str, str] | None = None, cwd: Path | None = None
               ) -> subprocess.Popen:
-        """Start detached (own session, output appended to the log file); write the pid file."""
+        """Start detached (own session, output appended to the log file after a start line); write the pid file."""
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         self.log_start = self.log_file.stat().st_size if self.log_file.exists() else 0
         with open(self.log_file, "ab") as log:
+            log.write(f"{START_LINE} at {time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(argv)}\n".encode())
+            log.flush()
             proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True, cwd=cwd, env=dict(env) if env is not None else None)
         self.pid_file.write_text(str(proc.pid))
@@ -185,11 +190,13 @@ class Daemon:
         return proc
 
     def log_since_start(self) -> str:
-        """This run's part of the log (the file keeps earlier runs, separated by their start offsets)."""
+        """This run's part of the log: what follows the last start line (the file keeps earlier runs). Reads from
+        this object's own start when it made one, else the file's last megabytes."""
         try:
             with open(self.log_file, "rb") as log:
-                log.seek(self.log_start)
-                return log.read().decode(errors="replace")
+                size = log.seek(0, os.SEEK_END)
+                log.seek(max(self.log_start, size - LOG_SCAN_BYTES))
+                return log.read().decode(errors="replace").rsplit(START_LINE, 1)[-1]
         except OSError:
             return ""
 

@@ -29,12 +29,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script: make `infra` importable
 
-from infra.daemon import InfraError, port_is_open, port_owner  # noqa: E402
+from infra.daemon import DEFAULT_BROKER_DIR, InfraError, port_is_open, port_owner  # noqa: E402
 from infra.kafka.kraft import (  # noqa: E402,F401  (java_major_version, new_cluster_id: part of this script's API)
-    DEFAULT_JARS_DIR, REPO_ROOT, KafkaNode, ensure_jars, find_java, java_major_version, new_cluster_id,
+    DEFAULT_JARS_DIR, KafkaNode, ensure_jars, find_java, java_major_version, new_cluster_id,
     node_properties, render_properties, topic_defaults)
 
-DEFAULT_DATA_DIR = REPO_ROOT / "data" / "broker"
+DEFAULT_DATA_DIR = DEFAULT_BROKER_DIR
 DEFAULT_PORT = 19092
 DEFAULT_CONTROLLER_PORT = 19093
 HEAP = ("256m", "768m")
@@ -79,7 +79,7 @@ class Broker:
             return
         for port in (self.port, self.controller_port):
             if port_is_open(port):
-                raise InfraError(f"port {port} is already in use by {port_owner(port, DEFAULT_DATA_DIR)}. "
+                raise InfraError(f"port {port} is already in use by {port_owner(port)}. "
                                  f"Or choose another --port/--controller-port.", code=2)
         java = find_java()
         ensure_jars(self.jars_dir)

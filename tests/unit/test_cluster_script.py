@@ -216,11 +216,12 @@ def test_describe_cluster_node() -> None:
 
 
 def test_describe_single_broker() -> None:
-    argv = ["java", "-Xmx768m", "kafka.Kafka", "/r/data/broker/server.properties"]
-    assert daemon.describe_process(7, argv, default_broker_dir=Path("/r/data/broker")) == (
-        "the single-node Kafka broker (pid 7, data /r/data/broker); stop it with `make broker-down`")
-    assert daemon.describe_process(7, argv, default_broker_dir=Path("/elsewhere")).endswith(
-        "stop it with `python3 infra/kafka/broker.py down --data-dir /r/data/broker`")
+    argv = ["java", "-Xmx768m", "kafka.Kafka", f"{REPO_ROOT}/data/broker/server.properties"]
+    assert daemon.describe_process(7, argv) == (
+        f"the single-node Kafka broker (pid 7, data {REPO_ROOT}/data/broker); stop it with `make broker-down`")
+    argv = ["java", "-Xmx768m", "kafka.Kafka", "/tmp/b/server.properties"]
+    assert daemon.describe_process(7, argv).endswith(
+        "stop it with `python3 infra/kafka/broker.py down --data-dir /tmp/b`")
 
 
 def test_describe_other_processes() -> None:
@@ -253,7 +254,9 @@ def test_daemon_start_stop_kill(tmp_path: Path) -> None:
     assert d.stop(10) == (proc.pid, False)  # SIGTERM was enough
     assert d.running_pid() is None and not (tmp_path / "s.pid").exists()
     proc = d.start([sys.executable, "-c", "import time; time.sleep(60)", marker])
-    assert d.log_since_start() == ""  # this run's output only; the file keeps the first run's
+    assert d.log_since_start().count("\n") == 1  # this run's start line only; the file keeps the first run's
+    assert "hello" in d.log_tail() and "hello" not in daemon.Daemon("again", d.pid_file, d.log_file,
+                                                                     d.markers).log_since_start()
     assert d.kill() == proc.pid and d.running_pid() is None
     assert (tmp_path / "s.pid").exists()  # a crash leaves its pid file, which no longer names a live process
 
@@ -266,8 +269,10 @@ def test_daemon_ignores_a_pid_file_naming_someone_else(tmp_path: Path) -> None:
 def test_daemon_wait_ready_reports_an_early_exit(tmp_path: Path) -> None:
     d = daemon.Daemon("crasher", tmp_path / "c.pid", tmp_path / "c.out", markers=("x",))
     proc = d.start([sys.executable, "-c", "print('bad config'); raise SystemExit(1)", "x"])
-    with pytest.raises(daemon.InfraError, match=r"crasher exited during start-up; last lines of .*\nbad config"):
+    with pytest.raises(daemon.InfraError) as error:
         d.wait_ready(lambda: False, 30, proc)
+    assert str(error.value).startswith(f"crasher exited during start-up; last lines of {tmp_path / 'c.out'}:\n")
+    assert str(error.value).endswith("\nbad config")
 
 
 # -- CLI ------------------------------------------------------------------------------------------------------------
