@@ -67,6 +67,7 @@ def test_broker_properties(tmp_path: Path) -> None:
         "default.replication.factor": "3", "min.insync.replicas": "2", "offsets.topic.replication.factor": "3",
         "transaction.state.log.replication.factor": "3", "transaction.state.log.min.isr": "2",
         "auto.create.topics.enable": "true"}
+    assert props["num.partitions"] == "1"
 
 
 def test_controller_properties(tmp_path: Path) -> None:
@@ -136,6 +137,15 @@ def test_cluster_names_and_ports(tmp_path: Path) -> None:
     assert [c.port_of(n) for n in ("master", "worker-1", "worker-2")] == [7077, 9091, 9092]
     assert c.ports_of("master") == [7077, 9090]
     assert (c.bootstrap, c.master_url) == ("localhost:19092,localhost:19094,localhost:19096", "spark://127.0.0.1:7077")
+
+
+def test_options_read_the_environment(monkeypatch, tmp_path: Path) -> None:
+    assert cluster.parse_args(["status"]).data_dir == cluster.DEFAULT_DATA_DIR == REPO_ROOT / "data" / "cluster"
+    assert cluster.parse_args(["status"]).master_ui_port == 8080
+    monkeypatch.setenv("CLUSTER_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("SPARK_MASTER_WEBUI_PORT", "8090")  # e.g. beside Redpanda Console on 8080
+    args = cluster.parse_args(["kill", "worker-1"])
+    assert (args.data_dir, args.master_ui_port, args.name) == (tmp_path, 8090, "worker-1")
 
 
 # -- the master's view and the status report -------------------------------------------------------------------------
