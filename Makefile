@@ -13,8 +13,8 @@ N ?= 5
 SYMBOL ?= XBT/USDT
 
 .DEFAULT_GOAL := help
-.PHONY: help setup connector broker-up broker-down broker-status run demo audit consume chart gold-recompute \
-	optimize clean-data test test-unit test-integration bench bench-quick
+.PHONY: help setup connector broker-up broker-down broker-status cluster-up cluster-down cluster-status run demo audit \
+	consume chart gold-recompute optimize clean-data test test-unit test-integration bench bench-quick
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -42,6 +42,16 @@ broker-down:  ## stop the local Kafka broker
 
 broker-status:  ## is the local broker running?
 	@$(PYTHON) infra/kafka/broker.py status
+
+# A 3-broker Kafka cluster (+3 KRaft controllers) and a Spark standalone master with 2 workers; data/cluster/.
+cluster-up: $(VENV)/.installed  ## start the 3-broker Kafka cluster (localhost:19092,19094,19096) and Spark standalone (spark://127.0.0.1:7077)
+	@$(PY) infra/cluster.py up
+
+cluster-down: $(VENV)/.installed  ## stop the cluster cleanly (its data stays under data/cluster/)
+	@$(PY) infra/cluster.py down
+
+cluster-status: $(VENV)/.installed  ## per cluster process: pid, port, alive; brokers in the metadata, ALIVE Spark workers
+	@$(PY) infra/cluster.py status
 
 run: setup  ## the whole pipeline on live Kraken (PAIRS="XBT/USDT ETH/USD" to choose); Ctrl-C stops it
 	$(PY) infra/run_pipeline.py --topic $(TOPIC) $(foreach p,$(PAIRS),--pair $(p))

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -43,3 +45,68 @@ def start_script(script: str, *args: str, log_path: Path | None = None) -> subpr
     out = open(log_path, "wb") if log_path else subprocess.PIPE
     return subprocess.Popen([PYTHON, str(REPO_ROOT / script), *args], cwd=REPO_ROOT, env=script_env(),
                             stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# A private network namespace: its own loopback, where the cluster's ports (19092, ...) are free whatever the host runs.
+
+
+@dataclass
+class NamespaceRun:
+    """What a script run in a private network namespace did: its exit code (None: killed at the timeout), its output,
+    and the command lines of the processes it left running there (killed afterwards)."""
+
+    returncode: int | None
+    stdout: str
+    stderr: str
+    leftovers: list[str]
+
+
+def network_namespace_supported() -> bool:
+    """`unshare -n` needs root (CI and the project's machines run as root)."""
+    return subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode == 0
+
+
+def network_namespace(pid: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/net")
+    except OSError:
+        return None
+
+
+def kill_network_namespace(netns: str) -> list[str]:
+    """SIGKILL every process in the network namespace `netns`; returns their command lines."""
+    killed = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and network_namespace(int(proc.name)) == netns:
+            try:
+                killed.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:200])
+                os.kill(int(proc.name), signal.SIGKILL)
+            except OSError:
+                continue
+    return killed
+
+
+def run_in_network_namespace(script: str, *args: str, timeout: float, logs: Path) -> NamespaceRun:
+    """Run `python <script> <args>` from the repo root in a new network namespace with only a loopback (up); wait for
+    it to exit, up to `timeout` s. Whatever it leaves running there (servers it started; itself, past the timeout)
+    is killed. Its output goes to `logs`.out and `logs`.err (files: a leftover holding a pipe cannot stall us)."""
+    out_path, err_path = logs.with_suffix(".out"), logs.with_suffix(".err")
+    with open(out_path, "w") as out, open(err_path, "w") as err:
+        proc = subprocess.Popen(
+            # bash waits for a line on stdin before it becomes the script: time to note the namespace it is in
+            ["unshare", "-n", "bash", "-c", 'ip link set lo up && read -r _ && exec "$@"', "bash", PYTHON,
+             str(REPO_ROOT / script), *args], cwd=REPO_ROOT, env=script_env(), stdin=subprocess.PIPE, stdout=out,
+            stderr=err, start_new_session=True, text=True)
+    host_netns = network_namespace(os.getpid())
+    netns = wait_until(lambda: (ns := network_namespace(proc.pid)) != host_netns and ns, 30,
+                       message=f"{script} in its own network namespace")
+    proc.stdin.write("go\n")
+    proc.stdin.close()
+    try:
+        returncode: int | None = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        returncode = None
+    leftovers = kill_network_namespace(netns)  # the script itself among them when it timed out
+    proc.wait(timeout=30)
+    return NamespaceRun(returncode, out_path.read_text(), err_path.read_text(), leftovers)
