@@ -34,9 +34,11 @@ import hashlib
 import json
 import logging
 import random
+import re
 import signal
 import socket
 import struct
+import sys
 import threading
 import time
 import urllib.parse
@@ -136,6 +138,54 @@ def _unmask(mask: bytes, data: bytes) -> bytes:
 
 class Closed(Exception):
     pass
+
+
+class ControlError(ValueError):
+    """A /control/ request with a bad parameter (answered 400 with this message)."""
+
+
+def int_param(q: dict, name: str, default: int, lo: int, hi: int) -> int:
+    text = q.get(name)
+    if text is None:
+        return default
+    if not re.fullmatch(r"-?[0-9]{1,12}", text) or not lo <= int(text) <= hi:
+        raise ControlError(f"{name}={text[:40]!r}: expected an integer in {lo}..{hi}")
+    return int(text)
+
+
+def choice_param(q: dict, name: str, default: str, allowed: tuple) -> str:
+    text = q.get(name, default)
+    if text not in allowed:
+        raise ControlError(f"{name}={text[:40]!r}: expected one of {', '.join(allowed)}")
+    return text
+
+
+class RecordingError(ValueError):
+    """A recording file that cannot be replayed; the message names the file and line."""
+
+
+def read_recording(path: str) -> list[dict]:
+    """A --record/--replay JSONL file -> [{"t": epoch seconds, "frame": text}, ...]; blank lines skipped.
+
+    Raises RecordingError("FILE:LINE: ...") for the first line that is not such an object (or FILE: for I/O)."""
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as f:
+            lines = f.read().splitlines()
+    except OSError as exc:
+        raise RecordingError(f"{path}: cannot read the recording: {exc.strerror or exc}") from exc
+    frames = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError as exc:
+            raise RecordingError(f"{path}:{n}: not JSON ({exc}): {line[:80]!r}") from exc
+        if (not isinstance(rec, dict) or not isinstance(rec.get("frame"), str)
+                or type(rec.get("t")) not in (int, float) or rec["t"] != rec["t"]):
+            raise RecordingError(f'{path}:{n}: expected {{"t": epoch seconds, "frame": text}}, got {line[:80]!r}')
+        frames.append(rec)
+    return frames
 
 
 class Conn:
@@ -300,10 +350,7 @@ class FakeKraken:
             for p in self.pairs:
                 for i in range(history):
                     self.history[p].append(self._new_trade(p, past + i * 1000))
-        self._replay_frames: list = []
-        if replay:
-            with open(replay, encoding="utf-8") as f:
-                self._replay_frames = [json.loads(line) for line in f if line.strip()]
+        self._replay_frames: list = read_recording(replay) if replay else []
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> "FakeKraken":
@@ -393,9 +440,29 @@ class FakeKraken:
             self.counters["trades_sent"] += len(trades)
 
     def _trade_frame(self, api: str, pair: str, batch: list[Trade], kind: str) -> str:
+        return self._frame_of(api, pair, [t.v2_json() if api == "v2" else t.v1_json() for t in batch], kind)
+
+    def _frame_of(self, api: str, pair: str, elements: list[str], kind: str) -> str:
+        """A trade frame of `pair` holding these element texts (JSON), in the dialect of `api`."""
         if api == "v2":
-            return f'{{"channel":"trade","type":"{kind}","data":[{",".join(t.v2_json() for t in batch)}]}}'
-        return f'[{self.channel_ids[pair]},[{",".join(t.v1_json() for t in batch)}],"trade","{v1_name(pair)}"]'
+            return f'{{"channel":"trade","type":"{kind}","data":[{",".join(elements)}]}}'
+        return f'[{self.channel_ids[pair]},[{",".join(elements)}],"trade","{v1_name(pair)}"]'
+
+    def emit_mixed(self, pair: str, n: int, junk: list[str], api: str = "v2") -> list[Trade]:
+        """n new trades of `pair` sent in ONE update frame to `api` subscribers, with the raw JSON texts `junk` as
+        extra elements between them (good, junk, good, junk, ...): every good one must still be produced."""
+        with self.lock:
+            ts = time.time_ns() // 1000
+            batch = [self._new_trade(pair, ts) for _ in range(n)]
+            self.history[pair].extend(batch)
+            self.generated += n
+            for c in self.conns:
+                if pair in c.subs and c.api == api and not c.frozen and not c.closed:
+                    goods = [t.v2_json() if api == "v2" else t.v1_json() for t in batch]
+                    elements = [e for pair_ in zip(goods, junk) for e in pair_]
+                    elements += goods[len(junk):] + junk[len(goods):]
+                    c.send(self._frame_of(api, pair, elements, "update"), trades=batch)
+        return batch
 
     def _market_loop(self) -> None:
         self.market_started.wait()
@@ -472,8 +539,7 @@ class FakeKraken:
         try:
             _method, target, _ = lines[0].split(" ", 2)
         except ValueError:
-            sock.close()
-            return
+            return self._http(sock, 400, {"error": f"bad HTTP request line {lines[0][:80]!r}"})
         headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
         url = urllib.parse.urlsplit(target)
         if url.path.startswith("/control/"):
@@ -569,7 +635,7 @@ class FakeKraken:
         snapshot = params.get("snapshot", self.v2_snapshot_default)
         for symbol in params["symbol"]:
             with self.lock:  # ack, snapshot and the first update go out in this order, nothing lost between
-                if symbol not in self.history:
+                if not isinstance(symbol, str) or symbol not in self.history:
                     conn.send(json.dumps({"error": f"Currency pair not supported {symbol}", "method": method,
                                           "success": False, "symbol": symbol, **extra,
                                           "time_in": t_in, "time_out": now_iso()}))
@@ -625,7 +691,7 @@ class FakeKraken:
             return
         for pair in pairs:
             with self.lock:
-                v2 = self.v1_to_v2.get(pair)
+                v2 = self.v1_to_v2.get(pair) if isinstance(pair, str) else None
                 base = {"channelName": "trade", "event": "subscriptionStatus", "pair": pair, **extra,
                         "subscription": {"name": "trade"}}
                 if v2 is None:
@@ -719,39 +785,52 @@ class FakeKraken:
             return h[-1].trade_id if h else None
 
     def _control(self, sock: socket.socket, action: str, q: dict) -> None:
+        """GET /control/<action>?<params>: a bad parameter is a 400 naming it, a bug a 500 (logged), never silence."""
         try:
-            if action == "drop":
-                body: Any = {"dropped": self.drop_connections()}
-            elif action == "close":
-                body = {"closed": self.close_connections(int(q.get("code", 1001)), q.get("reason", CLOSE_1001_REASON))}
-            elif action == "freeze":
-                body = {"frozen": self.freeze_connections()}
-            elif action == "status":
-                self.set_system(q.get("system", "online"))
-                body = {"system": self.system}
-            elif action == "ratelimit":
-                self.rate_limit_next(int(q.get("n", 1)))
-                body = {"ratelimit_next": self.ratelimit_next}
-            elif action == "hold":
-                self.set_hold(q.get("on", "1") not in ("0", "false", "off"))
-                body = {"hold": self.hold}
-            elif action == "step":
-                body = {"generated": len(self.step(int(q.get("n", 1)), q.get("pair")))}
-            elif action == "stats":
-                body = {**self.counters, "generated": self.generated, "system": self.system,
-                        "active_connections": self.active_connections()}
-            elif action == "trades":
-                body = self.sent_trades(q.get("api", "v2"))
-            else:
-                return self._http(sock, 404, {"error": f"unknown action {action}"})
-        except ValueError as exc:
+            body = self._control_action(action, q)
+        except ControlError as exc:
             return self._http(sock, 400, {"error": str(exc)})
+        except Exception as exc:  # a bug in the fake: say so to the caller, keep serving
+            log.exception("control %s failed", action)
+            return self._http(sock, 500, {"error": f"{type(exc).__name__}: {exc}"})
+        if body is None:
+            return self._http(sock, 404, {"error": f"unknown action {action!r}"})
         self._http(sock, 200, body)
+
+    def _control_action(self, action: str, q: dict) -> Optional[dict]:
+        if action == "drop":
+            return {"dropped": self.drop_connections()}
+        if action == "close":
+            return {"closed": self.close_connections(int_param(q, "code", 1001, 1000, 4999),
+                                                     q.get("reason", CLOSE_1001_REASON)[:120])}
+        if action == "freeze":
+            return {"frozen": self.freeze_connections()}
+        if action == "status":
+            self.set_system(choice_param(q, "system", "online", ("online", *HALTED)))
+            return {"system": self.system}
+        if action == "ratelimit":
+            self.rate_limit_next(int_param(q, "n", 1, 0, 1000))
+            return {"ratelimit_next": self.ratelimit_next}
+        if action == "hold":
+            self.set_hold(choice_param(q, "on", "1", ("1", "0", "true", "false", "on", "off")) in ("1", "true", "on"))
+            return {"hold": self.hold}
+        if action == "step":
+            pair = q.get("pair")
+            if pair is not None and pair not in self.history:
+                raise ControlError(f"pair={pair!r}: not one of {', '.join(self.pairs)}")
+            return {"generated": len(self.step(int_param(q, "n", 1, 0, 100_000), pair))}
+        if action == "stats":
+            return {**self.counters, "generated": self.generated, "system": self.system,
+                    "active_connections": self.active_connections()}
+        if action == "trades":
+            return self.sent_trades(choice_param(q, "api", "v2", ("v2", "v1")))
+        return None
 
     @staticmethod
     def _http(sock: socket.socket, status: int, body: Any) -> None:
         payload = json.dumps(body).encode()
-        reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 503: "Service Unavailable"}[status]
+        reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 500: "Internal Server Error",
+                  503: "Service Unavailable"}[status]
         try:
             sock.sendall(f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
                          f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode() + payload)
@@ -777,7 +856,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--host", default="127.0.0.1", help="listen address")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help="listen port (0 = any)")
-    p.add_argument("--pairs", default=",".join(DEFAULT_PAIRS), help="comma-separated pairs in v2 names")
+    p.add_argument("--pairs", type=pair_list, default=list(DEFAULT_PAIRS), help="comma-separated pairs in v2 names")
     p.add_argument("--rate", type=float, default=10.0, help="trades per second, all pairs together (0 = none)")
     p.add_argument("--count", type=int, default=0, help="stop generating after this many trades (0 = never)")
     p.add_argument("--seed", type=int, default=0, help="random seed (prices, sizes, batches, ids)")
@@ -794,17 +873,35 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def pair_list(text: str) -> list[str]:
+    """--pairs "BTC/USDT,ETH/USD" -> ["BTC/USDT", "ETH/USD"]; argparse reports a ValueError as a usage error."""
+    pairs = [p.strip() for p in text.split(",")]
+    bad = [p for p in pairs if not re.fullmatch(r"[A-Z0-9.]{1,16}/[A-Z0-9.]{1,16}", p)]
+    if bad or not pairs:
+        raise argparse.ArgumentTypeError(f"expected comma-separated BASE/QUOTE pairs in v2 names, got {bad or text!r}")
+    return pairs
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    server = FakeKraken(host=args.host, port=args.port, pairs=args.pairs.split(","), rate=args.rate,
-                        count=args.count or None, seed=args.seed, max_batch=args.max_batch, history=args.history,
-                        start=args.start, decimals=args.decimals, v1_snapshot=args.v1_snapshot,
-                        heartbeat_interval=args.heartbeat_interval, replay=args.replay, pace=args.pace)
+    try:
+        server = FakeKraken(host=args.host, port=args.port, pairs=args.pairs, rate=args.rate,
+                            count=args.count or None, seed=args.seed, max_batch=args.max_batch,
+                            history=args.history, start=args.start, decimals=args.decimals,
+                            v1_snapshot=args.v1_snapshot, heartbeat_interval=args.heartbeat_interval,
+                            replay=args.replay, pace=args.pace)
+    except RecordingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    server.start()
+    try:
+        server.start()
+    except OSError as exc:
+        print(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     print(f"listening on ws://{args.host}:{server.port}/v2 (v2) and ws://{args.host}:{server.port}/ (v1)", flush=True)
     while not stop.wait(1.0):
         pass

@@ -45,12 +45,13 @@ import json
 import logging
 import random
 import re
+import reprlib
 import signal
 import socket
 import sys
 import threading
 import time
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Callable, Optional
 
 log = logging.getLogger("kraken_trades_ws")
@@ -82,14 +83,30 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_REJECTED = 0, 1, 2, 3
 _V1_TO_V2_ASSET = {"XBT": "BTC", "XDG": "DOGE"}
 _V2_TO_V1_ASSET = {v: k for k, v in _V1_TO_V2_ASSET.items()}
 _PAIR_RE = re.compile(r"[A-Za-z0-9.]{1,16}/[A-Za-z0-9.]{1,16}\Z")
-_DECIMAL_RE = re.compile(r"-?[0-9]+(?:\.[0-9]+)?\Z")
-_ISO_US_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z\Z")
+# Bounds of what the producer accepts from the wire (README "What the producer accepts"); anything else is malformed.
+MAX_INT_DIGITS = 40  # a price/size: at most 40 digits before the decimal point ...
+MAX_FRAC_DIGITS = 40  # ... and 40 after it
+MAX_EXPONENT = 40  # a JSON number in exponent form (1E-8): |exponent| <= 40, expanded to plain digits
+MAX_TRADE_ID = 2**63 - 1  # a trade_id is an integer in 0..2^63-1 (Silver's long)
+MAX_EPOCH_S = 253_402_300_800  # 10000-01-01T00:00:00Z: times are 1970-01-01 .. 9999-12-31 (UTC)
+MAX_OFFSET_MIN = 14 * 60  # an RFC 3339 offset is within -14:00..+14:00
+_DECIMAL_RE = re.compile(rf"[0-9]{{1,{MAX_INT_DIGITS}}}(?:\.[0-9]{{1,{MAX_FRAC_DIGITS}}})?\Z")
+_EXP_DECIMAL_RE = re.compile(rf"[0-9]{{1,{MAX_INT_DIGITS}}}(?:\.[0-9]{{1,{MAX_FRAC_DIGITS}}})?[eE][+-]?0*[0-9]{{1,3}}\Z")
+# The canonical form Kraken v2 sends (UTC, 6 fractional digits, 'Z'), with each field in range; days 29-31 are
+# checked against the month in code.
+_ISO_US_RE = re.compile(
+    r"(?:19[7-9][0-9]|[2-9][0-9]{3})-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
+    r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]\.[0-9]{6}Z\Z"
+)
 _RFC3339_RE = re.compile(
-    r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt ]([0-9]{2}:[0-9]{2}:[0-9]{2})(?:\.([0-9]{1,9}))?(Z|z|[+-][0-9]{2}:[0-9]{2})\Z"
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?"
+    r"(Z|z|([+-])([0-9]{2}):([0-9]{2}))\Z"
 )
 _V1_TIME_RE = re.compile(r"([0-9]{1,12})(?:\.([0-9]{1,9}))?\Z")
 _SIDES = {"buy": "buy", "sell": "sell", "b": "buy", "s": "sell"}
 _ORD_TYPES = {"limit": "limit", "market": "market", "l": "limit", "m": "market"}
+_SHORT = reprlib.Repr()
+_SHORT.maxstring, _SHORT.maxother, _SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict = 60, 60, 3, 8, 8
 
 
 class Num(str):
@@ -107,6 +124,12 @@ class BadTrade(ValueError):
 # ---------------------------------------------------------------------------------------------
 
 
+def short(value: Any, limit: int = 200) -> str:
+    """A bounded repr of wire data for log lines and reasons (deep or huge values cut short)."""
+    text = _SHORT.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def native_pair(pair: str, api: str) -> str:
     """The pair in the chosen API's dialect: v2 `XBT/USDT` -> `BTC/USDT`, v1 `DOGE/USD` -> `XDG/USD`."""
     table = _V1_TO_V2_ASSET if api == "v2" else _V2_TO_V1_ASSET
@@ -115,19 +138,29 @@ def native_pair(pair: str, api: str) -> str:
 
 
 def decimal_text(value: Any) -> str:
-    """Decimal text of a wire price/size, equal in value to what Kraken sent; rejects floats and junk.
+    """Decimal text of a wire price/size, equal in value to what Kraken sent; rejects floats, junk and out-of-bound
+    values (negative, more than MAX_INT_DIGITS/MAX_FRAC_DIGITS digits, |exponent| > MAX_EXPONENT).
 
     `Num("0.00044780")` -> "0.00044780" (trailing zeros kept), `83744` -> "83744",
     `"354.11000000"` (v1 string) -> unchanged, `Num("1E-8")` -> "0.00000001" (exponent expanded).
     """
     if type(value) is int:
-        return str(value)
-    if isinstance(value, str):
+        if 0 <= value < _MAX_INT:
+            return str(value)
+    elif isinstance(value, str):
         if _DECIMAL_RE.match(value):
             return value
-        if type(value) is Num:  # a JSON number in exponent form: expand exactly
-            return format(Decimal(value), "f")
-    raise BadTrade(f"not a decimal: {value!r}")
+        if type(value) is Num and _EXP_DECIMAL_RE.match(value):  # a JSON number in exponent form: expand exactly
+            number = Decimal(value)
+            if -MAX_EXPONENT <= int(value.rpartition("e" if "e" in value else "E")[2]) <= MAX_EXPONENT:
+                text = format(number, "f")
+                if _DECIMAL_RE.match(text):
+                    return text
+    raise BadTrade(f"not a decimal within bounds: {short(value, 80)}")
+
+
+_MAX_INT = 10**MAX_INT_DIGITS
+_NO_TIME = object()  # PairCodec's time cache before the first trade: equal to no wire value
 
 
 def iso_from_epoch_us(seconds: int, micros: int) -> str:
@@ -136,32 +169,40 @@ def iso_from_epoch_us(seconds: int, micros: int) -> str:
 
 
 def iso_from_v1_time(text: str) -> str:
-    """v1 trade time "1618678142.557535" -> "2021-04-17T16:49:02.557535Z" (integer math; >6 digits truncated)."""
+    """Epoch seconds as text -> ISO: v1 trade time "1618678142.557535" -> "2021-04-17T16:49:02.557535Z" (integer
+    math; more than 6 fractional digits truncated, fewer padded). REST trade times have the same form."""
     m = _V1_TIME_RE.match(text) if isinstance(text, str) else None
-    if m is None:
-        raise BadTrade(f"bad v1 time: {text!r}")
+    if m is None or int(m.group(1)) >= MAX_EPOCH_S:
+        raise BadTrade(f"bad epoch time: {short(text, 80)}")
     frac = ((m.group(2) or "") + "000000")[:6]
     return iso_from_epoch_us(int(m.group(1)), int(frac))
 
 
 def iso_from_rfc3339(text: str) -> str:
-    """v2 RFC 3339 time -> UTC, exactly 6 fractional digits, 'Z'. 1-9 digits accepted (truncated to µs)."""
-    if not isinstance(text, str):
-        raise BadTrade(f"bad timestamp: {text!r}")
-    if _ISO_US_RE.match(text):
-        return text
-    m = _RFC3339_RE.match(text)
+    """v2 RFC 3339 time -> UTC, exactly 6 fractional digits, 'Z'. 1-9 digits accepted (truncated to µs).
+
+    Only real calendar dates and times (no 25:61, no Feb 30, no leap second 60), offsets within ±14:00, and a UTC
+    result in 1970..9999; anything else raises BadTrade."""
+    if type(text) is str and _ISO_US_RE.match(text):  # Kraken's own form: only days 29-31 need the calendar
+        if text[8:10] <= "28" or int(text[8:10]) <= calendar.monthrange(int(text[:4]), int(text[5:7]))[1]:
+            return text
+        raise BadTrade(f"bad timestamp: {short(text, 80)}")
+    m = _RFC3339_RE.match(text) if isinstance(text, str) else None
     if m is None:
-        raise BadTrade(f"bad timestamp: {text!r}")
-    date, hms, frac, tz = m.groups()
-    try:
-        tm = time.strptime(f"{date}T{hms}", "%Y-%m-%dT%H:%M:%S")
-    except ValueError as exc:
-        raise BadTrade(f"bad timestamp: {text!r}") from exc
-    seconds = calendar.timegm(tm)
-    if tz not in ("Z", "z"):
-        sign = 1 if tz[0] == "+" else -1
-        seconds -= sign * (int(tz[1:3]) * 3600 + int(tz[4:6]) * 60)
+        raise BadTrade(f"bad timestamp: {short(text, 80)}")
+    year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
+    frac, sign, off_h, off_m = m.group(7), m.group(9), m.group(10), m.group(11)
+    offset = 0
+    if sign is not None:
+        if int(off_m) > 59 or int(off_h) * 60 + int(off_m) > MAX_OFFSET_MIN:
+            raise BadTrade(f"bad timestamp (offset beyond ±14:00): {short(text, 80)}")
+        offset = (1 if sign == "+" else -1) * (int(off_h) * 3600 + int(off_m) * 60)
+    if not (1 <= month <= 12 and 1 <= day <= calendar.monthrange(year or 1, month)[1] and year >= 1
+            and hour <= 23 and minute <= 59 and second <= 59):
+        raise BadTrade(f"bad timestamp (not a real date and time): {short(text, 80)}")
+    seconds = calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0)) - offset
+    if not 0 <= seconds < MAX_EPOCH_S:
+        raise BadTrade(f"bad timestamp (outside 1970..9999): {short(text, 80)}")
     return iso_from_epoch_us(seconds, int(((frac or "") + "000000")[:6]))
 
 
@@ -171,8 +212,17 @@ def iso_now(now_ns: Optional[int] = None) -> str:
     return iso_from_epoch_us(us // 1_000_000, us % 1_000_000)
 
 
+def trade_id(value: Any) -> int:
+    """A v2/REST trade_id: an integer (not a bool, not text) in 0..MAX_TRADE_ID."""
+    if type(value) is int and 0 <= value <= MAX_TRADE_ID:
+        return value
+    raise BadTrade(f"bad trade_id: {short(value, 80)}")
+
+
 class PairCodec:
-    """Turns trade elements of one pair into Kafka values (bytes) for the contract above."""
+    """Turns trade elements of one pair into Kafka values (bytes) for the contract above.
+
+    Every field is checked before use; an element that fails raises BadTrade (the caller skips and counts it)."""
 
     def __init__(self, user_pair: str, native: str, api: str) -> None:
         self.user_pair = user_pair
@@ -181,7 +231,15 @@ class PairCodec:
         self.key = user_pair.encode("utf-8")
         self._head = '{"symbol":' + json.dumps(user_pair) + ',"price":"'
         self._tail = '","api":"' + api + '","pair_native":' + json.dumps(native) + "}"
-        self._last_v1_time = ("", "")  # batched trades share a time: convert once
+        self._last_time: tuple = (_NO_TIME, "")  # batched trades share a time: convert once (wire text, ISO)
+
+    def _ts_event(self, ts: Any, convert: Callable[[Any], str]) -> str:
+        last = self._last_time
+        if ts == last[0]:  # only a text equal to one already converted (never a first "" or null)
+            return last[1]
+        iso = convert(ts)
+        self._last_time = (ts, iso)
+        return iso
 
     def v2_value(self, t: dict, ts_ingest: str) -> tuple[int, bytes]:
         """One v2 trade element -> (trade_id, value).
@@ -195,12 +253,12 @@ class PairCodec:
             ord_type = _ORD_TYPES[t["ord_type"]]
             price, size, ts = t["price"], t["qty"], t["timestamp"]
         except (KeyError, TypeError) as exc:
-            raise BadTrade(f"bad v2 trade: {t!r}") from exc
-        if type(tid) is not int:
-            raise BadTrade(f"bad trade_id: {tid!r}")
+            raise BadTrade(f"bad v2 trade: missing field or bad side/ord_type ({short(exc.args[0], 40)})") from exc
+        if type(tid) is not int or not 0 <= tid <= MAX_TRADE_ID:
+            raise BadTrade(f"bad trade_id: {short(tid, 80)}")
         value = (
             f'{self._head}{decimal_text(price)}","size":"{decimal_text(size)}","side":"{side}",'
-            f'"ord_type":"{ord_type}","trade_id":{tid},"ts_event":"{iso_from_rfc3339(ts)}",'
+            f'"ord_type":"{ord_type}","trade_id":{tid},"ts_event":"{self._ts_event(ts, iso_from_rfc3339)}",'
             f'"ts_ingest":"{ts_ingest}{self._tail}'
         )
         return tid, value.encode()
@@ -210,15 +268,13 @@ class PairCodec:
 
         ["354.11000000","0.89594024","1618678142.557535","s","l",""]
         """
+        if type(t) is not list or len(t) < 5:
+            raise BadTrade("bad v1 trade: not a list of [price, volume, time, side, orderType, misc]")
         try:
             price, size, ts, side, ord_type = t[0], t[1], t[2], _SIDES[t[3]], _ORD_TYPES[t[4]]
-        except (KeyError, IndexError, TypeError) as exc:
-            raise BadTrade(f"bad v1 trade: {t!r}") from exc
-        if ts == self._last_v1_time[0]:
-            ts_event = self._last_v1_time[1]
-        else:
-            ts_event = iso_from_v1_time(ts)
-            self._last_v1_time = (ts, ts_event)
+        except (KeyError, TypeError) as exc:
+            raise BadTrade("bad v1 trade: side or orderType") from exc
+        ts_event = self._ts_event(ts, iso_from_v1_time)
         value = (
             f'{self._head}{decimal_text(price)}","size":"{decimal_text(size)}","side":"{side}",'
             f'"ord_type":"{ord_type}","trade_id":null,"ts_event":"{ts_event}",'
@@ -271,7 +327,7 @@ def parse_frame(text: str, ts_ingest: str, codecs: dict[str, PairCodec], api: st
     if type(msg) is not dict:
         return (MALFORMED, f"unexpected JSON {type(msg).__name__}")
     if "Error" in msg or ("error" in msg and "method" not in msg and "event" not in msg):
-        return (ERROR, str(msg.get("Error", msg.get("error"))))  # {"Error":"Exceeded msg rate"}
+        return (ERROR, message_text(msg.get("Error", msg.get("error"))))  # {"Error":"Exceeded msg rate"}
     if "channel" in msg:
         return _v2_channel(msg)
     if "method" in msg:
@@ -292,33 +348,46 @@ def _v2_trades(msg: dict, ts_ingest: str, codecs: dict[str, PairCodec]) -> tuple
     for t in data:
         try:
             if type(t) is not dict:
-                raise BadTrade(f"bad v2 trade: {t!r}")
+                raise BadTrade("bad v2 trade: not an object")
             if codec is None or t.get("symbol") != codec.native:
-                codec = codecs.get(t.get("symbol"))
+                symbol = t.get("symbol")
+                codec = codecs.get(symbol) if type(symbol) is str else None
                 if codec is None:
-                    raise BadTrade(f"trade for unsubscribed symbol {t.get('symbol')!r}")
+                    raise BadTrade(f"trade for unsubscribed symbol {short(symbol, 40)}")
             tid, value = codec.v2_value(t, ts_ingest)
             records.append((codec, tid, value))
-        except (BadTrade, InvalidOperation) as exc:
-            bad.append(str(exc))
+        except BadTrade as exc:
+            bad.append(f"{exc} in {short(t)}")
     return (TRADES, kind == "snapshot", records, bad)
 
 
 def _v1_trades(msg: list, ts_ingest: str, codecs: dict[str, PairCodec]) -> tuple:
     """[channelID, [[price, volume, time, side, orderType, misc], ...], "trade", "XBT/USD"]"""
-    if len(msg) < 4 or msg[-2] != "trade" or type(msg[1]) is not list:
-        return (UNKNOWN, f"array frame for channel {msg[-2] if len(msg) >= 2 else None!r}")
-    codec = codecs.get(msg[-1])
+    if len(msg) < 4 or msg[-2] != "trade":
+        return (UNKNOWN, f"array frame for channel {short(msg[-2], 40) if len(msg) >= 2 else None}")
+    pair = msg[-1]
+    codec = codecs.get(pair) if type(pair) is str else None
     if codec is None:
-        return (MALFORMED, f"trade for unsubscribed pair {msg[-1]!r}")
+        return (MALFORMED, f"trade for unsubscribed pair {short(pair, 40)}")
+    if type(msg[1]) is not list:
+        return (MALFORMED, "v1 trade frame without a list of trades")
     records, bad = [], []
     for t in msg[1]:
         try:
             row, value = codec.v1_value(t, ts_ingest)
             records.append((codec, row, value))
-        except (BadTrade, InvalidOperation) as exc:
-            bad.append(str(exc))
+        except BadTrade as exc:
+            bad.append(f"{exc} in {short(t)}")
     return (TRADES, False, records, bad)
+
+
+def message_text(value: Any) -> str:
+    """An error message from the wire as text for logs and exceptions: text as is (cut at 300), else a short repr."""
+    return value[:300] if type(value) is str else short(value)
+
+
+def _text_or_none(value: Any) -> bool:
+    return value is None or type(value) is str
 
 
 def _v2_channel(msg: dict) -> tuple:
@@ -328,8 +397,11 @@ def _v2_channel(msg: dict) -> tuple:
     if channel == "status":
         data = msg.get("data")
         d = data[0] if type(data) is list and data and type(data[0]) is dict else {}
-        return (STATUS, d.get("system"), d.get("connection_id"), d.get("version"))
-    return (UNKNOWN, f"channel {channel!r}")
+        system, conn_id, version = d.get("system"), d.get("connection_id"), d.get("version")
+        if type(system) is not str or not _text_or_none(version) or not (conn_id is None or type(conn_id) is int):
+            return (MALFORMED, "status frame without a system text")
+        return (STATUS, system, conn_id, version)
+    return (UNKNOWN, f"channel {short(channel, 40)}")
 
 
 def _v2_method(msg: dict) -> tuple:
@@ -339,11 +411,14 @@ def _v2_method(msg: dict) -> tuple:
     if method in ("subscribe", "unsubscribe"):
         result = msg.get("result") if type(msg.get("result")) is dict else {}
         symbol = result.get("symbol", msg.get("symbol"))
+        if not _text_or_none(symbol):
+            return (MALFORMED, f"{method} ack with a symbol that is not text: {short(symbol, 40)}")
         ok = msg.get("success") is True
-        return (ACK, symbol, ok, None if ok else str(msg.get("error")), method)
+        return (ACK, symbol, ok, None if ok else message_text(msg.get("error")), method)
     if method == "error":  # {"error":"Malformed request","method":"error",...}
-        return (ACK, msg.get("symbol"), False, str(msg.get("error")), method)
-    return (UNKNOWN, f"method {method!r}")
+        symbol = msg.get("symbol")
+        return (ACK, symbol if type(symbol) is str else None, False, message_text(msg.get("error")), method)
+    return (UNKNOWN, f"method {short(method, 40)}")
 
 
 def _v1_event(msg: dict) -> tuple:
@@ -351,21 +426,26 @@ def _v1_event(msg: dict) -> tuple:
     if event == "heartbeat":
         return (HEARTBEAT,)
     if event == "systemStatus":
-        return (STATUS, msg.get("status"), msg.get("connectionID"), msg.get("version"))
+        status, conn_id, version = msg.get("status"), msg.get("connectionID"), msg.get("version")
+        if type(status) is not str or not _text_or_none(version) or not (conn_id is None or type(conn_id) is int):
+            return (MALFORMED, "systemStatus without a status text")
+        return (STATUS, status, conn_id, version)
     if event == "pong":
         return (PONG,)
     if event == "subscriptionStatus":
-        status = msg.get("status")
+        status, pair = msg.get("status"), msg.get("pair")
+        if not _text_or_none(pair):
+            return (MALFORMED, f"subscriptionStatus with a pair that is not text: {short(pair, 40)}")
         if status == "subscribed":
-            return (ACK, msg.get("pair"), True, None, "subscribe")
+            return (ACK, pair, True, None, "subscribe")
         if status == "unsubscribed":
-            return (ACK, msg.get("pair"), True, None, "unsubscribe")
+            return (ACK, pair, True, None, "unsubscribe")
         if status == "error":
-            return (ACK, msg.get("pair"), False, str(msg.get("errorMessage")), "subscribe")
-        return (UNKNOWN, f"subscriptionStatus {status!r}")
+            return (ACK, pair, False, message_text(msg.get("errorMessage")), "subscribe")
+        return (UNKNOWN, f"subscriptionStatus {short(status, 40)}")
     if event == "error":
-        return (ERROR, str(msg.get("errorMessage")))
-    return (UNKNOWN, f"event {event!r}")
+        return (ERROR, message_text(msg.get("errorMessage")))
+    return (UNKNOWN, f"event {short(event, 40)}")
 
 
 def subscribe_request(api: str, natives: list[str], req_id: int) -> str:
@@ -466,7 +546,7 @@ class RateLimitedLog:
         self.burst, self.interval = burst, interval
         self._window: dict[str, list] = {}
 
-    def warning(self, category: str, fmt: str, *args: Any) -> None:
+    def warning(self, category: str, fmt: str, *args: Any, exc_info: bool = False) -> None:
         now = time.monotonic()
         w = self._window.get(category)
         if w is None or now - w[0] >= self.interval:
@@ -475,9 +555,13 @@ class RateLimitedLog:
             w = self._window[category] = [now, 0, 0]
         if w[1] < self.burst:
             w[1] += 1
-            log.warning(fmt, *args)
+            log.warning(fmt, *args, exc_info=exc_info)
         else:
             w[2] += 1
+
+    def exception(self, category: str, fmt: str, *args: Any) -> None:
+        """warning() with the current exception's traceback."""
+        self.warning(category, fmt, *args, exc_info=True)
 
 
 class RateLimitFilter(logging.Filter):
@@ -498,7 +582,7 @@ class RateLimitFilter(logging.Filter):
 class Stats:
     __slots__ = (
         "frames", "trades", "produced", "delivered", "failed", "dups", "gaps", "missing", "reconnects",
-        "malformed", "unknown", "heartbeats", "queue_full",
+        "malformed", "unknown", "unexpected", "heartbeats", "queue_full",
     )
 
     def __init__(self) -> None:
@@ -704,6 +788,7 @@ class TradeProducer:
     def pump(self, pending: set, ack_deadline: float) -> None:
         """Receive loop of one connection (the hot path)."""
         import websocket  # websocket-client
+        from confluent_kafka import KafkaException
 
         ws, stats, codecs, api, args = self.ws, self.stats, self.codecs, self.api, self.args
         poll = self.producer.poll
@@ -732,7 +817,14 @@ class TradeProducer:
             pinged = False
             if opcode == 1:
                 stats.frames += 1
-                self.handle_text(frame.data, now_ns, pending)
+                try:
+                    self.handle_text(frame.data, now_ns, pending)
+                except (Reconnect, PairRejected, KafkaException):
+                    raise
+                except Exception:  # a bug, not bad input (that is counted as malformed): never stops the feed
+                    stats.unexpected += 1
+                    self.rlog.exception("unexpected", "unexpected error on frame %s (skipped, feed goes on)",
+                                        short(frame.data, 300))
                 if pending is not None and not pending and not self.subscribed_ok:
                     self.subscribed_ok = True
                     log.info("subscribed to %s on %s", ", ".join(c.user_pair for c in codecs.values()), self.url)
@@ -773,7 +865,8 @@ class TradeProducer:
             _, snapshot, records, bad = parsed
             if bad:
                 self.stats.malformed += len(bad)
-                self.rlog.warning("malformed", "malformed trade element(s) skipped: %s", "; ".join(bad)[:300])
+                self.rlog.warning("malformed", "%d malformed trade element(s) skipped, the rest of the frame "
+                                  "produced: %s", len(bad), "; ".join(bad)[:600])
             self.stats.trades += len(records)
             if self.api == "v2":
                 self.handle_v2_trades(records, snapshot)
@@ -816,6 +909,11 @@ class TradeProducer:
             raise Reconnect(f"Kraken rate-limited the subscription: {error}")
         if error and "already subscribed" in error.lower() and codec is not None:
             pending.discard(native)
+            return
+        if not pending or (codec is not None and native not in pending):
+            # not an answer to a subscribe request still open: an odd frame, never a reason to stop
+            self.stats.unknown += 1
+            self.rlog.warning("unknown", "error ack outside a subscription (ignored): %s %s", native, error)
             return
         if codec is None:
             raise PairRejected(f"Kraken rejected the subscribe request ({self.api}): {error}")

@@ -10,9 +10,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from fake_kraken import FakeKraken
 from tests.helpers import start_script, wait_until
 
 PRODUCER = "ingestion/kraken_trades_ws.py"
+V2_PAIRS = {"XBT/USDT": "BTC/USDT", "ETH/USD": "ETH/USD", "DOGE/USD": "DOGE/USD"}  # user spelling -> fake's pair
+V1_PAIRS = {"BTC/USDT": "BTC/USDT", "ETH/USD": "ETH/USD", "XDG/USD": "DOGE/USD"}
 ISO_US = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z\Z")
 # fast reconnects for tests: the watchdog stays above the fake's 0.5 s heartbeat interval
 FAST_FLAGS = ["--watchdog", "2.5", "--backoff-initial", "0.1", "--backoff-max", "0.5", "--stats-interval", "1",
@@ -115,3 +118,23 @@ def strip_ingest(values: list[dict[str, Any]], api: str) -> list[dict[str, Any]]
         assert v["api"] == api
         rows.append({k: v[k] for k in ("pair_native", "price", "size", "side", "ord_type", "trade_id", "ts_event")})
     return rows
+
+
+def expected(server: FakeKraken, api: str, pairs: dict[str, str]) -> dict[str, list[dict]]:
+    sent = server.sent_trades(api)
+    return {user: sent[native] for user, native in pairs.items()}
+
+
+def assert_topic_matches(bootstrap: str, topic: str, server: FakeKraken, api: str, pairs: dict[str, str]) -> dict:
+    want = expected(server, api, pairs)
+    got = by_key(consume_all(bootstrap, topic))
+    assert sorted(got) == sorted(k for k, v in want.items() if v)
+    for user, rows in want.items():
+        values = got.get(user, [])
+        assert all(v["symbol"] == user for v in values)
+        assert strip_ingest(values, api) == rows, f"{user}: topic differs from what the fake sent"
+    return got
+
+
+def total(server: FakeKraken, api: str) -> int:
+    return sum(len(v) for v in server.sent_trades(api).values())

@@ -16,34 +16,10 @@ import pytest
 from fake_kraken import FakeKraken
 from tests.helpers import REPO_ROOT, run_script, wait_until
 from tests.integration.producer_helpers import (
-    by_key, consume_all, start_producer, stats, stop_producer, strip_ingest, wait_topic_count,
+    V1_PAIRS, V2_PAIRS, assert_topic_matches, start_producer, stats, stop_producer, total, wait_topic_count,
 )
 
 pytestmark = pytest.mark.integration
-
-V2_PAIRS = {"XBT/USDT": "BTC/USDT", "ETH/USD": "ETH/USD", "DOGE/USD": "DOGE/USD"}  # user spelling -> fake's pair
-V1_PAIRS = {"BTC/USDT": "BTC/USDT", "ETH/USD": "ETH/USD", "XDG/USD": "DOGE/USD"}
-
-
-def expected(server: FakeKraken, api: str, pairs: dict[str, str]) -> dict[str, list[dict]]:
-    sent = server.sent_trades(api)
-    return {user: sent[native] for user, native in pairs.items()}
-
-
-def assert_topic_matches(bootstrap: str, topic: str, server: FakeKraken, api: str, pairs: dict[str, str]) -> dict:
-    want = expected(server, api, pairs)
-    got = by_key(consume_all(bootstrap, topic))
-    assert sorted(got) == sorted(k for k, v in want.items() if v)
-    for user, rows in want.items():
-        values = got.get(user, [])
-        assert all(v["symbol"] == user for v in values)
-        assert strip_ingest(values, api) == rows, f"{user}: topic differs from what the fake sent"
-    return got
-
-
-def total(server: FakeKraken, api: str) -> int:
-    return sum(len(v) for v in server.sent_trades(api).values())
-
 
 @pytest.mark.parametrize("api,pairs,decimals", [("v2", V2_PAIRS, None), ("v1", V1_PAIRS, 17)])
 def test_three_pairs_every_trade_once_in_order(tmp_path: Path, bootstrap: str, new_topic, api, pairs, decimals):
