@@ -256,9 +256,15 @@ class PairCodec:
             raise BadTrade(f"bad v2 trade: missing field or bad side/ord_type ({short(exc.args[0], 40)})") from exc
         if type(tid) is not int or not 0 <= tid <= MAX_TRADE_ID:
             raise BadTrade(f"bad trade_id: {short(tid, 80)}")
+        last = self._last_time
+        if ts == last[0]:  # inlined _ts_event (the hot path): a batch shares one timestamp
+            ts_event = last[1]
+        else:
+            ts_event = iso_from_rfc3339(ts)
+            self._last_time = (ts, ts_event)
         value = (
             f'{self._head}{decimal_text(price)}","size":"{decimal_text(size)}","side":"{side}",'
-            f'"ord_type":"{ord_type}","trade_id":{tid},"ts_event":"{self._ts_event(ts, iso_from_rfc3339)}",'
+            f'"ord_type":"{ord_type}","trade_id":{tid},"ts_event":"{ts_event}",'
             f'"ts_ingest":"{ts_ingest}{self._tail}'
         )
         return tid, value.encode()
