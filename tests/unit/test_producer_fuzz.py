@@ -23,7 +23,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import kraken_trades_ws as k
+from kraken_feed import protocol, records, session
+import kraken_trades_ws as cli
 from fake_kraken import FakeKraken
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "kraken"
@@ -176,7 +177,7 @@ def encode(obj: Any, numbers: list[str]) -> str:
 
 def mutate(text: str, rng: random.Random, value: Any = None) -> bytes:
     """One to three mutations of a frame, structural (on the decoded JSON) and/or on its text or bytes."""
-    obj = json.loads(text, parse_float=k.Num)
+    obj = json.loads(text, parse_float=records.Num)
     numbers: list[str] = []
     for _ in range(rng.randint(1, 3)):
         where = rng.choice(paths(obj))
@@ -236,24 +237,24 @@ class MemoryKafka:
         return 0
 
 
-def producer(api: str) -> k.TradeProducer:
+def producer(api: str) -> session.TradeProducer:
     pairs = V2_PAIRS if api == "v2" else V1_PAIRS
-    args = k.parse_args(["--api", api, *sum((["--pair", p] for p in pairs), [])])
-    app = k.TradeProducer(args, MemoryKafka(), lambda *a: None)
+    args = cli.parse_args(["--api", api, *sum((["--pair", p] for p in pairs), [])])
+    app = session.TradeProducer(args, MemoryKafka(), lambda *a: None)
     app.resume_from({"ETH/USD": 5})  # exercise the resume bookkeeping too
     return app
 
 
-def feed(app: k.TradeProducer, raw: bytes) -> None:
+def feed(app: session.TradeProducer, raw: bytes) -> None:
     """handle_text as the receive loop calls it; only the protocol's own outcomes may raise (a Kraken error frame
     asks for a reconnect)."""
     try:
         app.handle_text(raw, 1_790_000_000_000_000_000, set())
-    except k.Reconnect:
+    except session.Reconnect:
         pass
 
 
-def check_all(app: k.TradeProducer, api: str) -> None:
+def check_all(app: session.TradeProducer, api: str) -> None:
     for key, value in app.producer.messages:
         check_record(key, value, api)
     app.producer.messages.clear()
@@ -278,8 +279,8 @@ def test_issue_15_frames_are_skipped_and_counted(api):
     "9999-12-31T23:59:59.999999-00:01", "2026-13-01T00:00:00.000000Z", "2026-04-31T00:00:00.000000Z", "",
 ])
 def test_timestamps_that_are_not_real_are_rejected(text):
-    with pytest.raises(k.BadTrade):
-        k.iso_from_rfc3339(text)
+    with pytest.raises(records.BadTrade):
+        records.iso_from_rfc3339(text)
 
 
 @pytest.mark.parametrize("text,iso", [
@@ -289,7 +290,7 @@ def test_timestamps_that_are_not_real_are_rejected(text):
     ("1970-01-01T00:00:00Z", "1970-01-01T00:00:00.000000Z"),
 ])
 def test_real_timestamps_at_the_edges(text, iso):
-    assert k.iso_from_rfc3339(text) == iso
+    assert records.iso_from_rfc3339(text) == iso
 
 
 @pytest.mark.parametrize("text,want", [
@@ -300,12 +301,12 @@ def test_real_timestamps_at_the_edges(text, iso):
 ])
 def test_decimal_bounds(text, want):
     if want is None:
-        with pytest.raises(k.BadTrade):
-            k.decimal_text(k.Num(text))
+        with pytest.raises(records.BadTrade):
+            records.decimal_text(records.Num(text))
     else:
-        assert k.decimal_text(k.Num(text)) == want
-    with pytest.raises(k.BadTrade):
-        k.decimal_text(10**40)
+        assert records.decimal_text(records.Num(text)) == want
+    with pytest.raises(records.BadTrade):
+        records.decimal_text(10**40)
 
 
 @pytest.mark.parametrize("api", ["v2", "v1"])
@@ -329,14 +330,14 @@ def mixed_frame(api: str, rng: random.Random, n_bad: int) -> tuple[str, list[dic
     texts = [t.v2_json() if api == "v2" else t.v1_json() for t in goods]
     elements = list(texts)
     for _ in range(n_bad):
-        bad = mutate(json.dumps([json.loads(rng.choice(texts), parse_float=k.Num)]), rng).decode("utf-8", "replace")
+        bad = mutate(json.dumps([json.loads(rng.choice(texts), parse_float=records.Num)]), rng).decode("utf-8", "replace")
         try:
             bad_element = json.loads(bad)[0]
         except (ValueError, IndexError, KeyError, TypeError):
             bad_element = bad
         element = json.dumps(bad_element)
         try:
-            k.load_frame(element)  # element-level junk only: the frame itself must stay JSON for this property
+            protocol.load_frame(element)  # element-level junk only: the frame itself must stay JSON for this property
         except (ValueError, RecursionError):
             element = json.dumps({"symbol": ["junk"], "bad": element[:40]})
         elements.insert(rng.randrange(len(elements) + 1), element)
@@ -347,12 +348,12 @@ def mixed_frame(api: str, rng: random.Random, n_bad: int) -> tuple[str, list[dic
 @pytest.mark.parametrize("api", ["v2", "v1"])
 def test_every_good_element_of_a_mixed_frame_is_produced(api):
     rng = random.Random(1500 + (api == "v1"))
-    codecs = {n: k.PairCodec(user, n, api) for user, n in (V2_PAIRS if api == "v2" else V1_PAIRS).items()}
+    codecs = {n: records.PairCodec(user, n, api) for user, n in (V2_PAIRS if api == "v2" else V1_PAIRS).items()}
     if api == "v1":
-        codecs = {v: k.PairCodec(u, v, api) for u, v in V1_PAIRS.items()}
+        codecs = {v: records.PairCodec(u, v, api) for u, v in V1_PAIRS.items()}
     for _ in range(2000):
         frame, goods = mixed_frame(api, rng, rng.randint(1, 4))
-        kind, _snapshot, records, _bad = k.parse_frame(frame, "2026-01-01T00:00:00.000000Z", codecs, api)
+        kind, _snapshot, records, _bad = protocol.parse_frame(frame, "2026-01-01T00:00:00.000000Z", codecs, api)
         assert kind == "trades", frame
         got = [check_record(codec.key, value, api) for codec, _, value in records]
         got_fields = [{f: r[f] for f in ("pair_native", "price", "size", "side", "ord_type", "trade_id", "ts_event")}

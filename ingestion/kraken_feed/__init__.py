@@ -1,0 +1,8 @@
+"""The Kraken trades producer's parts; `ingestion/kraken_trades_ws.py` is the entry point that wires them.
+
+    records.py     the value contract, and the checks every wire field passes (decimals, times, ids, sides)
+    protocol.py    Kraken's WebSocket protocol: decode a frame, dispatch it by kind, subscribe/ping requests
+    session.py     the running producer: sessions, reconnects, the receive loop, dedup and gaps by trade_id, stats
+    resume.py      restart: read the topic's tail back for each pair's last produced trade_id
+    kafka_sink.py  the Kafka producer's configuration, the broker check at start, the topic's creation
+"""

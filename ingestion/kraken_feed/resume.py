@@ -1,0 +1,152 @@
+"""Resume after a restart (API v2): read the topic's tail back and find each pair's last produced trade_id.
+
+A short-lived consumer with assign() (no group membership, no commits) reads each partition backwards in growing
+chunks (scan_windows) until every pair is found or --resume-scan-limit records per partition were read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import time
+from typing import Any, Optional
+
+log = logging.getLogger(__name__)
+
+RESUME_FIRST_CHUNK = 2000  # records per partition read first; each further chunk reaches 10x further back
+RESUME_GROWTH = 10
+
+
+def scan_windows(low: int, high: int, limit: int, first: int = RESUME_FIRST_CHUNK,
+                 growth: int = RESUME_GROWTH) -> list[tuple[int, int]]:
+    """Offset ranges [start, end) to read a partition's tail backwards, newest first, at most `limit` records.
+
+    low=0, high=50000, limit=200000 -> [(48000, 50000), (30000, 48000), (0, 30000)]: the first chunk holds the
+    last `first` records, each next one reaches `growth` times further back, clipped at `low` and `high - limit`.
+    """
+    floor = max(low, high - limit)
+    windows, end, reach = [], high, first
+    while end > floor:
+        start = max(floor, high - reach)
+        windows.append((start, end))
+        end, reach = start, reach * growth
+    return windows
+
+
+def latest_trade_ids(records: Any, keys: dict[bytes, str], into: Optional[dict[str, int]] = None) -> dict[str, int]:
+    """Highest v2 trade_id per pair among Kafka records (key bytes, value bytes), merged into `into`.
+
+    Only records whose key is one of `keys` (key bytes -> pair) are decoded; a value counts when it is a JSON
+    object with "api": "v2" and an integer trade_id. Anything else (v1 records, other pairs, junk) is ignored.
+    """
+    found = {} if into is None else into
+    for key, value in records:
+        pair = keys.get(key)
+        if pair is None or value is None:
+            continue
+        try:
+            v = json.loads(value)
+        except (ValueError, RecursionError):
+            continue
+        if type(v) is not dict or v.get("api") != "v2":
+            continue
+        tid = v.get("trade_id")
+        if type(tid) is int and (pair not in found or tid > found[pair]):
+            found[pair] = tid
+    return found
+
+
+def read_resume_points(bootstrap: str, topic: str, pairs: list[str], limit: int, timeout: float) -> dict[str, int]:
+    """Highest v2 trade_id already in `topic` per pair (key = pair as typed), from each partition's tail.
+
+    A short-lived consumer with assign() (no group membership, no commits) reads every partition backwards in
+    chunks (scan_windows), all partitions chunk by chunk, until each pair is found or `limit` records per partition
+    were read. Values are decoded only for records whose key is one of `pairs`. Gives up after `timeout` seconds
+    with what it found so far (a chunk read only in part can only yield an older trade_id than the newest one in
+    the topic: some snapshot trades are produced twice, none is lost).
+    """
+    from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+    t0 = time.monotonic()
+    deadline = t0 + timeout
+    keys = {p.encode("utf-8"): p for p in pairs}
+    found: dict[str, int] = {}
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap, "group.id": f"kraken-trades-ws-resume-{random.getrandbits(64):016x}",
+        "client.id": "kraken-trades-ws-resume", "enable.auto.commit": False, "enable.auto.offset.store": False,
+        "enable.partition.eof": True, "auto.offset.reset": "earliest", "allow.auto.create.topics": False,
+        "fetch.wait.max.ms": 50,
+    })
+    try:
+        meta = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+        if meta is None or meta.error is not None or not meta.partitions:
+            log.info("resume: topic %s does not exist yet: nothing to resume from", topic)
+            return found
+        windows = {}
+        for p in sorted(meta.partitions):
+            left = max(0.1, deadline - time.monotonic())
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=left)
+            windows[p] = scan_windows(low, high, limit)
+        read, level = 0, 0
+        while len(found) < len(keys) and any(level < len(w) for w in windows.values()):
+            chunk = {p: w[level] for p, w in windows.items() if level < len(w)}
+            unknown = {k: v for k, v in keys.items() if v not in found}
+            level_found: dict[str, int] = {}
+            consumer.assign([TopicPartition(topic, p, start) for p, (start, _) in chunk.items()])
+            open_parts = set(chunk)
+            while open_parts:
+                if time.monotonic() > deadline:
+                    found.update({p: t for p, t in level_found.items() if p not in found})
+                    log.warning("resume: gave up reading %s after %.1fs (%d records read)", topic, timeout, read)
+                    return found
+                batch = []
+                for msg in consumer.consume(num_messages=5000, timeout=0.2):
+                    part = msg.partition()
+                    if part not in open_parts:
+                        continue
+                    err = msg.error()
+                    if err is not None:
+                        if err.code() == KafkaError._PARTITION_EOF:
+                            open_parts.discard(part)
+                            continue
+                        raise RuntimeError(f"reading {topic} [{part}]: {err}")
+                    offset, end = msg.offset(), chunk[part][1]
+                    if offset >= end:
+                        open_parts.discard(part)
+                        continue
+                    read += 1
+                    key = msg.key()
+                    if key in unknown:
+                        batch.append((key, msg.value()))
+                    if offset == end - 1:
+                        open_parts.discard(part)
+                latest_trade_ids(batch, unknown, level_found)
+            consumer.unassign()
+            found.update(level_found)
+            level += 1
+        log.info("resume: read %d record(s) of %s (%d partition(s), %d chunk(s) deep) in %.2fs",
+                 read, topic, len(windows), level, time.monotonic() - t0)
+        return found
+    finally:
+        consumer.close()
+
+
+def resume_points(args: argparse.Namespace) -> dict[str, int]:
+    """--api v2: what the topic already holds per pair (logged pair by pair); {} for v1 or --no-resume."""
+    if args.api != "v2":
+        log.info("resume: not available with --api v1 (v1 trades have no trade_id); producing live trades only")
+        return {}
+    if args.no_resume:
+        log.info("resume: disabled (--no-resume): the first snapshot is produced in full")
+        return {}
+    found = read_resume_points(args.bootstrap, args.topic, args.pair, args.resume_scan_limit, args.resume_timeout)
+    for pair in args.pair:
+        if pair in found:
+            log.info("resuming %s after trade_id %d", pair, found[pair])
+        else:
+            log.info("resume: no earlier v2 trade of %s in the last %d record(s) of each partition of %s: "
+                     "starting without memory (the first snapshot is produced in full)",
+                     pair, args.resume_scan_limit, args.topic)
+    return found
