@@ -20,6 +20,16 @@ Faults and inspection over plain HTTP on the same port (curl http://127.0.0.1:87
     hold?on=1 / hold?on=0     refuse (HTTP 503) / accept new WebSocket handshakes
     step?n=10                 generate n trades per pair now
     stats                     counters;  trades?api=v2   every trade sent to a client, in that dialect
+    rest?fault=ratelimit&n=3  the next n REST calls: {"error":["EAPI:Rate limit exceeded"]}
+    rest?fault=error&status=502&n=1 / rest?fault=slow&delay=3&n=1   HTTP 5xx / an answer after `delay` seconds
+    rest?down=1 / rest?down=0 REST calls cut off without an answer (a reset connection) / served again
+    rest?depth=200            REST serves only the newest 200 trades per pair (older ones: "older than REST serves")
+
+REST trades on the same port, from the same trade history as the WebSocket (kraken-rest.md):
+    GET /0/public/Trades?pair=XBTUSDT&since=<ns>&count=1000 -> {"error":[],"result":{"XBTUSDT":[[price, volume,
+    time, "b"|"s", "m"|"l", "", trade_id], ...],"last":"<ns>"}}: trades with an engine time after `since`, up to
+    1000; the result key is Kraken's legacy name where it has one (BTC/USD -> XXBTZUSD); the time has up to 7
+    decimals and truncated to the microsecond equals the trade's WebSocket timestamp.
 
 In-process (tests): server = FakeKraken(port=0, ...).start(); server.url("v2"); server.drop_connections(); ...
 """
@@ -28,9 +38,11 @@ from __future__ import annotations
 
 import argparse
 import base64
+import bisect
 import collections
 import datetime as dt
 import hashlib
+import http
 import json
 import logging
 import random
@@ -57,11 +69,19 @@ PROFILES = {"BTC": ("83744.3", 1, 8), "ETH": ("2011.37", 2, 8), "DOGE": ("0.1234
 DEFAULT_PROFILE = ("10.0000", 4, 8)
 CLOSE_1001_REASON = "CloudFlare WebSocket proxy restarting"
 HALTED = ("maintenance", "cancel_only", "post_only")
+# Kraken's REST result key for some pairs is the legacy name, not the name asked for (kraken-rest.md)
+REST_LEGACY_KEYS = {"BTC/USD": "XXBTZUSD", "ETH/USD": "XETHZUSD", "BTC/EUR": "XXBTZEUR", "ETH/EUR": "XETHZEUR"}
+REST_MAX_COUNT = 1000
 
 
 def v1_name(v2_pair: str) -> str:
     base, quote = v2_pair.split("/")
     return f"{V2_TO_V1.get(base, base)}/{V2_TO_V1.get(quote, quote)}"
+
+
+def rest_name(v2_pair: str) -> str:
+    """Kraken's REST altname: BTC/USDT -> XBTUSDT, DOGE/USD -> XDGUSD."""
+    return v1_name(v2_pair).replace("/", "")
 
 
 def iso_us(ts_us: int) -> str:
@@ -76,7 +96,8 @@ def now_iso() -> str:
 class Trade:
     """One market trade. Texts are kept per dialect: v1 fixed decimals, v2 as the JSON number's wire text."""
 
-    __slots__ = ("pair", "trade_id", "price_v1", "size_v1", "price_v2", "size_v2", "side", "ord_type", "ts_us")
+    __slots__ = ("pair", "trade_id", "price_v1", "size_v1", "price_v2", "size_v2", "side", "ord_type", "ts_us",
+                 "ts_ns")
 
     def __init__(self, pair: str, trade_id: int, price: Decimal, size: Decimal, side: str, ord_type: str,
                  ts_us: int, v2_style: tuple) -> None:
@@ -85,6 +106,15 @@ class Trade:
         v1_q = Decimal(1).scaleb(min(-5, price.as_tuple().exponent))
         self.price_v1, self.size_v1 = format(price.quantize(v1_q), "f"), format(size, "f")
         self.price_v2, self.size_v2 = _v2_text(price, v2_style[0]), _v2_text(size, v2_style[1])
+        self.ts_ns = ts_us * 1000  # the engine's time; trades sharing a microsecond get 100 ns steps (REST shows them)
+
+    def rest_json(self) -> str:
+        """REST /0/public/Trades element: fixed-decimal texts, time as a JSON number with up to 7 decimals (the
+        engine's time to 100 ns, trailing zeros dropped), side/type letters, misc, trade_id."""
+        sec, ns = divmod(self.ts_ns, 1_000_000_000)
+        frac = f"{ns // 100:07d}".rstrip("0") or "0"
+        return (f'["{self.price_v1}","{self.size_v1}",{sec}.{frac},"{self.side[0]}","{self.ord_type[0]}","",'
+                f'{self.trade_id}]')
 
     def v2_json(self) -> str:
         return (f'{{"symbol":"{self.pair}","side":"{self.side}","price":{self.price_v2},"qty":{self.size_v2},'
@@ -312,7 +342,8 @@ class FakeKraken:
                  history: int = 0, start: str = "subscribe", decimals: Optional[int] = None,
                  v1_snapshot: bool = False, v2_snapshot_default: bool = True, heartbeat_interval: float = 1.0,
                  idle_timeout: float = 60.0, max_subscribes_per_s: int = 20, replay: Optional[str] = None,
-                 pace: str = "recorded", version_v2: str = "2.0.10", version_v1: str = "1.9.2") -> None:
+                 pace: str = "recorded", version_v2: str = "2.0.10", version_v1: str = "1.9.2",
+                 rest_depth: int = 0) -> None:
         self.host, self.port = host, port
         self.pairs = list(pairs)
         self.v1_to_v2 = {v1_name(p): p for p in self.pairs}
@@ -337,6 +368,12 @@ class FakeKraken:
         self.sent: dict[str, dict[int, Trade]] = {p: {} for p in self.pairs}  # trades sent to >= 1 client
         self.counters = collections.Counter()
         self.channel_ids = {p: 1000 + i * 37 for i, p in enumerate(self.pairs)}
+        # REST /0/public/Trades: names it accepts per pair, how much history it serves, faults queued on demand
+        self.rest_names = {n: p for p in self.pairs for n in (rest_name(p), p, v1_name(p), REST_LEGACY_KEYS.get(p))
+                           if n}
+        self.rest_depth = rest_depth  # serve only the newest N trades per pair (0: all the fake keeps)
+        self.rest_faults: collections.deque = collections.deque()  # ("ratelimit"|"error"|"slow", status, delay)
+        self.rest_down = False
         self._state = {}
         for p in self.pairs:
             start_price, pdec, sdec = PROFILES.get(p.split("/")[0], DEFAULT_PROFILE)
@@ -400,7 +437,11 @@ class FakeKraken:
         trade = Trade(pair, st["next_id"], st["price"], size, rng.choice(("buy", "sell")),
                       rng.choice(("limit", "limit", "market")), ts_us,
                       (rng.choice(("full", "trim")), rng.choice(("full", "full", "trim", "int"))))
+        last_ns = st.get("last_ns", 0)
+        if trade.ts_ns <= last_ns:  # strictly increasing per pair, within the same microsecond as the WS time
+            trade.ts_ns = last_ns + (100 if last_ns % 1000 < 900 else 1)
         st["next_id"] += 1
+        st["last_ns"] = trade.ts_ns
         return trade
 
     def step(self, n: int = 1, pair: Optional[str] = None) -> list[Trade]:
@@ -542,6 +583,8 @@ class FakeKraken:
             return self._http(sock, 400, {"error": f"bad HTTP request line {lines[0][:80]!r}"})
         headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
         url = urllib.parse.urlsplit(target)
+        if url.path == "/0/public/Trades":
+            return self._rest_trades(sock, dict(urllib.parse.parse_qsl(url.query)))
         if url.path.startswith("/control/"):
             self._control(sock, url.path[len("/control/"):], dict(urllib.parse.parse_qsl(url.query)))
             return
@@ -797,6 +840,57 @@ class FakeKraken:
             return self._http(sock, 404, {"error": f"unknown action {action!r}"})
         self._http(sock, 200, body)
 
+    # -- REST /0/public/Trades --------------------------------------------------------------------
+    def add_rest_fault(self, kind: str, n: int = 1, status: int = 502, delay: float = 2.0) -> None:
+        """The next n REST calls: "ratelimit" ({"error":["EAPI:Rate limit exceeded"]}), "error" (HTTP `status`),
+        or "slow" (answered after `delay` seconds)."""
+        with self.lock:
+            self.rest_faults.extend([(kind, status, delay)] * n)
+
+    def set_rest_down(self, down: bool) -> None:
+        """While down, every REST call is cut off without an answer (the client sees a reset connection)."""
+        self.rest_down = down
+
+    def _rest_trades(self, sock: socket.socket, q: dict) -> None:
+        self.counters["rest_calls"] += 1
+        if self.rest_down:
+            self.counters["rest_refused"] += 1
+            return self._reset(sock)
+        with self.lock:
+            kind, status, delay = self.rest_faults.popleft() if self.rest_faults else (None, 0, 0.0)
+        if kind is not None:
+            self.counters["rest_faults"] += 1
+        if kind == "ratelimit":
+            return self._http(sock, 200, {"error": ["EAPI:Rate limit exceeded"]})
+        if kind == "error":
+            return self._http_raw(sock, status, b"<html><body>upstream error</body></html>", "text/html")
+        if kind == "slow":
+            time.sleep(delay)
+        pair = self.rest_names.get(q.get("pair", ""))
+        since, count = q.get("since", "0"), q.get("count", str(REST_MAX_COUNT))
+        if pair is None:
+            return self._http(sock, 200, {"error": ["EQuery:Unknown asset pair"]})
+        if not (since.isdigit() and len(since) <= 20 and count.isdigit() and 1 <= int(count) <= REST_MAX_COUNT):
+            return self._http(sock, 200, {"error": ["EGeneral:Invalid arguments"]})
+        with self.lock:
+            history = self.history[pair]
+            served = history[-self.rest_depth:] if self.rest_depth else history
+            start = bisect.bisect_right(served, int(since), key=lambda t: t.ts_ns)
+            page = served[start:start + int(count)]
+        last = page[-1].ts_ns if page else int(since)
+        key = REST_LEGACY_KEYS.get(pair, rest_name(pair))
+        body = (f'{{"error":[],"result":{{"{key}":[{",".join(t.rest_json() for t in page)}],'
+                f'"last":"{last}"}}}}')
+        self._http_raw(sock, 200, body.encode())
+
+    @staticmethod
+    def _reset(sock: socket.socket) -> None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        sock.close()
+
     def _control_action(self, action: str, q: dict) -> Optional[dict]:
         if action == "drop":
             return {"dropped": self.drop_connections()}
@@ -824,15 +918,34 @@ class FakeKraken:
                     "active_connections": self.active_connections()}
         if action == "trades":
             return self.sent_trades(choice_param(q, "api", "v2", ("v2", "v1")))
+        if action == "rest":
+            return self._control_rest(q)
         return None
 
+    def _control_rest(self, q: dict) -> dict:
+        """rest?fault=ratelimit|error|slow&n=1&status=502&delay=2 , rest?down=1|0 , rest?depth=N"""
+        if "fault" in q:
+            self.add_rest_fault(choice_param(q, "fault", "", ("ratelimit", "error", "slow")),
+                                int_param(q, "n", 1, 1, 1000), int_param(q, "status", 502, 400, 599),
+                                int_param(q, "delay", 2, 0, 120))
+        if "down" in q:
+            self.set_rest_down(choice_param(q, "down", "1", ("1", "0")) == "1")
+        if "depth" in q:
+            self.rest_depth = int_param(q, "depth", 0, 0, 10_000_000)
+        return {"faults_queued": len(self.rest_faults), "down": self.rest_down, "depth": self.rest_depth}
+
+    @classmethod
+    def _http(cls, sock: socket.socket, status: int, body: Any) -> None:
+        cls._http_raw(sock, status, json.dumps(body).encode())
+
     @staticmethod
-    def _http(sock: socket.socket, status: int, body: Any) -> None:
-        payload = json.dumps(body).encode()
-        reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 500: "Internal Server Error",
-                  503: "Service Unavailable"}[status]
+    def _http_raw(sock: socket.socket, status: int, payload: bytes, content_type: str = "application/json") -> None:
         try:
-            sock.sendall(f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
+            reason = http.HTTPStatus(status).phrase
+        except ValueError:
+            reason = "Error"
+        try:
+            sock.sendall(f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n"
                          f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode() + payload)
         except OSError:
             pass
@@ -869,6 +982,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--heartbeat-interval", type=float, default=1.0, help="seconds of idleness before a heartbeat")
     p.add_argument("--replay", metavar="FILE", help='replay a JSONL recording ({"t": s, "frame": text} per line)')
     p.add_argument("--pace", choices=["recorded", "fast"], default="recorded", help="replay pace")
+    p.add_argument("--rest-depth", type=int, default=0,
+                   help="REST /0/public/Trades serves only the newest N trades per pair (0 = all the fake keeps)")
     p.add_argument("--log-level", default="INFO", help="logging level")
     return p.parse_args(argv)
 
@@ -890,7 +1005,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                             count=args.count or None, seed=args.seed, max_batch=args.max_batch,
                             history=args.history, start=args.start, decimals=args.decimals,
                             v1_snapshot=args.v1_snapshot, heartbeat_interval=args.heartbeat_interval,
-                            replay=args.replay, pace=args.pace)
+                            replay=args.replay, pace=args.pace, rest_depth=args.rest_depth)
     except RecordingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -45,8 +45,9 @@ import signal
 from typing import Any, Optional
 
 # The package beside this script (python puts the script's folder first on sys.path).
-from kraken_feed.kafka_sink import check_broker, producer_config
+from kraken_feed.kafka_sink import check_broker, ensure_topic, producer_config
 from kraken_feed.protocol import DEFAULT_WS_URLS
+from kraken_feed.rest import DEFAULT_REST_URL
 from kraken_feed.records import PAIR_RE, native_pair
 from kraken_feed.resume import resume_points
 from kraken_feed.session import EXIT_FAILURE, EXIT_OK, RateLimitedLog, RateLimitFilter, TradeProducer, connect_ws
@@ -70,6 +71,10 @@ DEFAULT_COMPRESSION = "lz4"
 DEFAULT_LINGER_MS = 5
 DEFAULT_RESUME_SCAN_LIMIT = 200_000
 DEFAULT_RESUME_TIMEOUT = 15.0
+DEFAULT_REST_INTERVAL = 1.0
+DEFAULT_REST_TIMEOUT = 10.0
+DEFAULT_BACKFILL_GIVE_UP = 3600.0
+DEFAULT_PARTITIONS = 3
 
 # ---------------------------------------------------------------------------------------------
 # CLI
@@ -115,6 +120,20 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                    "pair's last produced trade_id")
     p.add_argument("--resume-timeout", type=float, default=DEFAULT_RESUME_TIMEOUT,
                    help="v2: stop reading the topic back after this many seconds and resume with what was found")
+    p.add_argument("--rest-url", help="Kraken REST base URL for gap backfills (default: https://api.kraken.com with "
+                   "Kraken's WebSocket, else http(s)://<host:port of --ws-url>, e.g. the fake Kraken)")
+    p.add_argument("--no-backfill", action="store_true",
+                   help="v2: do not fill trade_id gaps from Kraken's REST trades (they are only logged and counted)")
+    p.add_argument("--rest-interval", type=float, default=DEFAULT_REST_INTERVAL,
+                   help="at least this many seconds between two REST calls (Kraken's public limit is ~1/s)")
+    p.add_argument("--rest-timeout", type=float, default=DEFAULT_REST_TIMEOUT, help="timeout of one REST call (s)")
+    p.add_argument("--backfill-give-up", type=float, default=DEFAULT_BACKFILL_GIVE_UP,
+                   help="a gap REST has not filled this many seconds after it was found is logged and counted as "
+                   "unfillable")
+    p.add_argument("--partitions", type=int, default=DEFAULT_PARTITIONS,
+                   help="partitions of the topic when the producer creates it (an existing topic is left as it is)")
+    p.add_argument("--replication-factor", type=int,
+                   help="replication factor of the topic when the producer creates it (default: min(3, brokers))")
     p.add_argument("--record", metavar="FILE", help='append every received text frame as JSONL {"t": epoch_s, "frame": text}')
     p.add_argument("--log-level", default="INFO", help="logging level")
     args = p.parse_args(argv)
@@ -128,10 +147,24 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
             p.error(f"--pair {seen[native]!r} and {pair!r} are the same Kraken pair ({native})")
         seen[native] = pair
     for name in ("stats_interval", "watchdog", "ack_timeout", "connect_timeout", "backoff_initial", "backoff_max",
-                 "delivery_timeout", "flush_timeout", "startup_timeout", "resume_scan_limit", "resume_timeout"):
+                 "delivery_timeout", "flush_timeout", "startup_timeout", "resume_scan_limit", "resume_timeout",
+                 "rest_interval", "rest_timeout", "backfill_give_up", "partitions"):
         if getattr(args, name) <= 0:
             p.error(f"--{name.replace('_', '-')} must be > 0")
+    if args.replication_factor is not None and args.replication_factor <= 0:
+        p.error("--replication-factor must be > 0")
+    args.rest_url = args.rest_url or default_rest_url(args.ws_url)
+    if not args.rest_url.startswith(("http://", "https://")):
+        p.error(f"--rest-url {args.rest_url!r}: expected http://... or https://...")
     return args
+
+
+def default_rest_url(ws_url: Optional[str]) -> str:
+    """Kraken's REST API with Kraken's WebSocket; with another --ws-url, the same host and port over HTTP(S)."""
+    if not ws_url or ws_url.startswith(("wss://ws.kraken.com", "wss://beta-ws.kraken.com")):
+        return DEFAULT_REST_URL
+    scheme, _, rest = ws_url.partition("://")
+    return ("https" if scheme == "wss" else "http") + "://" + rest.split("/", 1)[0]
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -153,7 +186,19 @@ def main(argv: Optional[list[str]] = None) -> int:
         log.error("%s", problem)
         return EXIT_FAILURE
     try:
-        app.resume_from(resume_points(args))
+        created = ensure_topic(args.bootstrap, args.topic, args.partitions, args.replication_factor,
+                               args.startup_timeout)
+    except Exception as exc:  # KafkaException: e.g. a replication factor above the number of brokers
+        log.error("cannot create topic %s: %s", args.topic, exc)
+        return EXIT_FAILURE
+    if created:
+        log.info("created topic %s (%d partitions, replication factor %d)", args.topic, args.partitions, created)
+    if args.api == "v2":
+        log.info("backfill: %s", "off (--no-backfill): gaps are only logged and counted" if args.no_backfill
+                 else f"gaps are filled from {args.rest_url}")
+    times: dict[str, Any] = {}
+    try:
+        app.resume_from(resume_points(args, times), times)
     except Exception as exc:  # reading back is an optimisation: never a reason not to produce
         log.warning("resume: could not read %s back (%s): starting without memory", args.topic, exc)
     app.producer = producer

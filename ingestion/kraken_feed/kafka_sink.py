@@ -34,3 +34,32 @@ def check_broker(producer: Any, bootstrap: str, timeout: float) -> Optional[str]
     if not md.brokers:
         return f"Kafka at {bootstrap} answered with no brokers"
     return None
+
+
+def ensure_topic(bootstrap: str, topic: str, partitions: int = 3, replication_factor: Optional[int] = None,
+                 timeout: float = 10.0, client_config: Optional[dict] = None) -> Optional[int]:
+    """Create `topic` if the cluster does not have it, so no reader ever finds it missing; an existing topic is
+    left as it is. replication_factor None = min(3, brokers in the cluster). Returns the replication factor used
+    when this call created the topic, None when it existed (or another client created it meanwhile). Raises
+    KafkaException when the cluster cannot be asked or refuses (e.g. a replication factor above its brokers).
+
+    Also for infra/run_pipeline.py: sys.path gets ingestion/, then `from kraken_feed.kafka_sink import ensure_topic`.
+    """
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, **(client_config or {})})
+    metadata = admin.list_topics(timeout=timeout)  # all topics: asking for one by name could auto-create it
+    existing = metadata.topics.get(topic)
+    if existing is not None and existing.error is None:
+        return None
+    factor = replication_factor or min(3, max(1, len(metadata.brokers)))
+    future = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=factor)],
+                                 operation_timeout=timeout)[topic]
+    try:
+        future.result(timeout)
+    except KafkaException as exc:
+        if exc.args and exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
+            return None
+        raise
+    return factor

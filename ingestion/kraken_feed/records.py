@@ -147,11 +147,15 @@ def iso_now(now_ns: Optional[int] = None) -> str:
     return iso_from_epoch_us(us // 1_000_000, us % 1_000_000)
 
 
-def trade_id(value: Any) -> int:
-    """A v2/REST trade_id: an integer (not a bool, not text) in 0..MAX_TRADE_ID."""
-    if type(value) is int and 0 <= value <= MAX_TRADE_ID:
-        return value
-    raise BadTrade(f"bad trade_id: {short(value, 80)}")
+def epoch_ns_from_iso(text: str) -> int:
+    """The producer's own ts_event ("2026-09-25T17:48:26.844359Z") -> nanoseconds since the epoch."""
+    seconds = calendar.timegm(time.strptime(text[:19], "%Y-%m-%dT%H:%M:%S"))
+    return seconds * 1_000_000_000 + int(text[20:26]) * 1000
+
+
+def rest_pair_name(pair: str) -> str:
+    """The pair as Kraken's REST API names it (altname): XBT/USDT or BTC/USDT -> XBTUSDT, DOGE/USD -> XDGUSD."""
+    return native_pair(pair, "v1").replace("/", "")
 
 
 class PairCodec:
@@ -165,7 +169,8 @@ class PairCodec:
         self.api = api
         self.key = user_pair.encode("utf-8")
         self._head = '{"symbol":' + json.dumps(user_pair) + ',"price":"'
-        self._tail = '","api":"' + api + '","pair_native":' + json.dumps(native) + "}"
+        self._tail = '","api":"' + api + '","pair_native":' + json.dumps(native) + ',"source":"ws"}'
+        self._rest_tail = self._tail[: -len('"ws"}')] + '"rest"}'  # trades backfilled from REST (v2 only)
         self._last_time: tuple = (_NO_TIME, "")  # batched trades share a time: convert once (wire text, ISO)
 
     def _ts_event(self, ts: Any, convert: Callable[[Any], str]) -> str:
@@ -223,4 +228,26 @@ class PairCodec:
         )
         return (ts, price, size, side, ord_type), value.encode()
 
+    def rest_value(self, t: list, ts_ingest: str) -> tuple[int, bytes]:
+        """One trade of Kraken's REST /0/public/Trades -> (trade_id, value with "source":"rest").
 
+        ["30243.40000","0.34507674",1688669597.8277369,"b","m","",61044952]: price, volume, time (epoch seconds,
+        a JSON number read as its text: truncated to the microsecond, so the same trade gets the same ts_event as on
+        the WebSocket), side, order type, misc, trade_id.
+        """
+        if type(t) is not list or len(t) < 7:
+            raise BadTrade("bad REST trade: not a list of [price, volume, time, side, ordertype, misc, trade_id]")
+        try:
+            side, ord_type = _SIDES[t[3]], _ORD_TYPES[t[4]]
+        except (KeyError, TypeError) as exc:
+            raise BadTrade("bad REST trade: side or ordertype") from exc
+        tid, ts = t[6], t[2]
+        if type(tid) is not int or not 0 <= tid <= MAX_TRADE_ID:
+            raise BadTrade(f"bad trade_id: {short(tid, 80)}")
+        ts_event = iso_from_v1_time(str(ts) if type(ts) is int else ts)
+        value = (
+            f'{self._head}{decimal_text(t[0])}","size":"{decimal_text(t[1])}","side":"{side}",'
+            f'"ord_type":"{ord_type}","trade_id":{tid},"ts_event":"{ts_event}",'
+            f'"ts_ingest":"{ts_ingest}{self._rest_tail}'
+        )
+        return tid, value.encode()

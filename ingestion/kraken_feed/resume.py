@@ -35,8 +35,10 @@ def scan_windows(low: int, high: int, limit: int, first: int = RESUME_FIRST_CHUN
     return windows
 
 
-def latest_trade_ids(records: Any, keys: dict[bytes, str], into: Optional[dict[str, int]] = None) -> dict[str, int]:
-    """Highest v2 trade_id per pair among Kafka records (key bytes, value bytes), merged into `into`.
+def latest_trade_ids(records: Any, keys: dict[bytes, str], into: Optional[dict[str, int]] = None,
+                     times: Optional[dict[str, Any]] = None) -> dict[str, int]:
+    """Highest v2 trade_id per pair among Kafka records (key bytes, value bytes), merged into `into`; `times`, if
+    given, receives the ts_event of each pair's highest trade (the REST cursor of a gap found at start-up).
 
     Only records whose key is one of `keys` (key bytes -> pair) are decoded; a value counts when it is a JSON
     object with "api": "v2" and an integer trade_id. Anything else (v1 records, other pairs, junk) is ignored.
@@ -55,10 +57,13 @@ def latest_trade_ids(records: Any, keys: dict[bytes, str], into: Optional[dict[s
         tid = v.get("trade_id")
         if type(tid) is int and (pair not in found or tid > found[pair]):
             found[pair] = tid
+            if times is not None:
+                times[pair] = v.get("ts_event")
     return found
 
 
-def read_resume_points(bootstrap: str, topic: str, pairs: list[str], limit: int, timeout: float) -> dict[str, int]:
+def read_resume_points(bootstrap: str, topic: str, pairs: list[str], limit: int, timeout: float,
+                       times: Optional[dict[str, Any]] = None) -> dict[str, int]:
     """Highest v2 trade_id already in `topic` per pair (key = pair as typed), from each partition's tail.
 
     A short-lived consumer with assign() (no group membership, no commits) reads every partition backwards in
@@ -67,18 +72,13 @@ def read_resume_points(bootstrap: str, topic: str, pairs: list[str], limit: int,
     with what it found so far (a chunk read only in part can only yield an older trade_id than the newest one in
     the topic: some snapshot trades are produced twice, none is lost).
     """
-    from confluent_kafka import Consumer, KafkaError, TopicPartition
+    from confluent_kafka import KafkaError, TopicPartition
 
     t0 = time.monotonic()
     deadline = t0 + timeout
     keys = {p.encode("utf-8"): p for p in pairs}
     found: dict[str, int] = {}
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap, "group.id": f"kraken-trades-ws-resume-{random.getrandbits(64):016x}",
-        "client.id": "kraken-trades-ws-resume", "enable.auto.commit": False, "enable.auto.offset.store": False,
-        "enable.partition.eof": True, "auto.offset.reset": "earliest", "allow.auto.create.topics": False,
-        "fetch.wait.max.ms": 50,
-    })
+    consumer = topic_reader(bootstrap, "resume")
     try:
         meta = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
         if meta is None or meta.error is not None or not meta.partitions:
@@ -122,7 +122,7 @@ def read_resume_points(bootstrap: str, topic: str, pairs: list[str], limit: int,
                         batch.append((key, msg.value()))
                     if offset == end - 1:
                         open_parts.discard(part)
-                latest_trade_ids(batch, unknown, level_found)
+                latest_trade_ids(batch, unknown, level_found, times)
             consumer.unassign()
             found.update(level_found)
             level += 1
@@ -133,7 +133,7 @@ def read_resume_points(bootstrap: str, topic: str, pairs: list[str], limit: int,
         consumer.close()
 
 
-def resume_points(args: argparse.Namespace) -> dict[str, int]:
+def resume_points(args: argparse.Namespace, times: Optional[dict[str, Any]] = None) -> dict[str, int]:
     """--api v2: what the topic already holds per pair (logged pair by pair); {} for v1 or --no-resume."""
     if args.api != "v2":
         log.info("resume: not available with --api v1 (v1 trades have no trade_id); producing live trades only")
@@ -141,7 +141,8 @@ def resume_points(args: argparse.Namespace) -> dict[str, int]:
     if args.no_resume:
         log.info("resume: disabled (--no-resume): the first snapshot is produced in full")
         return {}
-    found = read_resume_points(args.bootstrap, args.topic, args.pair, args.resume_scan_limit, args.resume_timeout)
+    found = read_resume_points(args.bootstrap, args.topic, args.pair, args.resume_scan_limit, args.resume_timeout,
+                               times)
     for pair in args.pair:
         if pair in found:
             log.info("resuming %s after trade_id %d", pair, found[pair])
@@ -150,3 +151,62 @@ def resume_points(args: argparse.Namespace) -> dict[str, int]:
                      "starting without memory (the first snapshot is produced in full)",
                      pair, args.resume_scan_limit, args.topic)
     return found
+
+
+def topic_reader(bootstrap: str, purpose: str) -> Any:
+    """A consumer that only reads (assign(), no group membership, no commits, end of partition reported)."""
+    from confluent_kafka import Consumer
+
+    return Consumer({
+        "bootstrap.servers": bootstrap, "group.id": f"kraken-trades-ws-{purpose}-{random.getrandbits(64):016x}",
+        "client.id": f"kraken-trades-ws-{purpose}", "enable.auto.commit": False, "enable.auto.offset.store": False,
+        "enable.partition.eof": True, "auto.offset.reset": "earliest", "allow.auto.create.topics": False,
+        "fetch.wait.max.ms": 50,
+    })
+
+
+def values_in_topic(bootstrap: str, topic: str, since_ms: dict[int, int], wanted: set[bytes],
+                    timeout: float) -> set[bytes]:
+    """Which of the record values `wanted` the topic holds, reading each partition in `since_ms` (-1: every
+    partition) from the first record with a timestamp >= since_ms[partition] to its current end.
+
+    Used before producing undelivered records again: a message whose delivery timed out may still have been
+    written. Raises (KafkaException, RuntimeError, TimeoutError) when the broker cannot be read: try again later.
+    """
+    from confluent_kafka import KafkaError, TopicPartition
+
+    deadline = time.monotonic() + timeout
+    consumer = topic_reader(bootstrap, "refill-check")
+    try:
+        meta = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+        if meta is None or meta.error is not None:
+            raise RuntimeError(f"topic {topic} is not readable: {meta.error if meta else 'missing'}")
+        floor = min(since_ms.values())
+        starts = {p: since_ms.get(p, since_ms.get(-1, floor)) for p in meta.partitions
+                  if p in since_ms or -1 in since_ms}
+        offsets = consumer.offsets_for_times([TopicPartition(topic, p, ts) for p, ts in starts.items()],
+                                             timeout=timeout)
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)[1] for p in starts}
+        todo = {tp.partition: tp.offset for tp in offsets if 0 <= tp.offset < ends[tp.partition]}
+        found: set[bytes] = set()
+        if not todo:
+            return found
+        consumer.assign([TopicPartition(topic, p, off) for p, off in todo.items()])
+        open_parts = set(todo)
+        while open_parts:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading {topic} back took more than {timeout:.0f}s")
+            for msg in consumer.consume(num_messages=5000, timeout=0.2):
+                err, part = msg.error(), msg.partition()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        open_parts.discard(part)
+                        continue
+                    raise RuntimeError(f"reading {topic} [{part}]: {err}")
+                if msg.value() in wanted:
+                    found.add(msg.value())
+                if msg.offset() >= ends[part] - 1:
+                    open_parts.discard(part)
+        return found
+    finally:
+        consumer.close()

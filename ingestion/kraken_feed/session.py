@@ -12,21 +12,17 @@ import threading
 import time
 from typing import Any, Callable, Optional
 
+from kraken_feed.backfill import Backfiller, backoff_delay
+from kraken_feed.gaps import Failed, Gap, GapBook, UndeliveredBook
 from kraken_feed.protocol import (
     ACK, DEFAULT_WS_URLS, ERROR, HEARTBEAT, PONG, STATUS, TRADES, UNKNOWN, parse_frame, ping_request,
     subscribe_request,
 )
-from kraken_feed.records import PairCodec, iso_now, native_pair, short
+from kraken_feed.records import PairCodec, epoch_ns_from_iso, iso_now, native_pair, short
 
 log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_REJECTED = 0, 1, 2, 3
-
-
-def backoff_delay(attempt: int, initial: float, cap: float, rng: random.Random) -> float:
-    """Capped exponential backoff with 'equal jitter': uniform in [d/2, d], d = min(cap, initial*2^attempt)."""
-    d = min(cap, initial * (2 ** min(attempt, 30)))
-    return d / 2 + rng.random() * d / 2
 
 
 class Reconnect(Exception):
@@ -81,14 +77,17 @@ class Stats:
     __slots__ = (
         "frames", "trades", "produced", "delivered", "failed", "dups", "gaps", "missing", "reconnects",
         "malformed", "unknown", "unexpected", "heartbeats", "queue_full",
+        # written by the backfill thread only
+        "backfilled", "unfillable", "rest_errors", "rest_malformed", "refilled", "refill_found",
     )
 
     def __init__(self) -> None:
         for name in self.__slots__:
             setattr(self, name, 0)
 
-    def line(self, queue: int) -> str:
-        return " ".join(f"{n}={getattr(self, n)}" for n in self.__slots__) + f" queue={queue}"
+    def line(self, queue: int, open_gaps: int = 0, undelivered: int = 0) -> str:
+        return (" ".join(f"{n}={getattr(self, n)}" for n in self.__slots__)
+                + f" open_gaps={open_gaps} undelivered={undelivered} queue={queue}")
 
 
 class TradeProducer:
@@ -117,6 +116,13 @@ class TradeProducer:
         self._system = None
         self._next_stats = 0.0
         self.subscribed_ok = False
+        self.backfill = self.api == "v2" and not args.no_backfill  # gaps filled from REST (v2 has trade ids)
+        self.last_value: dict[str, bytes] = {}  # v2: the last produced value per native pair (a gap's REST cursor)
+        self.resume_times: dict[str, Any] = {}  # v2: ts_event of the resume point per native pair
+        self.gaps = GapBook()
+        self.undelivered = UndeliveredBook()
+        self.delivered_at_failure = -1  # stats.delivered when the last delivery failed (-1: none failed)
+        self.worker: Optional[Backfiller] = None
 
     # -- Kafka ---------------------------------------------------------------------------------
 
@@ -125,7 +131,27 @@ class TradeProducer:
             self.stats.delivered += 1
         else:
             self.stats.failed += 1
-            self.rlog.warning("delivery", "delivery failed for key %s: %s", msg.key(), err)
+            self.delivered_at_failure = self.stats.delivered
+            ts_type, ts_ms = msg.timestamp()
+            self.undelivered.add(Failed(msg.key(), msg.value(), msg.partition(), ts_ms if ts_type else 0))
+            self.rlog.warning("delivery", "delivery failed for key %s: %s (kept: produced again once Kafka "
+                              "accepts writes)", msg.key(), err)
+
+    def kafka_accepts_writes(self) -> bool:
+        """A delivery succeeded after the last failure (the backfill thread then produces undelivered ones again)."""
+        return self.stats.delivered > self.delivered_at_failure
+
+    def start_worker(self) -> None:
+        """The backfill thread: REST gaps (v2, unless --no-backfill) and undelivered records (always)."""
+        codecs = {c.user_pair: c for c in self.codecs.values()}
+        self.worker = Backfiller(self.args, codecs, self.producer, self.stats, self.gaps, self.undelivered,
+                                 self.kafka_accepts_writes, self.rlog)
+        self.worker.start()
+
+    def stop_worker(self) -> None:
+        if self.worker is not None:
+            self.worker.stop.set()
+            self.worker.join(max(5.0, self.args.rest_timeout + 1))
 
     def produce(self, key: bytes, value: bytes) -> None:
         while True:
@@ -143,13 +169,16 @@ class TradeProducer:
 
     # -- trades ----------------------------------------------------------------------------------
 
-    def resume_from(self, points: dict[str, int]) -> None:
-        """Seed the last produced trade_id per pair (user spelling -> id) with what the topic already holds."""
+    def resume_from(self, points: dict[str, int], times: Optional[dict[str, Any]] = None) -> None:
+        """Seed the last produced trade_id per pair (user spelling -> id) with what the topic already holds, and
+        its ts_event (`times`, user spelling -> text), the REST cursor of a gap found at start-up."""
         for codec in self.codecs.values():
             tid = points.get(codec.user_pair)
             if tid is not None:
                 self.last_id[codec.native] = tid
                 self.resumed[codec.native] = tid
+                if times and codec.user_pair in times:
+                    self.resume_times[codec.native] = times[codec.user_pair]
 
     def check_resumed(self, records: list) -> None:
         """First snapshot after a resume: the newest trade Kraken has cannot be older than one we produced.
@@ -164,6 +193,7 @@ class TradeProducer:
             seed = self.resumed.pop(native, None)
             if seed is not None and tid < seed and self.last_id.get(native) == seed:
                 del self.last_id[native]
+                self.resume_times.pop(native, None)
                 log.warning("resume point of %s (trade_id %d, read from the topic) is ahead of Kraken's newest "
                             "trade_id %d: ignored, producing the snapshot as if started without memory",
                             self.codecs[native].user_pair, seed, tid)
@@ -172,32 +202,48 @@ class TradeProducer:
         """Produce in order; skip trade_ids already produced; count a jump in trade_id as a gap."""
         if snapshot and self.resumed:
             self.check_resumed(records)
-        last_id, produce, stats = self.last_id, self.produce, self.stats
-        codec, last = None, None
+        last_id, last_value, produce, stats = self.last_id, self.last_value, self.produce, self.stats
+        codec, last, last_val = None, None, None
         for c, tid, value in records:
             if c is not codec:
                 if codec is not None and last is not None:
-                    last_id[codec.native] = last
-                codec, last = c, last_id.get(c.native)
+                    last_id[codec.native], last_value[codec.native] = last, last_val
+                codec, last, last_val = c, last_id.get(c.native), last_value.get(c.native)
             if last is not None:
                 if tid <= last:
                     stats.dups += 1
                     continue
                 if tid != last + 1:
-                    self.record_gap(codec, last + 1, tid - 1)
+                    self.record_gap(codec, last + 1, tid - 1, last_val, value)
             produce(codec.key, value)
-            last = tid
+            last, last_val = tid, value
         if codec is not None and last is not None:
-            last_id[codec.native] = last
+            last_id[codec.native], last_value[codec.native] = last, last_val
 
-    def record_gap(self, codec: PairCodec, first: int, last: int) -> None:
+    def record_gap(self, codec: PairCodec, first: int, last: int, before: Optional[bytes] = None,
+                   after: Optional[bytes] = None) -> None:
+        """Count and log trade_ids first..last as missing; with backfill on, queue them for REST. `before`/`after`:
+        the values of the trades produced just before and just after the gap (for REST's time cursor)."""
         n = last - first + 1
         self.stats.gaps += 1
         self.stats.missing += n
         g = self.gaps_by_pair[codec.user_pair]
         g[0] += 1
         g[1] += n
-        log.warning("gap on %s: trade_ids %d..%d missing (%d trades)", codec.user_pair, first, last, n)
+        log.warning("gap on %s: trade_ids %d..%d missing (%d trades)%s", codec.user_pair, first, last, n,
+                    ": filling from REST" if self.backfill else "")
+        if self.backfill:
+            since = self.gap_cursor(codec.native, before, after)
+            self.gaps.add(Gap(codec.user_pair, first, last, since, time.monotonic()))
+
+    def gap_cursor(self, native: str, before: Optional[bytes], after: Optional[bytes]) -> int:
+        """REST `since` (ns) for a gap: 1 µs before the last trade produced ahead of it (so that trade and any
+        sharing its timestamp come back, and are skipped by id); an hour before the trade after it if unknown."""
+        try:
+            ts = json.loads(before)["ts_event"] if before is not None else self.resume_times.get(native)
+            return epoch_ns_from_iso(ts) - 1000
+        except (TypeError, ValueError, KeyError, IndexError):
+            return epoch_ns_from_iso(json.loads(after)["ts_event"]) - 3600 * 10**9 if after else 0
 
     def handle_v1_trades(self, records: list) -> None:
         """v1 has no ids: right after a resubscribe, skip trades not newer than the last produced one
@@ -224,6 +270,7 @@ class TradeProducer:
 
     def run(self) -> int:
         attempt = 0
+        self.start_worker()
         try:
             while not self.stop.is_set():
                 try:
@@ -246,6 +293,7 @@ class TradeProducer:
                 self.wait(delay)
             return EXIT_OK
         finally:
+            self.stop_worker()
             if self.record:
                 self.record.close()
 
@@ -433,7 +481,7 @@ class TradeProducer:
         if now < self._next_stats:
             return
         if self._next_stats:
-            log.info("stats %s", self.stats.line(len(self.producer)))
+            log.info("stats %s", self.stats_line(len(self.producer)))
             if self.record:
                 self.record.flush()
         self._next_stats = now + self.args.stats_interval
@@ -449,19 +497,31 @@ class TradeProducer:
             except OSError:
                 pass
 
+    def stats_line(self, queue: int) -> str:
+        return self.stats.line(queue, len(self.gaps), len(self.undelivered))
+
     def finish(self, flush_timeout: float) -> int:
-        """Flush, report, and return how many produced messages were not delivered."""
+        """Flush, report, and return how many trades were not delivered (still queued, or failed and not produced
+        again). Undelivered records get one last chance here when Kafka accepts writes again."""
+        self.stop_worker()
+        deadline = time.monotonic() + flush_timeout
         remaining = self.producer.flush(flush_timeout)
-        undelivered = remaining + self.stats.failed
-        log.info("final stats %s", self.stats.line(remaining))
+        if len(self.undelivered) and self.worker is not None and self.kafka_accepts_writes():
+            self.worker.refill()
+            remaining = self.producer.flush(max(1.0, deadline - time.monotonic()))
+        undelivered = remaining + len(self.undelivered)
+        log.info("final stats %s", self.stats_line(remaining))
         for pair, (n, missing) in self.gaps_by_pair.items():
             if n:
                 log.warning("gaps on %s: %d gap(s), %d trade(s) missing", pair, n, missing)
+        for pair, first, last in self.gaps.open_ranges():
+            log.warning("gap on %s: trade_ids %d..%d (%d trades) still missing at shutdown (backfill not finished)",
+                        pair, first, last, last - first + 1)
         if undelivered:
-            log.error("%d message(s) NOT delivered (%d still queued after %.0fs flush, %d failed)",
-                      undelivered, remaining, flush_timeout, self.stats.failed)
+            log.error("%d message(s) NOT delivered (%d still queued after %.0fs flush, %d failed and not produced "
+                      "again)", undelivered, remaining, flush_timeout, len(self.undelivered))
         else:
-            log.info("all %d produced message(s) delivered", self.stats.produced)
+            log.info("all %d produced message(s) delivered", self.stats.produced + self.stats.backfilled)
         return undelivered
 
 

@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -108,14 +109,18 @@ def by_key(messages: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
+VALUE_FIELDS = ["symbol", "price", "size", "side", "ord_type", "trade_id", "ts_event", "ts_ingest", "api",
+                "pair_native", "source"]
+
+
 def strip_ingest(values: list[dict[str, Any]], api: str) -> list[dict[str, Any]]:
-    """Check the fields the fake cannot know (ts_ingest, symbol, api), return the rest for an exact comparison."""
+    """Check the fields the fake cannot know (ts_ingest, symbol, api, source "ws"), return the rest for an exact
+    comparison."""
     rows = []
     for v in values:
-        assert set(v) == {"symbol", "price", "size", "side", "ord_type", "trade_id", "ts_event", "ts_ingest", "api",
-                          "pair_native"}, sorted(v)
+        assert list(v) == VALUE_FIELDS, list(v)
         assert ISO_US.match(v["ts_ingest"]) and ISO_US.match(v["ts_event"]), v
-        assert v["api"] == api
+        assert v["api"] == api and v["source"] == "ws", v
         rows.append({k: v[k] for k in ("pair_native", "price", "size", "side", "ord_type", "trade_id", "ts_event")})
     return rows
 
@@ -138,3 +143,48 @@ def assert_topic_matches(bootstrap: str, topic: str, server: FakeKraken, api: st
 
 def total(server: FakeKraken, api: str) -> int:
     return sum(len(v) for v in server.sent_trades(api).values())
+
+
+def topic_trades(bootstrap: str, topic: str) -> dict[str, list[tuple[int, str]]]:
+    """{pair (the Kafka key): [(trade_id, source), ...] in trade_id order} of every v2 record in the topic: the
+    topic-level completeness view (Silver-level checks can compare against it)."""
+    out: dict[str, list[tuple[int, str]]] = {}
+    for m in consume_all(bootstrap, topic):
+        v = m["value"]
+        if v.get("api") == "v2":
+            out.setdefault(m["key"], []).append((v["trade_id"], v["source"]))
+    return {pair: sorted(rows) for pair, rows in out.items()}
+
+
+def assert_each_id_once(got: dict[str, list[tuple[int, str]]], want: dict[str, list[int]]) -> dict[str, set[int]]:
+    """Every wanted trade_id of each pair exactly once (and nothing else); returns {pair: ids with source "rest"}."""
+    assert sorted(got) == sorted(p for p, ids in want.items() if ids)
+    rest = {}
+    for pair, ids in want.items():
+        got_ids = [tid for tid, _ in got.get(pair, [])]
+        doubled = sorted(t for t, n in Counter(got_ids).items() if n > 1)
+        assert not doubled, f"{pair}: ids twice in the topic: {doubled[:20]}"
+        missing = sorted(set(ids) - set(got_ids))
+        assert not missing, f"{pair}: {len(missing)} ids missing, e.g. {missing[:20]}"
+        assert got_ids == sorted(ids), f"{pair}: ids the market never made: {sorted(set(got_ids) - set(ids))[:20]}"
+        rest[pair] = {tid for tid, source in got[pair] if source == "rest"}
+    return rest
+
+
+def assert_values_match_market(bootstrap: str, topic: str, server: FakeKraken, pairs: dict[str, str]) -> None:
+    """Each record equals the market's trade: exactly for "ws" records; for "rest" ones the same ts_event, side,
+    type and id, and price/size equal in value (REST quotes fixed decimals: "83744.30000" for 83744.3)."""
+    from decimal import Decimal
+
+    market = {user: {t["trade_id"]: t for t in server.market_trades("v2")[native]} for user, native in pairs.items()}
+    for m in consume_all(bootstrap, topic):
+        v, want = m["value"], market[m["key"]][m["value"]["trade_id"]]
+        assert list(v) == VALUE_FIELDS and v["symbol"] == m["key"] and v["api"] == "v2", v
+        got = {k: v[k] for k in want}
+        if v["source"] == "rest":
+            for name in ("price", "size"):
+                assert Decimal(got[name]) == Decimal(want[name]), (v, want)
+                got[name] = want[name]
+        else:
+            assert v["source"] == "ws", v
+        assert got == want, (v, want)

@@ -96,10 +96,12 @@ def test_v2_faults_mid_stream_every_trade_once_and_contiguous(tmp_path: Path, bo
 
 
 def test_v2_gap_filled_by_snapshot_or_counted(tmp_path: Path, bootstrap: str, new_topic):
+    """--no-backfill: a gap the snapshot cannot fill is only logged and counted (with backfill, see
+    test_producer_backfill.py)."""
     topic = new_topic(3)
     pairs = {"XBT/USDT": "BTC/USDT", "ETH/USD": "ETH/USD"}
     with FakeKraken(pairs=list(pairs.values()), rate=0, seed=9, history=5, heartbeat_interval=0.5) as server:
-        proc, log = start_producer(tmp_path, server.url("v2"), bootstrap, topic, list(pairs), "v2")
+        proc, log = start_producer(tmp_path, server.url("v2"), bootstrap, topic, list(pairs), "v2", "--no-backfill")
         wait_until(lambda: server.active_connections() == 1, 15, message="subscribed")
         server.step(20)
 

@@ -26,7 +26,7 @@ def codecs(api: str, pairs: list[str]) -> dict[str, records.PairCodec]:
 
 def rec(symbol, price, size, side, ord_type, trade_id, ts_event, api, native):
     return {"symbol": symbol, "price": price, "size": size, "side": side, "ord_type": ord_type, "trade_id": trade_id,
-            "ts_event": ts_event, "ts_ingest": INGEST, "api": api, "pair_native": native}
+            "ts_event": ts_event, "ts_ingest": INGEST, "api": api, "pair_native": native, "source": "ws"}
 
 
 V2 = frames("v2_frames.jsonl")
@@ -71,6 +71,7 @@ def test_recorded_frames_parse_exactly(api, text, want):
         assert parsed[0] == "trades" and parsed[3] == []
         values = [v for _, _, v in parsed[2]]
         assert [json.loads(v.decode("utf-8")) for v in values] == want
+        assert all(list(json.loads(v)) == list(w) for v, w in zip(values, want))  # field order is the contract
         assert all(b" " not in v for v in values)  # compact JSON, no float repr anywhere
     else:
         assert parsed == want
