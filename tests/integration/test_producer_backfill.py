@@ -155,3 +155,34 @@ def test_gap_older_than_rest_history_is_reported(tmp_path: Path, bootstrap: str,
     assert_each_id_once(got, {u: [i for i in ids if i not in set(lost[u])] for u, ids in market.items()})
     final = stats(log, final=True)
     assert (final["unfillable"], final["backfilled"]) == (540, 3 * 70)
+
+
+def test_broker_down_longer_than_delivery_timeout_every_id_once(tmp_path: Path, private_broker):
+    """A private broker (ports 29192/29193, never the shared one) stopped for longer than --delivery-timeout while
+    trades flow: deliveries fail, the producer keeps them, and once the broker is back it produces again exactly
+    those the topic does not hold. The producer also creates the topic itself (3 partitions)."""
+    from tests.integration.producer_helpers import total
+
+    bootstrap, up, down = private_broker
+    topic = f"t-outage-{os.getpid()}"
+    with FakeKraken(pairs=list(V2_PAIRS.values()), rate=150, seed=35, history=0, heartbeat_interval=0.5) as server:
+        proc, log = start_producer(tmp_path, server.url("v2"), bootstrap, topic, list(V2_PAIRS), "v2",
+                                   "--delivery-timeout", "3")
+        wait_until(lambda: stats(log).get("delivered", 0) >= 200, 30, message="deliveries before the outage")
+        assert f"created topic {topic} (3 partitions, replication factor 1)" in log.read_text()
+        down()
+        wait_until(lambda: stats(log).get("failed", 0) >= 300, 60, message="deliveries failing during the outage")
+        assert proc.poll() is None, "the producer must ride out the outage"
+        up()
+        wait_until(lambda: stats(log).get("failed", 1) == stats(log).get("refilled", 0)
+                   + stats(log).get("refill_found", 0) and stats(log).get("undelivered", 1) == 0, 90,
+                   message="every failed delivery produced again or found in the topic")
+        server.halt_market()
+        n = wait_until(lambda: total(server, "v2"), 5, message="trades sent")
+        wait_topic_count(bootstrap, topic, n, 60)
+        assert stop_producer(proc) == 0, log.read_text()
+    got = topic_trades(bootstrap, topic)
+    assert_each_id_once(got, market_ids(server))
+    final = stats(log, final=True)
+    assert final["failed"] >= 300 and final["refilled"] > 0 and final["undelivered"] == 0
+    assert high_watermarks(bootstrap, topic) == n

@@ -1,0 +1,35 @@
+"""Fixtures of the integration tests that need more than the shared broker."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO_ROOT
+
+
+@pytest.fixture
+def private_broker(tmp_path: Path):
+    """A second broker we may stop (never the shared one on 19092)."""
+    port, ctrl = 29192, 29193
+    data = tmp_path / "broker-b"
+    script = str(REPO_ROOT / "infra/kafka/broker.py")
+
+    def up() -> None:
+        r = subprocess.run([sys.executable, script, "up", "--port", str(port), "--controller-port", str(ctrl),
+                            "--data-dir", str(data)], capture_output=True, text=True, timeout=180)
+        assert r.returncode == 0, r.stdout + r.stderr
+
+    def down() -> None:
+        r = subprocess.run([sys.executable, script, "down", "--data-dir", str(data)], capture_output=True,
+                           text=True, timeout=120)
+        assert r.returncode == 0, r.stdout + r.stderr
+
+    up()
+    try:
+        yield f"localhost:{port}", up, down
+    finally:
+        down()
