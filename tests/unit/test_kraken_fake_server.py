@@ -134,3 +134,28 @@ def test_control_bad_parameters_are_400_naming_them(server, query, status, error
     assert exc.value.code == status and json.loads(exc.value.read()) == {"error": error}
     with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/control/step?n=2", timeout=5) as ok:
         assert json.loads(ok.read()) == {"generated": 4}
+
+
+def test_rest_trades_format_legacy_key_depth_and_faults():
+    import urllib.request
+
+    with FakeKraken(pairs=["BTC/USD", "DOGE/USD"], rate=0, history=30, seed=2) as s:
+        base = f"http://127.0.0.1:{s.port}"
+
+        def get(query: str) -> dict:
+            with urllib.request.urlopen(f"{base}/0/public/Trades?{query}", timeout=5) as r:
+                return json.loads(r.read(), parse_float=str)
+
+        reply = get("pair=XBTUSD&since=0")
+        assert reply["error"] == [] and sorted(reply["result"]) == ["XXBTZUSD", "last"]  # Kraken's legacy key
+        trades = reply["result"]["XXBTZUSD"]
+        assert [t[6] for t in trades] == [t.trade_id for t in s.history["BTC/USD"]]
+        assert trades[-1][3] in "bs" and trades[-1][4] in "ml" and trades[-1][5] == ""
+        assert int(reply["result"]["last"]) == s.history["BTC/USD"][-1].ts_ns
+        assert get(f"pair=XBTUSD&since={reply['result']['last']}")["result"]["XXBTZUSD"] == []
+        assert sorted(get("pair=XDGUSD&since=0&count=5")["result"]) == ["XDGUSD", "last"]
+        assert get("pair=NOPE")["error"] == ["EQuery:Unknown asset pair"]
+        with urllib.request.urlopen(f"{base}/control/rest?depth=10&fault=ratelimit&n=1", timeout=5) as r:
+            assert json.loads(r.read()) == {"faults_queued": 1, "down": False, "depth": 10}
+        assert get("pair=XBTUSD") == {"error": ["EAPI:Rate limit exceeded"]}
+        assert len(get("pair=XBTUSD")["result"]["XXBTZUSD"]) == 10
