@@ -7,13 +7,16 @@ snapshot Kraken sends on every subscribe while skipping trades already produced 
 
 Restarts (v2): at start-up the producer reads back the tail of the topic and resumes each pair after the highest
 trade_id already in it (records whose key is the pair as typed here and whose value has "api": "v2"). The first
-snapshot's trades up to that id are skipped and the ones after it -- trades that happened while the producer was
-down, or whose delivery was cut short by a crash/kill -9 -- are produced, so a restart neither doubles nor loses a
-trade when the downtime fits in the 50-trade snapshot (a longer one is logged and counted as a gap). The tail is read
-backwards in growing chunks (2000, then 20000, ... records per partition) until every pair is found or
---resume-scan-limit records per partition were read; a pair not found starts with an empty memory (as with
---no-resume: the snapshot is produced again, up to 50 trades per pair twice in the topic). v1 has no trade ids, so
---api v1 never resumes: a v1 restart produces live trades from the subscription on.
+snapshot's trades up to that id are skipped and the ones after it are produced. The tail is read backwards in growing
+chunks (2000, then 20000, ... records per partition) until every pair is found or --resume-scan-limit records per
+partition were read; a pair not found starts with an empty memory (as with --no-resume: the snapshot is produced
+again, up to 50 trades per pair twice in the topic). v1 has no trade ids, so --api v1 never resumes.
+
+Gaps (v2): a trade_id more than one past the last one produced (a disconnect or a downtime longer than the 50-trade
+snapshot) is a gap; it is filled from Kraken's REST trades (--rest-url) by a backfill thread while live trades keep
+flowing, with "source": "rest" (kraken_feed/backfill.py); what REST cannot give is logged and counted. Trades whose
+delivery to Kafka finally failed (an outage longer than --delivery-timeout) are produced again once Kafka accepts
+writes, unless the topic already holds them. The producer creates its topic at start if it is missing.
 
 Usage:
     python ingestion/kraken_trades_ws.py --pair XBT/USDT --bootstrap localhost:19092 --topic crypto.trades
@@ -22,17 +25,19 @@ Usage:
     # against the local fake Kraken (ingestion/fake_kraken.py):
     python ingestion/fake_kraken.py --port 8765 --pairs BTC/USDT,ETH/USD --rate 100 &
     python ingestion/kraken_trades_ws.py --ws-url ws://127.0.0.1:8765/v2 --pair XBT/USDT --pair ETH/USD
+    #   (--rest-url defaults to http://127.0.0.1:8765 there: the fake serves REST trades too)
 
-Kafka message (key = the pair exactly as typed on the command line, UTF-8):
+Kafka message (key = the pair exactly as typed on the command line, UTF-8), fields in this order:
     {"symbol": "XBT/USDT", "price": "83744.3", "size": "0.00044780", "side": "buy", "ord_type": "limit",
      "trade_id": 109116693, "ts_event": "2026-09-25T17:48:26.844359Z", "ts_ingest": "2026-09-25T17:48:26.901234Z",
-     "api": "v2", "pair_native": "BTC/USDT"}
+     "api": "v2", "pair_native": "BTC/USDT", "source": "ws"}
 price/size are Kraken's decimal text (never a binary float); trade_id is null on v1 (v1 has no ids);
-ts_event/ts_ingest are UTC with exactly 6 fractional digits.
+ts_event/ts_ingest are UTC with exactly 6 fractional digits; source is "ws" or "rest" (backfilled); see
+kraken_feed/records.py.
 
 Exit codes:
     0  stopped by SIGINT/SIGTERM and every produced message was delivered
-    1  runtime failure: messages undelivered at shutdown, Kafka unreachable at start, unexpected error
+    1  runtime failure: messages undelivered at shutdown, Kafka unreachable at start, the topic cannot be created
     2  usage/config error (bad flag, malformed pair, two pairs naming the same Kraken pair)
     3  Kraken rejected a subscription (the log names the pair and Kraken's error message)
 """

@@ -293,7 +293,6 @@ class TradeProducer:
                 self.wait(delay)
             return EXIT_OK
         finally:
-            self.stop_worker()
             if self.record:
                 self.record.close()
 
@@ -502,10 +501,15 @@ class TradeProducer:
 
     def finish(self, flush_timeout: float) -> int:
         """Flush, report, and return how many trades were not delivered (still queued, or failed and not produced
-        again). Undelivered records get one last chance here when Kafka accepts writes again."""
-        self.stop_worker()
+        again). Open gaps get up to `flush_timeout` to be filled; undelivered records one last chance when Kafka
+        accepts writes again."""
         deadline = time.monotonic() + flush_timeout
-        remaining = self.producer.flush(flush_timeout)
+        if len(self.gaps) and self.worker is not None and self.worker.is_alive():
+            log.info("waiting up to %.0fs for the backfill of %d open gap(s)", flush_timeout, len(self.gaps))
+            while len(self.gaps) and time.monotonic() < deadline and self.worker.is_alive():
+                self.producer.poll(0.2)
+        self.stop_worker()
+        remaining = self.producer.flush(max(1.0, deadline - time.monotonic()))
         if len(self.undelivered) and self.worker is not None and self.kafka_accepts_writes():
             self.worker.refill()
             remaining = self.producer.flush(max(1.0, deadline - time.monotonic()))

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
-
 import pytest
 
 from tests.helpers import REPO_ROOT
 
 
-@pytest.fixture
-def private_broker(tmp_path: Path):
-    """A second broker we may stop (never the shared one on 19092)."""
+@pytest.fixture(scope="session")
+def private_broker(tmp_path_factory: pytest.TempPathFactory):
+    """A second broker we may stop (never the shared one on 19092), started once for the session: a test that stops
+    it starts it again (up) before it ends."""
     port, ctrl = 29192, 29193
-    data = tmp_path / "broker-b"
+    data = tmp_path_factory.mktemp("broker-b")
     script = str(REPO_ROOT / "infra/kafka/broker.py")
 
     def up() -> None:

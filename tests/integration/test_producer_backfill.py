@@ -34,6 +34,13 @@ def subscribed(server: FakeKraken, conns: int) -> None:
                message=f"producer connection #{conns} subscribed")
 
 
+def start(tmp_path: Path, server: FakeKraken, bootstrap: str, topic: str, conns: int, *extra: str):
+    """Start the producer (fast REST pacing unless extra says otherwise) and wait for its subscription #conns."""
+    proc, log = start_producer(tmp_path, server.url("v2"), bootstrap, topic, list(V2_PAIRS), "v2", *extra)
+    subscribed(server, conns)
+    return proc, log
+
+
 def outage(server: FakeKraken, trades_per_pair: int) -> None:
     """Drop the producer's connection and refuse reconnects while the market makes `trades_per_pair` per pair."""
     server.set_hold(True)
@@ -55,8 +62,7 @@ def settle(bootstrap: str, topic: str, server: FakeKraken, log: Path) -> dict:
 def test_disconnect_of_hundreds_of_trades_filled_from_rest(tmp_path: Path, bootstrap: str, new_topic):
     topic = new_topic(3)
     with FakeKraken(pairs=list(V2_PAIRS.values()), rate=0, seed=31, history=50, heartbeat_interval=0.5) as server:
-        proc, log = start_producer(tmp_path, server.url("v2"), bootstrap, topic, list(V2_PAIRS), "v2")
-        subscribed(server, 1)
+        proc, log = start(tmp_path, server, bootstrap, topic, 1)  # the default pacing: one REST call a second
         server.step(40)
         wait_topic_count(bootstrap, topic, 3 * 90, 20)
         outage(server, 400)                      # 350 per pair beyond the 50-trade snapshot
@@ -81,15 +87,13 @@ def test_disconnect_of_hundreds_of_trades_filled_from_rest(tmp_path: Path, boots
 def test_kill_9_with_500_trades_made_while_down(tmp_path: Path, bootstrap: str, new_topic):
     topic = new_topic(3)
     with FakeKraken(pairs=list(V2_PAIRS.values()), rate=0, seed=32, history=50, heartbeat_interval=0.5) as server:
-        proc, log = start_producer(tmp_path, server.url("v2"), bootstrap, topic, list(V2_PAIRS), "v2", *FAST_REST)
-        subscribed(server, 1)
+        proc, log = start(tmp_path, server, bootstrap, topic, 1, *FAST_REST)
         server.step(60)
         wait_topic_count(bootstrap, topic, 3 * 110, 20)
         os.killpg(proc.pid, signal.SIGKILL)
         assert proc.wait(10) == -signal.SIGKILL
         server.step(500)                          # while the producer is down: 450 per pair beyond the snapshot
-        proc, log = start_producer(tmp_path, server.url("v2"), bootstrap, topic, list(V2_PAIRS), "v2", *FAST_REST)
-        subscribed(server, 2)
+        proc, log = start(tmp_path, server, bootstrap, topic, 2, *FAST_REST)
         server.step(20)
         got = settle(bootstrap, topic, server, log)
         assert stop_producer(proc) == 0, log.read_text()
@@ -105,8 +109,7 @@ def test_rest_faults_delay_but_lose_nothing(tmp_path: Path, bootstrap: str, new_
     """Rate-limit errors, HTTP 5xx, an answer slower than --rest-timeout, then REST down for a while."""
     topic = new_topic(3)
     with FakeKraken(pairs=list(V2_PAIRS.values()), rate=0, seed=33, history=50, heartbeat_interval=0.5) as server:
-        proc, log = start_producer(tmp_path, server.url("v2"), bootstrap, topic, list(V2_PAIRS), "v2", *FAST_REST)
-        subscribed(server, 1)
+        proc, log = start(tmp_path, server, bootstrap, topic, 1, *FAST_REST)
         server.step(20)
         server.add_rest_fault("ratelimit", n=2)
         server.add_rest_fault("error", status=502)
@@ -134,8 +137,7 @@ def test_gap_older_than_rest_history_is_reported(tmp_path: Path, bootstrap: str,
     topic = new_topic(3)
     with FakeKraken(pairs=list(V2_PAIRS.values()), rate=0, seed=34, history=50, heartbeat_interval=0.5,
                     rest_depth=120) as server:
-        proc, log = start_producer(tmp_path, server.url("v2"), bootstrap, topic, list(V2_PAIRS), "v2", *FAST_REST)
-        subscribed(server, 1)
+        proc, log = start(tmp_path, server, bootstrap, topic, 1, *FAST_REST)
         server.step(10)
         wait_topic_count(bootstrap, topic, 3 * 60, 20)
         outage(server, 300)                       # REST keeps the newest 120: the 180 oldest of the gap are gone
@@ -186,3 +188,21 @@ def test_broker_down_longer_than_delivery_timeout_every_id_once(tmp_path: Path, 
     final = stats(log, final=True)
     assert final["failed"] >= 300 and final["refilled"] > 0 and final["undelivered"] == 0
     assert high_watermarks(bootstrap, topic) == n
+
+
+def test_sigterm_during_a_backfill_waits_for_it(tmp_path: Path, bootstrap: str, new_topic):
+    """Ctrl-C/SIGTERM while a gap is open: the producer lets the backfill finish (within --flush-timeout) first."""
+    topic = new_topic(3)
+    with FakeKraken(pairs=list(V2_PAIRS.values()), rate=0, seed=36, history=50, heartbeat_interval=0.5) as server:
+        proc, log = start(tmp_path, server, bootstrap, topic, 1, "--rest-interval", "0.2", "--rest-timeout", "10")
+        server.step(10)
+        wait_topic_count(bootstrap, topic, 3 * 60, 20)
+        server.add_rest_fault("slow", n=3, delay=2)   # every pair's first REST call answers after 2 s
+        outage(server, 200)
+        subscribed(server, 2)
+        wait_until(lambda: stats(log).get("open_gaps", 0) == 3, 20, message="three open gaps")
+        assert stop_producer(proc, timeout=60) == 0, log.read_text()
+    got = topic_trades(bootstrap, topic)
+    assert_each_id_once(got, market_ids(server))
+    text = log.read_text()
+    assert "waiting up to 20s for the backfill of 3 open gap(s)" in text and "still missing at shutdown" not in text
