@@ -186,3 +186,38 @@ def test_fake_rest_trades_match_its_websocket_trades():
         w = ws[r["trade_id"]]
         assert (r["ts_event"], r["side"], r["ord_type"]) == (w["ts_event"], w["side"], w["ord_type"])
         assert records.Decimal(r["price"]) == records.Decimal(w["price"]) and r["source"] == "rest"
+
+
+@pytest.mark.parametrize("ws_url,rest_url", [
+    (None, "https://api.kraken.com"), ("wss://ws.kraken.com/v2", "https://api.kraken.com"),
+    ("wss://beta-ws.kraken.com/v2", "https://api.kraken.com"), ("ws://127.0.0.1:8765/v2", "http://127.0.0.1:8765"),
+    ("wss://proxy.example:9443/kraken/v2", "https://proxy.example:9443"),
+])
+def test_rest_url_follows_the_websocket_url(ws_url, rest_url):
+    argv = ["--ws-url", ws_url] if ws_url else []
+    assert cli.parse_args(argv).rest_url == rest_url
+    assert cli.parse_args(argv + ["--rest-url", "http://other:1"]).rest_url == "http://other:1"
+
+
+def test_backfill_and_topic_flags(capsys):
+    args = cli.parse_args([])
+    assert (args.no_backfill, args.rest_interval, args.rest_timeout, args.backfill_give_up) == (False, 1.0, 10.0, 3600)
+    assert (args.partitions, args.replication_factor) == (3, None)
+    for bad, message in ((["--rest-url", "ftp://x"], "expected http://... or https://..."),
+                         (["--partitions", "0"], "--partitions must be > 0"),
+                         (["--replication-factor", "0"], "--replication-factor must be > 0"),
+                         (["--rest-interval", "0"], "--rest-interval must be > 0")):
+        with pytest.raises(SystemExit) as exc:
+            cli.parse_args(bad)
+        assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_gap_cursor_is_just_before_the_last_trade_produced():
+    app = session.TradeProducer(cli.parse_args(["--pair", "XBT/USDT"]), MemoryKafka(), lambda *a: None)
+    before = CODEC.v2_value({"symbol": "BTC/USDT", "side": "buy", "price": 1, "qty": 1, "ord_type": "limit",
+                             "trade_id": 9, "timestamp": "2023-07-06T18:53:17.827736Z"}, "x")[1]
+    assert app.gap_cursor("BTC/USDT", before, None) == 1688669597827736000 - 1000
+    app.resume_from({"XBT/USDT": 9}, {"XBT/USDT": "2023-07-06T18:53:17.000001Z"})
+    assert app.gap_cursor("BTC/USDT", None, before) == 1688669597000001000 - 1000
+    app.resume_times.clear()
+    assert app.gap_cursor("BTC/USDT", None, before) == 1688669597827736000 - 3600 * 10**9
