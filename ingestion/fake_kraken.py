@@ -24,6 +24,7 @@ Faults and inspection over plain HTTP on the same port (curl http://127.0.0.1:87
     rest?fault=error&status=502&n=1 / rest?fault=slow&delay=3&n=1   HTTP 5xx / an answer after `delay` seconds
     rest?down=1 / rest?down=0 REST calls cut off without an answer (a reset connection) / served again
     rest?depth=200            REST serves only the newest 200 trades per pair (older ones: "older than REST serves")
+    rest?page=50              at most 50 trades per REST reply (Kraken: 1000)
 
 REST trades on the same port, from the same trade history as the WebSocket (kraken-rest.md):
     GET /0/public/Trades?pair=XBTUSDT&since=<ns>&count=1000 -> {"error":[],"result":{"XBTUSDT":[[price, volume,
@@ -372,6 +373,7 @@ class FakeKraken:
         self.rest_names = {n: p for p in self.pairs for n in (rest_name(p), p, v1_name(p), REST_LEGACY_KEYS.get(p))
                            if n}
         self.rest_depth = rest_depth  # serve only the newest N trades per pair (0: all the fake keeps)
+        self.rest_page_size = REST_MAX_COUNT  # at most this many trades per reply (Kraken: 1000)
         self.rest_faults: collections.deque = collections.deque()  # ("ratelimit"|"error"|"slow", status, delay)
         self.rest_down = False
         self._state = {}
@@ -876,7 +878,7 @@ class FakeKraken:
             history = self.history[pair]
             served = history[-self.rest_depth:] if self.rest_depth else history
             start = bisect.bisect_right(served, int(since), key=lambda t: t.ts_ns)
-            page = served[start:start + int(count)]
+            page = served[start:start + min(int(count), self.rest_page_size)]
         last = page[-1].ts_ns if page else int(since)
         key = REST_LEGACY_KEYS.get(pair, rest_name(pair))
         body = (f'{{"error":[],"result":{{"{key}":[{",".join(t.rest_json() for t in page)}],'
@@ -932,7 +934,10 @@ class FakeKraken:
             self.set_rest_down(choice_param(q, "down", "1", ("1", "0")) == "1")
         if "depth" in q:
             self.rest_depth = int_param(q, "depth", 0, 0, 10_000_000)
-        return {"faults_queued": len(self.rest_faults), "down": self.rest_down, "depth": self.rest_depth}
+        if "page" in q:
+            self.rest_page_size = int_param(q, "page", REST_MAX_COUNT, 1, REST_MAX_COUNT)
+        return {"faults_queued": len(self.rest_faults), "down": self.rest_down, "depth": self.rest_depth,
+                "page": self.rest_page_size}
 
     @classmethod
     def _http(cls, sock: socket.socket, status: int, body: Any) -> None:

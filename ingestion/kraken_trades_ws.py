@@ -54,7 +54,7 @@ from kraken_feed.kafka_sink import check_broker, ensure_topic, producer_config
 from kraken_feed.protocol import DEFAULT_WS_URLS
 from kraken_feed.rest import DEFAULT_REST_URL
 from kraken_feed.records import PAIR_RE, native_pair
-from kraken_feed.resume import resume_points
+from kraken_feed.resume import resume_points, trade_ids_in_topic
 from kraken_feed.session import EXIT_FAILURE, EXIT_OK, RateLimitedLog, RateLimitFilter, TradeProducer, connect_ws
 
 log = logging.getLogger("kraken_trades_ws")
@@ -202,10 +202,18 @@ def main(argv: Optional[list[str]] = None) -> int:
         log.info("backfill: %s", "off (--no-backfill): gaps are only logged and counted" if args.no_backfill
                  else f"gaps are filled from {args.rest_url}")
     times: dict[str, Any] = {}
+    open_gaps: dict[str, list] = {}
     try:
-        app.resume_from(resume_points(args, times), times)
+        app.resume_from(resume_points(args, times, open_gaps), times)
     except Exception as exc:  # reading back is an optimisation: never a reason not to produce
         log.warning("resume: could not read %s back (%s): starting without memory", args.topic, exc)
+    if open_gaps and app.backfill:
+        try:
+            app.restore_gaps(open_gaps, lambda pair, since_ms, first, last: trade_ids_in_topic(
+                args.bootstrap, args.topic, pair, since_ms, first, last, args.resume_timeout))
+        except Exception as exc:  # KafkaException, TimeoutError: better a hole the audit shows than a double
+            log.warning("resume: could not check the gaps the last run left open (%s): not filled again: %s",
+                        exc, open_gaps)
     app.producer = producer
 
     def on_signal(signum: int, _frame: Any) -> None:

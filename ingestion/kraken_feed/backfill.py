@@ -136,7 +136,7 @@ class Backfiller(threading.Thread):
             self.stats.backfilled += 1
             expect = tid + 1
         gap.pages += 1
-        gap.first = expect
+        self.gaps.advance(gap, expect)
         if expect > gap.last or done:
             if expect <= gap.last:
                 self.unfillable(gap.pair, expect, gap.last, "not in REST's trades")
@@ -161,7 +161,11 @@ class Backfiller(threading.Thread):
         """Hand one record to librdkafka (waiting while its queue is full); False if stopped meanwhile."""
         while True:
             try:
-                self.producer.produce(self.args.topic, value, key)
+                headers = self.gaps.headers.get(key)
+                if headers is None:
+                    self.producer.produce(self.args.topic, value, key)
+                else:
+                    self.producer.produce(self.args.topic, value, key, headers=headers)
                 return True
             except BufferError:
                 if self.stop.wait(0.1):

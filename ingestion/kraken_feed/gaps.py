@@ -12,8 +12,14 @@ Two kinds:
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Optional
+
+# While a pair has open gaps, each record of that pair carries them in this Kafka header (not in the value), so a
+# restart after a crash or kill -9 knows which ids were still being filled: "first-last@since_ns@detected_ms;..."
+GAP_HEADER = "kraken-open-gaps"
+MAX_HEADER_GAPS = 100
 
 
 @dataclass
@@ -27,21 +33,55 @@ class Gap:
     pages: int = 0  # REST replies applied so far
     filled: int = 0  # trades produced from REST so far
     asked: tuple = field(default=(0, 0))  # the range as first recorded (for the log)
+    detected_ms: int = 0  # wall clock when found (a restart reads the topic back from there)
 
     def __post_init__(self) -> None:
         self.asked = (self.first, self.last)
+        self.detected_ms = self.detected_ms or int(time.time() * 1000)
+
+
+def encode_gaps(gaps: list[Gap]) -> bytes:
+    return ";".join(f"{g.first}-{g.last}@{g.since_ns}@{g.detected_ms}" for g in gaps[:MAX_HEADER_GAPS]).encode()
+
+
+def decode_gaps(raw: Optional[bytes]) -> list[tuple[int, int, int, int]]:
+    """The GAP_HEADER value -> [(first, last, since_ns, detected_ms)]; anything that does not parse is left out."""
+    out = []
+    for item in (raw or b"").decode("ascii", "replace").split(";"):
+        ids, _, rest = item.partition("@")
+        first, _, last = ids.partition("-")
+        since, _, detected = rest.partition("@")
+        if all(x.isdigit() and len(x) <= 20 for x in (first, last, since, detected)) and int(first) <= int(last):
+            out.append((int(first), int(last), int(since), int(detected)))
+    return out
 
 
 class GapBook:
-    """Open gaps in detection order; every method is safe to call from any thread."""
+    """Open gaps in detection order; every method is safe to call from any thread. `headers` maps a Kafka key (the
+    pair) with open gaps to the headers its records carry (read without a lock: each entry is replaced whole)."""
 
     def __init__(self) -> None:
         self._gaps: list[Gap] = []
         self._lock = threading.Lock()
+        self.headers: dict[bytes, list[tuple[str, bytes]]] = {}
+
+    def _refresh(self, pair: str) -> None:
+        mine = [g for g in self._gaps if g.pair == pair and g.first <= g.last]
+        if mine:
+            self.headers[pair.encode("utf-8")] = [(GAP_HEADER, encode_gaps(mine))]
+        else:
+            self.headers.pop(pair.encode("utf-8"), None)
 
     def add(self, gap: Gap) -> None:
         with self._lock:
             self._gaps.append(gap)
+            self._refresh(gap.pair)
+
+    def advance(self, gap: Gap, first: int) -> None:
+        """Ids before `first` are produced (or given up): the gap now starts there."""
+        with self._lock:
+            gap.first = first
+            self._refresh(gap.pair)
 
     def next_due(self, now: float) -> Optional[Gap]:
         """The oldest gap whose retry time has come, or None."""
@@ -52,6 +92,7 @@ class GapBook:
         with self._lock:
             if gap in self._gaps:
                 self._gaps.remove(gap)
+            self._refresh(gap.pair)
 
     def open_ranges(self) -> list[tuple[str, int, int]]:
         with self._lock:

@@ -11,7 +11,9 @@ import json
 import logging
 import random
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
+
+from kraken_feed.gaps import GAP_HEADER, decode_gaps
 
 log = logging.getLogger(__name__)
 
@@ -63,14 +65,16 @@ def latest_trade_ids(records: Any, keys: dict[bytes, str], into: Optional[dict[s
 
 
 def read_resume_points(bootstrap: str, topic: str, pairs: list[str], limit: int, timeout: float,
-                       times: Optional[dict[str, Any]] = None) -> dict[str, int]:
+                       times: Optional[dict[str, Any]] = None,
+                       open_gaps: Optional[dict[str, list]] = None) -> dict[str, int]:
     """Highest v2 trade_id already in `topic` per pair (key = pair as typed), from each partition's tail.
 
     A short-lived consumer with assign() (no group membership, no commits) reads every partition backwards in
     chunks (scan_windows), all partitions chunk by chunk, until each pair is found or `limit` records per partition
     were read. Values are decoded only for records whose key is one of `pairs`. Gives up after `timeout` seconds
     with what it found so far (a chunk read only in part can only yield an older trade_id than the newest one in
-    the topic: some snapshot trades are produced twice, none is lost).
+    the topic: some snapshot trades are produced twice, none is lost). `times` receives each pair's last ts_event,
+    `open_gaps` the gaps its newest record says were still being filled (gaps.GAP_HEADER), if any.
     """
     from confluent_kafka import KafkaError, TopicPartition
 
@@ -94,6 +98,7 @@ def read_resume_points(bootstrap: str, topic: str, pairs: list[str], limit: int,
             chunk = {p: w[level] for p, w in windows.items() if level < len(w)}
             unknown = {k: v for k, v in keys.items() if v not in found}
             level_found: dict[str, int] = {}
+            newest_headers: dict[bytes, Any] = {}
             consumer.assign([TopicPartition(topic, p, start) for p, (start, _) in chunk.items()])
             open_parts = set(chunk)
             while open_parts:
@@ -120,11 +125,17 @@ def read_resume_points(bootstrap: str, topic: str, pairs: list[str], limit: int,
                     key = msg.key()
                     if key in unknown:
                         batch.append((key, msg.value()))
+                        newest_headers[key] = msg.headers()
                     if offset == end - 1:
                         open_parts.discard(part)
                 latest_trade_ids(batch, unknown, level_found, times)
             consumer.unassign()
             found.update(level_found)
+            if open_gaps is not None:
+                for key, pair in unknown.items():
+                    gaps = decode_gaps(dict(newest_headers.get(key) or []).get(GAP_HEADER))
+                    if pair in level_found and gaps:
+                        open_gaps[pair] = gaps
             level += 1
         log.info("resume: read %d record(s) of %s (%d partition(s), %d chunk(s) deep) in %.2fs",
                  read, topic, len(windows), level, time.monotonic() - t0)
@@ -133,7 +144,8 @@ def read_resume_points(bootstrap: str, topic: str, pairs: list[str], limit: int,
         consumer.close()
 
 
-def resume_points(args: argparse.Namespace, times: Optional[dict[str, Any]] = None) -> dict[str, int]:
+def resume_points(args: argparse.Namespace, times: Optional[dict[str, Any]] = None,
+                  open_gaps: Optional[dict[str, list]] = None) -> dict[str, int]:
     """--api v2: what the topic already holds per pair (logged pair by pair); {} for v1 or --no-resume."""
     if args.api != "v2":
         log.info("resume: not available with --api v1 (v1 trades have no trade_id); producing live trades only")
@@ -142,7 +154,7 @@ def resume_points(args: argparse.Namespace, times: Optional[dict[str, Any]] = No
         log.info("resume: disabled (--no-resume): the first snapshot is produced in full")
         return {}
     found = read_resume_points(args.bootstrap, args.topic, args.pair, args.resume_scan_limit, args.resume_timeout,
-                               times)
+                               times, open_gaps)
     for pair in args.pair:
         if pair in found:
             log.info("resuming %s after trade_id %d", pair, found[pair])
@@ -165,18 +177,15 @@ def topic_reader(bootstrap: str, purpose: str) -> Any:
     })
 
 
-def values_in_topic(bootstrap: str, topic: str, since_ms: dict[int, int], wanted: set[bytes],
-                    timeout: float) -> set[bytes]:
-    """Which of the record values `wanted` the topic holds, reading each partition in `since_ms` (-1: every
-    partition) from the first record with a timestamp >= since_ms[partition] to its current end.
-
-    Used before producing undelivered records again: a message whose delivery timed out may still have been
-    written. Raises (KafkaException, RuntimeError, TimeoutError) when the broker cannot be read: try again later.
-    """
+def read_since(bootstrap: str, topic: str, since_ms: dict[int, int], timeout: float,
+               visit: Callable[[Any], None]) -> None:
+    """Call visit(msg) for every record of each partition in `since_ms` (-1: every partition) from the first record
+    with a timestamp >= since_ms[partition] to the partition's current end. Raises (KafkaException, RuntimeError,
+    TimeoutError) when the broker cannot be read: try again later."""
     from confluent_kafka import KafkaError, TopicPartition
 
     deadline = time.monotonic() + timeout
-    consumer = topic_reader(bootstrap, "refill-check")
+    consumer = topic_reader(bootstrap, "read-back")
     try:
         meta = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
         if meta is None or meta.error is not None:
@@ -188,9 +197,8 @@ def values_in_topic(bootstrap: str, topic: str, since_ms: dict[int, int], wanted
                                              timeout=timeout)
         ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)[1] for p in starts}
         todo = {tp.partition: tp.offset for tp in offsets if 0 <= tp.offset < ends[tp.partition]}
-        found: set[bytes] = set()
         if not todo:
-            return found
+            return
         consumer.assign([TopicPartition(topic, p, off) for p, off in todo.items()])
         open_parts = set(todo)
         while open_parts:
@@ -203,10 +211,38 @@ def values_in_topic(bootstrap: str, topic: str, since_ms: dict[int, int], wanted
                         open_parts.discard(part)
                         continue
                     raise RuntimeError(f"reading {topic} [{part}]: {err}")
-                if msg.value() in wanted:
-                    found.add(msg.value())
+                if part in open_parts and msg.offset() < ends[part]:
+                    visit(msg)
                 if msg.offset() >= ends[part] - 1:
                     open_parts.discard(part)
-        return found
     finally:
         consumer.close()
+
+
+def values_in_topic(bootstrap: str, topic: str, since_ms: dict[int, int], wanted: set[bytes],
+                    timeout: float) -> set[bytes]:
+    """Which of the record values `wanted` the topic holds since `since_ms` (read_since). Used before producing
+    undelivered records again: a message whose delivery timed out may still have been written."""
+    found: set[bytes] = set()
+
+    def visit(msg: Any) -> None:
+        if msg.value() in wanted:
+            found.add(msg.value())
+
+    read_since(bootstrap, topic, since_ms, timeout, visit)
+    return found
+
+
+def trade_ids_in_topic(bootstrap: str, topic: str, pair: str, since_ms: int, first: int, last: int,
+                       timeout: float) -> set[int]:
+    """The v2 trade_ids in first..last of `pair` (the key) the topic holds in records since `since_ms`."""
+    key, found = pair.encode("utf-8"), set()
+
+    def visit(msg: Any) -> None:
+        if msg.key() == key:
+            ids = latest_trade_ids([(key, msg.value())], {key: pair})
+            if ids and first <= ids[pair] <= last:
+                found.add(ids[pair])
+
+    read_since(bootstrap, topic, {-1: since_ms}, timeout, visit)
+    return found

@@ -12,7 +12,7 @@ import threading
 import time
 from typing import Any, Callable, Optional
 
-from kraken_feed.backfill import Backfiller, backoff_delay
+from kraken_feed.backfill import REFILL_MARGIN_MS, Backfiller, backoff_delay
 from kraken_feed.gaps import Failed, Gap, GapBook, UndeliveredBook
 from kraken_feed.protocol import (
     ACK, DEFAULT_WS_URLS, ERROR, HEARTBEAT, PONG, STATUS, TRADES, UNKNOWN, parse_frame, ping_request,
@@ -156,7 +156,11 @@ class TradeProducer:
     def produce(self, key: bytes, value: bytes) -> None:
         while True:
             try:
-                self.producer.produce(self.topic, value, key)
+                headers = self.gaps.headers.get(key)  # the pair's open gaps, if any (gaps.GAP_HEADER)
+                if headers is None:
+                    self.producer.produce(self.topic, value, key)
+                else:
+                    self.producer.produce(self.topic, value, key, headers=headers)
                 self.stats.produced += 1
                 return
             except BufferError:  # local queue full (broker down for long): wait for room
@@ -179,6 +183,21 @@ class TradeProducer:
                 self.resumed[codec.native] = tid
                 if times and codec.user_pair in times:
                     self.resume_times[codec.native] = times[codec.user_pair]
+
+    def restore_gaps(self, open_gaps: dict[str, list], present: Callable[..., set]) -> None:
+        """Gaps a previous run was still filling when it stopped (read from its newest record's header, see
+        gaps.GAP_HEADER): the ids the topic holds since each gap was found are done; the rest are filled again.
+        present(pair, since_ms, first, last) -> the trade_ids of first..last in the topic."""
+        for pair, ranges in open_gaps.items():
+            if pair not in {c.user_pair for c in self.codecs.values()}:
+                continue
+            for first, last, since_ns, detected_ms in ranges:
+                done = present(pair, detected_ms - REFILL_MARGIN_MS, first, last)
+                todo = [i for i in range(first, last + 1) if i not in done]
+                log.warning("resume: %s had trade_ids %d..%d still to fill when the last run stopped: %d in the "
+                            "topic, %d to fill from REST", pair, first, last, len(done), len(todo))
+                for a, b in id_ranges(todo):
+                    self.gaps.add(Gap(pair, a, b, since_ns, time.monotonic()))
 
     def check_resumed(self, records: list) -> None:
         """First snapshot after a resume: the newest trade Kraken has cannot be older than one we produced.
@@ -543,3 +562,14 @@ def connect_ws(url: str, timeout: float) -> Any:
         url, timeout=timeout, skip_utf8_validation=True, enable_multithread=True,
         sockopt=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
     )
+
+
+def id_ranges(ids: list[int]) -> list[tuple[int, int]]:
+    """Sorted ids -> [(first, last)] of consecutive runs: [1, 2, 3, 7, 9, 10] -> [(1, 3), (7, 7), (9, 10)]."""
+    out: list[tuple[int, int]] = []
+    for i in ids:
+        if out and i == out[-1][1] + 1:
+            out[-1] = (out[-1][0], i)
+        else:
+            out.append((i, i))
+    return out

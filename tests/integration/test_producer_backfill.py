@@ -206,3 +206,29 @@ def test_sigterm_during_a_backfill_waits_for_it(tmp_path: Path, bootstrap: str, 
     assert_each_id_once(got, market_ids(server))
     text = log.read_text()
     assert "waiting up to 20s for the backfill of 3 open gap(s)" in text and "still missing at shutdown" not in text
+
+
+def test_kill_9_in_the_middle_of_a_backfill_the_restart_finishes_it(tmp_path: Path, bootstrap: str, new_topic):
+    """The records of a pair with open gaps name them in a header; the restart reads the newest one, checks which
+    of those ids the topic holds, and fills the rest: every id once although the first run died mid-backfill."""
+    topic = new_topic(3)
+    with FakeKraken(pairs=list(V2_PAIRS.values()), rate=0, seed=37, history=50, heartbeat_interval=0.5) as server:
+        server.rest_page_size = 40                # 300-trade gaps take several one-second REST calls each
+        proc, log = start(tmp_path, server, bootstrap, topic, 1)
+        server.step(10)
+        wait_topic_count(bootstrap, topic, 3 * 60, 20)
+        outage(server, 350)
+        subscribed(server, 2)
+        wait_until(lambda: 40 <= stats(log).get("backfilled", 0) and stats(log)["open_gaps"] == 3, 30,
+                   message="a backfill under way")
+        wait_topic_count(bootstrap, topic, 3 * 110 + stats(log)["backfilled"], 20)
+        os.killpg(proc.pid, signal.SIGKILL)
+        assert proc.wait(10) == -signal.SIGKILL
+        server.rest_page_size = 1000
+        proc, log = start(tmp_path, server, bootstrap, topic, 3, *FAST_REST)
+        got = settle(bootstrap, topic, server, log)
+        assert stop_producer(proc) == 0, log.read_text()
+    assert_each_id_once(got, market_ids(server))
+    text = log.read_text()
+    for user in V2_PAIRS:
+        assert f"resume: {user} had trade_ids " in text and "still to fill when the last run stopped" in text

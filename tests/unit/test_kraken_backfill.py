@@ -23,7 +23,7 @@ class MemoryKafka:
     def __init__(self) -> None:
         self.values: list[dict] = []
 
-    def produce(self, topic: str, value: bytes, key: bytes) -> None:
+    def produce(self, topic: str, value: bytes, key: bytes, headers: object = None) -> None:
         assert key == b"XBT/USDT"
         self.values.append(json.loads(value))
 

@@ -156,6 +156,6 @@ def test_rest_trades_format_legacy_key_depth_and_faults():
         assert sorted(get("pair=XDGUSD&since=0&count=5")["result"]) == ["XDGUSD", "last"]
         assert get("pair=NOPE")["error"] == ["EQuery:Unknown asset pair"]
         with urllib.request.urlopen(f"{base}/control/rest?depth=10&fault=ratelimit&n=1", timeout=5) as r:
-            assert json.loads(r.read()) == {"faults_queued": 1, "down": False, "depth": 10}
+            assert json.loads(r.read()) == {"faults_queued": 1, "down": False, "depth": 10, "page": 1000}
         assert get("pair=XBTUSD") == {"error": ["EAPI:Rate limit exceeded"]}
         assert len(get("pair=XBTUSD")["result"]["XXBTZUSD"]) == 10

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from kraken_feed import kafka_sink, protocol, records, session
+from kraken_feed import gaps, kafka_sink, protocol, records, session
 import kraken_trades_ws as cli
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "kraken"
@@ -153,9 +153,11 @@ def test_odd_frames_are_classified(text, kind):
 class FakeKafka:
     def __init__(self) -> None:
         self.messages: list[tuple[bytes, dict]] = []
+        self.headers: list = []
 
-    def produce(self, topic, value, key):
+    def produce(self, topic, value, key, headers=None):
         self.messages.append((key, json.loads(value)))
+        self.headers.append(headers)
 
     def poll(self, _t=0):
         return 0
@@ -187,6 +189,12 @@ def test_v2_snapshot_overlap_deduped_and_gaps_counted():
     assert {key for key, _ in a.producer.messages} == {b"XBT/USDT"}
     assert (a.stats.gaps, a.stats.missing, a.stats.dups) == (1, 40, 43 + 2)
     assert a.gaps_by_pair == {"XBT/USDT": [1, 40]}
+    # while the gap is open (no backfill thread here), every record of the pair names it in a header
+    assert a.producer.headers[:59] == [None] * 59
+    since = records.epoch_ns_from_iso("2026-01-01T00:00:00.000000Z") - 1000
+    for headers in a.producer.headers[59:]:
+        (name, raw), = headers
+        assert name == "kraken-open-gaps" and [g[:3] for g in gaps.decode_gaps(raw)] == [(60, 99, since)]
 
 
 def test_v1_resubscribe_overlap_skipped():

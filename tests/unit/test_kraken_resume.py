@@ -125,7 +125,8 @@ def test_resume_points_logs_found_and_missing(caplog, monkeypatch):
     args = cli.parse_args(["--pair", "XBT/USDT", "--pair", "ETH/USD", "--topic", "t", "--resume-scan-limit", "300"])
     with caplog.at_level(logging.INFO, logger="kraken_feed"):
         assert resume.resume_points(args) == {"XBT/USDT": 42}
-    assert calls == [("localhost:19092", "t", ["XBT/USDT", "ETH/USD"], 300, cli.DEFAULT_RESUME_TIMEOUT, None)]
+    assert calls == [("localhost:19092", "t", ["XBT/USDT", "ETH/USD"], 300, cli.DEFAULT_RESUME_TIMEOUT, None,
+                      None)]
     assert "resuming XBT/USDT after trade_id 42" in caplog.text
     assert "no earlier v2 trade of ETH/USD in the last 300 record(s) of each partition of t" in caplog.text
 

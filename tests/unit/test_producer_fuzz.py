@@ -228,7 +228,7 @@ class MemoryKafka:
     def __init__(self) -> None:
         self.messages: list[tuple[bytes, bytes]] = []
 
-    def produce(self, topic: str, value: bytes, key: bytes) -> None:
+    def produce(self, topic: str, value: bytes, key: bytes, headers: object = None) -> None:
         self.messages.append((key, value))
 
     def poll(self, _timeout: float = 0) -> int:
