@@ -5,9 +5,11 @@ Gaps (API v2): at most one REST call per --rest-interval seconds (Kraken's publi
 starting just before the gap's first trade (since = the time of the last trade produced before it); each page's
 trades inside the gap are produced with "source":"rest", in trade_id order, until the gap is closed. A rate-limit
 error (`EAPI:Rate limit exceeded`), an HTTP error or a timeout backs off (as reconnects do: --backoff-initial doubling
-to --backoff-max, with jitter, never under two --rest-interval) and tries again; a page with nothing new yet is tried again a little later. What REST cannot give is logged and counted
-(`unfillable`): ids older than REST's history, ids REST skips, and a whole gap still open --backfill-give-up
-seconds after it was found (REST down that long).
+to --backoff-max, with jitter, never under two --rest-interval) and tries again; a page with nothing new yet is tried
+again a little later. What REST cannot give is logged and counted (`unfillable`): ids older than REST's history, ids
+REST skips, and a whole gap still open --backfill-give-up seconds after it was found (REST down that long). While a
+pair has open gaps its records name them in a Kafka header (gaps.GAP_HEADER), so a restart after a crash finishes
+them (TradeProducer.restore_gaps).
 
 Undelivered records (delivery failed after --delivery-timeout): once Kafka accepts writes again (a delivery
 succeeded after the last failure), the topic is read back from the records' own timestamps (minus a margin) and

@@ -31,7 +31,8 @@ MAX_TRADE_ID = 2**63 - 1  # a trade_id is an integer in 0..2^63-1 (Silver's long
 MAX_EPOCH_S = 253_402_300_800  # 10000-01-01T00:00:00Z: times are 1970-01-01 .. 9999-12-31 (UTC)
 MAX_OFFSET_MIN = 14 * 60  # an RFC 3339 offset is within -14:00..+14:00
 _DECIMAL_RE = re.compile(rf"[0-9]{{1,{MAX_INT_DIGITS}}}(?:\.[0-9]{{1,{MAX_FRAC_DIGITS}}})?\Z")
-_EXP_DECIMAL_RE = re.compile(rf"[0-9]{{1,{MAX_INT_DIGITS}}}(?:\.[0-9]{{1,{MAX_FRAC_DIGITS}}})?[eE][+-]?0*[0-9]{{1,3}}\Z")
+_EXP_DECIMAL_RE = re.compile(
+    rf"[0-9]{{1,{MAX_INT_DIGITS}}}(?:\.[0-9]{{1,{MAX_FRAC_DIGITS}}})?[eE][+-]?0*[0-9]{{1,3}}\Z")
 # The canonical form Kraken v2 sends (UTC, 6 fractional digits, 'Z'), with each field in range; days 29-31 are
 # checked against the month in code.
 _ISO_US_RE = re.compile(

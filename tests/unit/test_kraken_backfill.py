@@ -65,7 +65,8 @@ def run_until_idle(w: backfill.Backfiller, limit: int = 50) -> None:
 
 
 def test_reply_parser_takes_the_legacy_key_and_the_cursor():
-    body = b'{"error":[],"result":{"XXBTZUSD":[["1.5","2",1688669597.8277369,"b","m","",61044952]],"last":"1688671969993150842"}}'
+    body = (b'{"error":[],"result":{"XXBTZUSD":[["1.5","2",1688669597.8277369,"b","m","",61044952]],'
+            b'"last":"1688671969993150842"}}')
     trades, last = rest.parse_trades_reply(body)
     assert last == 1688671969993150842 and trades[0][2] == "1688669597.8277369" and trades[0][6] == 61044952
 

@@ -331,7 +331,8 @@ def mixed_frame(api: str, rng: random.Random, n_bad: int) -> tuple[str, list[dic
     texts = [t.v2_json() if api == "v2" else t.v1_json() for t in goods]
     elements = list(texts)
     for _ in range(n_bad):
-        bad = mutate(json.dumps([json.loads(rng.choice(texts), parse_float=records.Num)]), rng).decode("utf-8", "replace")
+        seed = json.dumps([json.loads(rng.choice(texts), parse_float=records.Num)])
+        bad = mutate(seed, rng).decode("utf-8", "replace")
         try:
             bad_element = json.loads(bad)[0]
         except (ValueError, IndexError, KeyError, TypeError):
