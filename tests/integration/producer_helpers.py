@@ -188,3 +188,23 @@ def assert_values_match_market(bootstrap: str, topic: str, server: FakeKraken, p
         else:
             assert v["source"] == "ws", v
         assert got == want, (v, want)
+
+
+def bronze_trades(bootstrap: str, topic: str, workdir: Path) -> dict[str, list[tuple[int, str]]]:
+    """Land the topic in Bronze with the unchanged Bronze job (--available-now, a fresh folder) and return what
+    Bronze holds, shaped as topic_trades() returns it: {pair: [(trade_id, source), ...] in trade_id order}."""
+    import pyarrow.parquet as pq
+
+    from tests.helpers import run_script
+
+    out, checkpoint = workdir / "bronze", workdir / "bronze-checkpoint"
+    result = run_script("spark/jobs/kafka_to_bronze_trades.py", "--bootstrap", bootstrap, "--topic", topic,
+                        "--out", str(out), "--checkpoint", str(checkpoint), "--available-now",
+                        "--startingOffsets", "earliest", timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = pq.ParquetDataset(str(out)).read(columns=["key", "value_raw"]).to_pylist()  # a fresh sink: no orphans
+    found: dict[str, list[tuple[int, str]]] = {}
+    for row in rows:
+        value = json.loads(row["value_raw"])
+        found.setdefault(row["key"], []).append((value["trade_id"], value["source"]))
+    return {pair: sorted(ids) for pair, ids in found.items()}

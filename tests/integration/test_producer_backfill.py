@@ -16,7 +16,7 @@ import pytest
 from fake_kraken import FakeKraken
 from tests.helpers import wait_until
 from tests.integration.producer_helpers import (
-    V2_PAIRS, assert_each_id_once, assert_values_match_market, high_watermarks, start_producer, stats,
+    V2_PAIRS, assert_each_id_once, assert_values_match_market, bronze_trades, high_watermarks, start_producer, stats,
     stop_producer, topic_trades, wait_topic_count,
 )
 
@@ -101,6 +101,7 @@ def test_kill_9_with_500_trades_made_while_down(tmp_path: Path, bootstrap: str, 
     for user in V2_PAIRS:
         assert len(rest[user]) == 450, user
     assert_values_match_market(bootstrap, topic, server, V2_PAIRS)
+    assert bronze_trades(bootstrap, topic, tmp_path) == got  # Bronze (the unchanged job) holds the same, once
     final = stats(log, final=True)
     assert (final["backfilled"], final["unfillable"], final["open_gaps"]) == (1350, 0, 0)
 
