@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kraken_feed import protocol, records, session
+from kraken_feed import protocol, records, rest, session
 import kraken_trades_ws as cli
 from fake_kraken import FakeKraken
 
@@ -47,13 +47,13 @@ def _no_float(text: str) -> Any:
     raise AssertionError(f"a JSON float in a record: {text}")
 
 
-def check_record(key: bytes, value: bytes, api: str) -> dict:
+def check_record(key: bytes, value: bytes, api: str, source: str = "ws") -> dict:
     pairs = V2_PAIRS if api == "v2" else V1_PAIRS
     items = json.loads(value.decode("utf-8"), parse_float=_no_float, object_pairs_hook=list)
     assert [name for name, _ in items] == FIELDS, items
     rec = dict(items)
     assert rec["symbol"] in pairs and key == rec["symbol"].encode("utf-8")
-    assert rec["pair_native"] == pairs[rec["symbol"]] and rec["api"] == api and rec["source"] == "ws"
+    assert rec["pair_native"] == pairs[rec["symbol"]] and rec["api"] == api and rec["source"] == source
     for name in ("price", "size"):
         text = rec[name]
         assert type(text) is str and PLAIN_DECIMAL.fullmatch(text), rec
@@ -381,3 +381,30 @@ def test_hypothesis_mutated_frames_never_raise_and_keep_the_contract(api, seed, 
     seeds = SEEDS[api]
     feed(app, mutate(seeds[seed % len(seeds)], rng, value))
     check_all(app, api)
+
+
+def rest_reply(seed: int) -> str:
+    """A REST /0/public/Trades reply of the fake Kraken (the format Kraken documents, legacy key included)."""
+    fake = FakeKraken(pairs=["BTC/USDT"], rate=0, seed=seed)
+    trades = [fake._new_trade("BTC/USDT", 1_790_000_000_000_000 + i) for i in range(1 + seed % 5)]
+    return ('{"error":[],"result":{"XBTUSDT":[' + ",".join(t.rest_json() for t in trades)
+            + f'],"last":"{trades[-1].ts_ns}"}}}}')
+
+
+@settings(max_examples=400, derandomize=True, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(seed=st.integers(0, 50), rng=st.randoms(use_true_random=False), value=HOSTILE_VALUES)
+def test_hypothesis_mutated_rest_replies_never_raise_and_keep_the_contract(seed, rng, value):
+    """The backfill's input: a reply is either refused as a whole (RestError) or its elements become records that
+    keep the contract ("source": "rest") or are skipped (BadTrade), one by one."""
+    codec = records.PairCodec("XBT/USDT", "BTC/USDT", "v2")
+    try:
+        trades, _cursor = rest.parse_trades_reply(mutate(rest_reply(seed), rng, value))
+    except rest.RestError:
+        return
+    for t in trades:
+        try:
+            _tid, value_bytes = codec.rest_value(t, "2026-01-01T00:00:00.000000Z")
+        except records.BadTrade:
+            continue
+        check_record(codec.key, value_bytes, "v2", source="rest")
