@@ -96,6 +96,7 @@ def decimal_text(value: Any) -> str:
 
 
 _MAX_INT = 10**MAX_INT_DIGITS
+_MONTH_DAYS = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)  # February 29: leap years only (checked)
 _NO_TIME = object()  # PairCodec's time cache before the first trade: equal to no wire value
 
 
@@ -120,9 +121,12 @@ def iso_from_rfc3339(text: str) -> str:
     Only real calendar dates and times (no 25:61, no Feb 30, no leap second 60), offsets within ±14:00, and a UTC
     result in 1970..9999; anything else raises BadTrade."""
     if type(text) is str and _ISO_US_RE.match(text):  # Kraken's own form: only days 29-31 need the calendar
-        if text[8:10] <= "28" or int(text[8:10]) <= calendar.monthrange(int(text[:4]), int(text[5:7]))[1]:
+        if text[8:10] <= "28":
             return text
-        raise BadTrade(f"bad timestamp: {short(text, 80)}")
+        day, month = int(text[8:10]), int(text[5:7])
+        if day <= _MONTH_DAYS[month] and (month != 2 or calendar.isleap(int(text[:4]))):
+            return text
+        raise BadTrade(f"bad timestamp (not a real date and time): {short(text, 80)}")
     m = _RFC3339_RE.match(text) if isinstance(text, str) else None
     if m is None:
         raise BadTrade(f"bad timestamp: {short(text, 80)}")

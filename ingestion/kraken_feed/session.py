@@ -120,6 +120,7 @@ class TradeProducer:
         self.last_value: dict[str, bytes] = {}  # v2: the last produced value per native pair (a gap's REST cursor)
         self.resume_times: dict[str, Any] = {}  # v2: ts_event of the resume point per native pair
         self.gaps = GapBook()
+        self.gap_headers = self.gaps.headers  # the same dict, one lookup less on the hot path
         self.undelivered = UndeliveredBook()
         self.delivered_at_failure = -1  # stats.delivered when the last delivery failed (-1: none failed)
         self.worker: Optional[Backfiller] = None
@@ -156,7 +157,8 @@ class TradeProducer:
     def produce(self, key: bytes, value: bytes) -> None:
         while True:
             try:
-                headers = self.gaps.headers.get(key)  # the pair's open gaps, if any (gaps.GAP_HEADER)
+                gap_headers = self.gap_headers  # {key: headers} of pairs with open gaps (gaps.GAP_HEADER)
+                headers = gap_headers.get(key) if gap_headers else None
                 if headers is None:
                     self.producer.produce(self.topic, value, key)
                 else:
