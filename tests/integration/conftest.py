@@ -7,6 +7,14 @@ import sys
 import pytest
 
 from tests.helpers import REPO_ROOT
+from tests.integration.producer_helpers import kill_leftover_producers
+
+
+@pytest.fixture(autouse=True)
+def no_producer_left_running():
+    """A producer a test started never outlives it, even when the test fails before stopping it."""
+    yield
+    kill_leftover_producers()
 
 
 @pytest.fixture(scope="session")

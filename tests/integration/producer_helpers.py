@@ -15,6 +15,7 @@ from fake_kraken import FakeKraken
 from tests.helpers import start_script, wait_until
 
 PRODUCER = "ingestion/kraken_trades_ws.py"
+STARTED: list[subprocess.Popen] = []  # every producer started by start_producer (see kill_leftover_producers)
 V2_PAIRS = {"XBT/USDT": "BTC/USDT", "ETH/USD": "ETH/USD", "DOGE/USD": "DOGE/USD"}  # user spelling -> fake's pair
 V1_PAIRS = {"BTC/USDT": "BTC/USDT", "ETH/USD": "ETH/USD", "XDG/USD": "DOGE/USD"}
 ISO_US = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z\Z")
@@ -29,7 +30,21 @@ def start_producer(tmp_path: Path, url: str, bootstrap: str, topic: str, pairs: 
     args = ["--ws-url", url, "--bootstrap", bootstrap, "--topic", topic, "--api", api, *FAST_FLAGS, *extra]
     for p in pairs:
         args += ["--pair", p]
-    return start_script(PRODUCER, *args, log_path=log_path), log_path
+    proc = start_script(PRODUCER, *args, log_path=log_path)
+    STARTED.append(proc)
+    return proc, log_path
+
+
+def kill_leftover_producers() -> None:
+    """After a test: kill -9 the process group of every producer it started that still runs (a failed assertion
+    before stop_producer would otherwise leave it running for the rest of the session)."""
+    import os
+
+    while STARTED:
+        proc = STARTED.pop()
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
 
 
 def stop_producer(proc: subprocess.Popen, timeout: float = 30) -> int:
