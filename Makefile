@@ -11,13 +11,15 @@ PAIRS ?= XBT/USDT
 TOPIC ?= crypto.trades
 N ?= 5
 SYMBOL ?= XBT/USDT
+SILVER ?= data/silver/crypto_trades
 
 .DEFAULT_GOAL := help
 .PHONY: help setup connector broker-up broker-down broker-status cluster-up cluster-down cluster-status run demo audit \
-	consume chart gold-recompute optimize clean-data test test-unit test-integration bench bench-quick
+	audit-completeness consume chart gold-recompute optimize clean-data test test-unit test-integration bench \
+	bench-quick
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 20
 
 setup: $(VENV)/.installed connector  ## create .venv, install requirements, fetch the Kafka broker, Kafka connector and Delta jars
 	@$(PYTHON) infra/kafka/broker.py fetch
@@ -59,8 +61,13 @@ run: setup  ## the whole pipeline on live Kraken (PAIRS="XBT/USDT ETH/USD" to ch
 demo: setup  ## the whole pipeline offline: a fake Kraken replays a recording shipped in the repo
 	$(PY) infra/run_pipeline.py --demo --topic $(TOPIC)
 
-audit: setup  ## compare Bronze with the broker: holes, duplicates, lag, files (exit 1 on holes/duplicates)
-	$(PY) spark/jobs/bronze_audit.py --topic $(TOPIC)
+audit: setup  ## Bronze vs the broker, then Silver's trade ids per pair (exit non-zero if either finds a problem)
+	@rc=0; $(PY) spark/jobs/bronze_audit.py --topic $(TOPIC) || rc=$$?; \
+	$(PY) spark/jobs/silver_completeness_audit.py --silver $(SILVER) || { r=$$?; [ $$rc -ne 0 ] || rc=$$r; }; \
+	exit $$rc
+
+audit-completeness: $(VENV)/.installed  ## Silver holds every trade_id of each pair once? (SYMBOLS="XBT/USDT ..." to choose)
+	$(PY) spark/jobs/silver_completeness_audit.py --silver $(SILVER) $(foreach s,$(SYMBOLS),--symbol $(s))
 
 consume: $(VENV)/.installed  ## print the last N records of the topic (like `rpk topic consume crypto.trades -n 5`)
 	@$(PY) ingestion/consume_trades.py --topic $(TOPIC) -n $(N)

@@ -172,12 +172,12 @@ def v2_trade_frames(n_trades: int, max_batch: int = 5, seed: int = 7, ts_us: Opt
 
 def producer_values(frames: list[str]) -> list[tuple[bytes, bytes]]:
     """(key, value) exactly as the producer writes them for these frames (its own parser and codecs)."""
-    import kraken_trades_ws as kw
+    from kraken_feed import protocol, records
 
-    codecs = {kw.native_pair(p, "v2"): kw.PairCodec(p, kw.native_pair(p, "v2"), "v2") for p in USER_PAIRS}
+    codecs = {records.native_pair(p, "v2"): records.PairCodec(p, records.native_pair(p, "v2"), "v2") for p in USER_PAIRS}
     out = []
     for frame in frames:
-        parsed = kw.parse_frame(frame, kw.iso_now(), codecs, "v2")
+        parsed = protocol.parse_frame(frame, records.iso_now(), codecs, "v2")
         out += [(codec.key, value) for codec, _tid, value in parsed[2]]
     return out
 

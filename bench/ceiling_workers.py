@@ -25,6 +25,7 @@ from typing import Optional
 
 import bench_common as bc  # noqa: F401  (puts ingestion/ on sys.path)
 import kraken_trades_ws as kw
+from kraken_feed import kafka_sink, protocol, records
 
 TRADE_PREFIX = b'{"channel":"trade","type":"update"'
 
@@ -34,8 +35,8 @@ def ws_recv(url: str, frames: int, validate_utf8: bool = False) -> dict:
 
     ws = websocket.create_connection(url, timeout=30, skip_utf8_validation=not validate_utf8, enable_multithread=True,
                                      sockopt=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),))
-    natives = [kw.native_pair(p, "v2") for p in bc.USER_PAIRS]
-    ws.send(kw.subscribe_request("v2", natives, 1))
+    natives = [records.native_pair(p, "v2") for p in bc.USER_PAIRS]
+    ws.send(protocol.subscribe_request("v2", natives, 1))
     seen = 0
     recv = ws.recv_data_frame
     while seen < frames:
@@ -61,7 +62,7 @@ def kafka_produce(frames_file: str, topic: str, bootstrap: str) -> dict:
         if err is None:
             delivered[0] += 1
 
-    producer = Producer({**kw.producer_config(args), "on_delivery": on_delivery})
+    producer = Producer({**kafka_sink.producer_config(args), "on_delivery": on_delivery})
     producer.list_topics(topic, timeout=10)  # metadata before the clock starts, as the producer's broker check
     produce, poll = producer.produce, producer.poll
     t0 = time.time()
@@ -85,7 +86,7 @@ def kafka_latency(topic: str, bootstrap: str, rate: float, duration: float) -> d
     records = bc.producer_values(bc.v2_trade_frames(1000))
     args = argparse.Namespace(bootstrap=bootstrap, compression=kw.DEFAULT_COMPRESSION, linger_ms=kw.DEFAULT_LINGER_MS,
                               delivery_timeout=kw.DEFAULT_DELIVERY_TIMEOUT)
-    producer = Producer(kw.producer_config(args))
+    producer = Producer(kafka_sink.producer_config(args))
     producer.list_topics(topic, timeout=10)
     latencies: list[float] = []
     clock = time.perf_counter

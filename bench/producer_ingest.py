@@ -148,16 +148,16 @@ def decode_options(frames: list[str], repeat: int = 3) -> dict[str, Any]:
     keeps a JSON number's exact text qualifies for the producer (price/size are money)."""
     import json as stdlib_json
 
-    import kraken_trades_ws as kw
+    from kraken_feed import protocol, records
 
-    codecs = {kw.native_pair(p, "v2"): kw.PairCodec(p, kw.native_pair(p, "v2"), "v2") for p in bc.USER_PAIRS}
+    codecs = {records.native_pair(p, "v2"): records.PairCodec(p, records.native_pair(p, "v2"), "v2") for p in bc.USER_PAIRS}
     n = sum(f.count('"trade_id"') for f in frames)
     options: dict[str, Any] = {
         "json.loads (floats: inexact, reference only)": stdlib_json.loads,
-        "json.loads parse_float=Num (exact)": lambda f: stdlib_json.loads(f, parse_float=kw.Num),
-        "load_frame (the producer's: msgspec if installed, else the line above)": kw.load_frame,
+        "json.loads parse_float=Num (exact)": lambda f: stdlib_json.loads(f, parse_float=records.Num),
+        "load_frame (the producer's: msgspec if installed, else the line above)": protocol.load_frame,
         "parse_frame: decode + records (the producer's whole parse)":
-            lambda f: kw.parse_frame(f, "2026-01-01T00:00:00.000000Z", codecs, "v2"),
+            lambda f: protocol.parse_frame(f, "2026-01-01T00:00:00.000000Z", codecs, "v2"),
     }
     try:
         import orjson
@@ -166,7 +166,7 @@ def decode_options(frames: list[str], repeat: int = 3) -> dict[str, Any]:
         pass
     try:
         import msgspec
-        dec = msgspec.json.Decoder(float_hook=kw.Num)
+        dec = msgspec.json.Decoder(float_hook=records.Num)
         options["msgspec float_hook=Num (exact)"] = dec.decode
     except ImportError:
         options["msgspec float_hook=Num (exact)"] = None  # not installed

@@ -20,6 +20,17 @@ Faults and inspection over plain HTTP on the same port (curl http://127.0.0.1:87
     hold?on=1 / hold?on=0     refuse (HTTP 503) / accept new WebSocket handshakes
     step?n=10                 generate n trades per pair now
     stats                     counters;  trades?api=v2   every trade sent to a client, in that dialect
+    rest?fault=ratelimit&n=3  the next n REST calls: {"error":["EAPI:Rate limit exceeded"]}
+    rest?fault=error&status=502&n=1 / rest?fault=slow&delay=3&n=1   HTTP 5xx / an answer after `delay` seconds
+    rest?down=1 / rest?down=0 REST calls cut off without an answer (a reset connection) / served again
+    rest?depth=200            REST serves only the newest 200 trades per pair (older ones: "older than REST serves")
+    rest?page=50              at most 50 trades per REST reply (Kraken: 1000)
+
+REST trades on the same port, from the same trade history as the WebSocket (kraken-rest.md):
+    GET /0/public/Trades?pair=XBTUSDT&since=<ns>&count=1000 -> {"error":[],"result":{"XBTUSDT":[[price, volume,
+    time, "b"|"s", "m"|"l", "", trade_id], ...],"last":"<ns>"}}: trades with an engine time after `since`, up to
+    1000; the result key is Kraken's legacy name where it has one (BTC/USD -> XXBTZUSD); the time has up to 7
+    decimals and truncated to the microsecond equals the trade's WebSocket timestamp.
 
 In-process (tests): server = FakeKraken(port=0, ...).start(); server.url("v2"); server.drop_connections(); ...
 """
@@ -28,15 +39,19 @@ from __future__ import annotations
 
 import argparse
 import base64
+import bisect
 import collections
 import datetime as dt
 import hashlib
+import http
 import json
 import logging
 import random
+import re
 import signal
 import socket
 import struct
+import sys
 import threading
 import time
 import urllib.parse
@@ -55,11 +70,19 @@ PROFILES = {"BTC": ("83744.3", 1, 8), "ETH": ("2011.37", 2, 8), "DOGE": ("0.1234
 DEFAULT_PROFILE = ("10.0000", 4, 8)
 CLOSE_1001_REASON = "CloudFlare WebSocket proxy restarting"
 HALTED = ("maintenance", "cancel_only", "post_only")
+# Kraken's REST result key for some pairs is the legacy name, not the name asked for (kraken-rest.md)
+REST_LEGACY_KEYS = {"BTC/USD": "XXBTZUSD", "ETH/USD": "XETHZUSD", "BTC/EUR": "XXBTZEUR", "ETH/EUR": "XETHZEUR"}
+REST_MAX_COUNT = 1000
 
 
 def v1_name(v2_pair: str) -> str:
     base, quote = v2_pair.split("/")
     return f"{V2_TO_V1.get(base, base)}/{V2_TO_V1.get(quote, quote)}"
+
+
+def rest_name(v2_pair: str) -> str:
+    """Kraken's REST altname: BTC/USDT -> XBTUSDT, DOGE/USD -> XDGUSD."""
+    return v1_name(v2_pair).replace("/", "")
 
 
 def iso_us(ts_us: int) -> str:
@@ -74,7 +97,8 @@ def now_iso() -> str:
 class Trade:
     """One market trade. Texts are kept per dialect: v1 fixed decimals, v2 as the JSON number's wire text."""
 
-    __slots__ = ("pair", "trade_id", "price_v1", "size_v1", "price_v2", "size_v2", "side", "ord_type", "ts_us")
+    __slots__ = ("pair", "trade_id", "price_v1", "size_v1", "price_v2", "size_v2", "side", "ord_type", "ts_us",
+                 "ts_ns")
 
     def __init__(self, pair: str, trade_id: int, price: Decimal, size: Decimal, side: str, ord_type: str,
                  ts_us: int, v2_style: tuple) -> None:
@@ -83,6 +107,15 @@ class Trade:
         v1_q = Decimal(1).scaleb(min(-5, price.as_tuple().exponent))
         self.price_v1, self.size_v1 = format(price.quantize(v1_q), "f"), format(size, "f")
         self.price_v2, self.size_v2 = _v2_text(price, v2_style[0]), _v2_text(size, v2_style[1])
+        self.ts_ns = ts_us * 1000  # the engine's time; trades sharing a microsecond get 100 ns steps (REST shows them)
+
+    def rest_json(self) -> str:
+        """REST /0/public/Trades element: fixed-decimal texts, time as a JSON number with up to 7 decimals (the
+        engine's time to 100 ns, trailing zeros dropped), side/type letters, misc, trade_id."""
+        sec, ns = divmod(self.ts_ns, 1_000_000_000)
+        frac = f"{ns // 100:07d}".rstrip("0") or "0"
+        return (f'["{self.price_v1}","{self.size_v1}",{sec}.{frac},"{self.side[0]}","{self.ord_type[0]}","",'
+                f'{self.trade_id}]')
 
     def v2_json(self) -> str:
         return (f'{{"symbol":"{self.pair}","side":"{self.side}","price":{self.price_v2},"qty":{self.size_v2},'
@@ -136,6 +169,54 @@ def _unmask(mask: bytes, data: bytes) -> bytes:
 
 class Closed(Exception):
     pass
+
+
+class ControlError(ValueError):
+    """A /control/ request with a bad parameter (answered 400 with this message)."""
+
+
+def int_param(q: dict, name: str, default: int, lo: int, hi: int) -> int:
+    text = q.get(name)
+    if text is None:
+        return default
+    if not re.fullmatch(r"-?[0-9]{1,12}", text) or not lo <= int(text) <= hi:
+        raise ControlError(f"{name}={text[:40]!r}: expected an integer in {lo}..{hi}")
+    return int(text)
+
+
+def choice_param(q: dict, name: str, default: str, allowed: tuple) -> str:
+    text = q.get(name, default)
+    if text not in allowed:
+        raise ControlError(f"{name}={text[:40]!r}: expected one of {', '.join(allowed)}")
+    return text
+
+
+class RecordingError(ValueError):
+    """A recording file that cannot be replayed; the message names the file and line."""
+
+
+def read_recording(path: str) -> list[dict]:
+    """A --record/--replay JSONL file -> [{"t": epoch seconds, "frame": text}, ...]; blank lines skipped.
+
+    Raises RecordingError("FILE:LINE: ...") for the first line that is not such an object (or FILE: for I/O)."""
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as f:
+            lines = f.read().splitlines()
+    except OSError as exc:
+        raise RecordingError(f"{path}: cannot read the recording: {exc.strerror or exc}") from exc
+    frames = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError as exc:
+            raise RecordingError(f"{path}:{n}: not JSON ({exc}): {line[:80]!r}") from exc
+        if (not isinstance(rec, dict) or not isinstance(rec.get("frame"), str)
+                or type(rec.get("t")) not in (int, float) or rec["t"] != rec["t"]):
+            raise RecordingError(f'{path}:{n}: expected {{"t": epoch seconds, "frame": text}}, got {line[:80]!r}')
+        frames.append(rec)
+    return frames
 
 
 class Conn:
@@ -262,7 +343,8 @@ class FakeKraken:
                  history: int = 0, start: str = "subscribe", decimals: Optional[int] = None,
                  v1_snapshot: bool = False, v2_snapshot_default: bool = True, heartbeat_interval: float = 1.0,
                  idle_timeout: float = 60.0, max_subscribes_per_s: int = 20, replay: Optional[str] = None,
-                 pace: str = "recorded", version_v2: str = "2.0.10", version_v1: str = "1.9.2") -> None:
+                 pace: str = "recorded", version_v2: str = "2.0.10", version_v1: str = "1.9.2",
+                 rest_depth: int = 0) -> None:
         self.host, self.port = host, port
         self.pairs = list(pairs)
         self.v1_to_v2 = {v1_name(p): p for p in self.pairs}
@@ -287,6 +369,13 @@ class FakeKraken:
         self.sent: dict[str, dict[int, Trade]] = {p: {} for p in self.pairs}  # trades sent to >= 1 client
         self.counters = collections.Counter()
         self.channel_ids = {p: 1000 + i * 37 for i, p in enumerate(self.pairs)}
+        # REST /0/public/Trades: names it accepts per pair, how much history it serves, faults queued on demand
+        self.rest_names = {n: p for p in self.pairs for n in (rest_name(p), p, v1_name(p), REST_LEGACY_KEYS.get(p))
+                           if n}
+        self.rest_depth = rest_depth  # serve only the newest N trades per pair (0: all the fake keeps)
+        self.rest_page_size = REST_MAX_COUNT  # at most this many trades per reply (Kraken: 1000)
+        self.rest_faults: collections.deque = collections.deque()  # ("ratelimit"|"error"|"slow", status, delay)
+        self.rest_down = False
         self._state = {}
         for p in self.pairs:
             start_price, pdec, sdec = PROFILES.get(p.split("/")[0], DEFAULT_PROFILE)
@@ -300,10 +389,7 @@ class FakeKraken:
             for p in self.pairs:
                 for i in range(history):
                     self.history[p].append(self._new_trade(p, past + i * 1000))
-        self._replay_frames: list = []
-        if replay:
-            with open(replay, encoding="utf-8") as f:
-                self._replay_frames = [json.loads(line) for line in f if line.strip()]
+        self._replay_frames: list = read_recording(replay) if replay else []
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> "FakeKraken":
@@ -353,7 +439,11 @@ class FakeKraken:
         trade = Trade(pair, st["next_id"], st["price"], size, rng.choice(("buy", "sell")),
                       rng.choice(("limit", "limit", "market")), ts_us,
                       (rng.choice(("full", "trim")), rng.choice(("full", "full", "trim", "int"))))
+        last_ns = st.get("last_ns", 0)
+        if trade.ts_ns <= last_ns:  # strictly increasing per pair, within the same microsecond as the WS time
+            trade.ts_ns = last_ns + (100 if last_ns % 1000 < 900 else 1)
         st["next_id"] += 1
+        st["last_ns"] = trade.ts_ns
         return trade
 
     def step(self, n: int = 1, pair: Optional[str] = None) -> list[Trade]:
@@ -393,9 +483,29 @@ class FakeKraken:
             self.counters["trades_sent"] += len(trades)
 
     def _trade_frame(self, api: str, pair: str, batch: list[Trade], kind: str) -> str:
+        return self._frame_of(api, pair, [t.v2_json() if api == "v2" else t.v1_json() for t in batch], kind)
+
+    def _frame_of(self, api: str, pair: str, elements: list[str], kind: str) -> str:
+        """A trade frame of `pair` holding these element texts (JSON), in the dialect of `api`."""
         if api == "v2":
-            return f'{{"channel":"trade","type":"{kind}","data":[{",".join(t.v2_json() for t in batch)}]}}'
-        return f'[{self.channel_ids[pair]},[{",".join(t.v1_json() for t in batch)}],"trade","{v1_name(pair)}"]'
+            return f'{{"channel":"trade","type":"{kind}","data":[{",".join(elements)}]}}'
+        return f'[{self.channel_ids[pair]},[{",".join(elements)}],"trade","{v1_name(pair)}"]'
+
+    def emit_mixed(self, pair: str, n: int, junk: list[str], api: str = "v2") -> list[Trade]:
+        """n new trades of `pair` sent in ONE update frame to `api` subscribers, with the raw JSON texts `junk` as
+        extra elements between them (good, junk, good, junk, ...): every good one must still be produced."""
+        with self.lock:
+            ts = time.time_ns() // 1000
+            batch = [self._new_trade(pair, ts) for _ in range(n)]
+            self.history[pair].extend(batch)
+            self.generated += n
+            for c in self.conns:
+                if pair in c.subs and c.api == api and not c.frozen and not c.closed:
+                    goods = [t.v2_json() if api == "v2" else t.v1_json() for t in batch]
+                    elements = [e for pair_ in zip(goods, junk) for e in pair_]
+                    elements += goods[len(junk):] + junk[len(goods):]
+                    c.send(self._frame_of(api, pair, elements, "update"), trades=batch)
+        return batch
 
     def _market_loop(self) -> None:
         self.market_started.wait()
@@ -472,10 +582,11 @@ class FakeKraken:
         try:
             _method, target, _ = lines[0].split(" ", 2)
         except ValueError:
-            sock.close()
-            return
+            return self._http(sock, 400, {"error": f"bad HTTP request line {lines[0][:80]!r}"})
         headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
         url = urllib.parse.urlsplit(target)
+        if url.path == "/0/public/Trades":
+            return self._rest_trades(sock, dict(urllib.parse.parse_qsl(url.query)))
         if url.path.startswith("/control/"):
             self._control(sock, url.path[len("/control/"):], dict(urllib.parse.parse_qsl(url.query)))
             return
@@ -569,7 +680,7 @@ class FakeKraken:
         snapshot = params.get("snapshot", self.v2_snapshot_default)
         for symbol in params["symbol"]:
             with self.lock:  # ack, snapshot and the first update go out in this order, nothing lost between
-                if symbol not in self.history:
+                if not isinstance(symbol, str) or symbol not in self.history:
                     conn.send(json.dumps({"error": f"Currency pair not supported {symbol}", "method": method,
                                           "success": False, "symbol": symbol, **extra,
                                           "time_in": t_in, "time_out": now_iso()}))
@@ -625,7 +736,7 @@ class FakeKraken:
             return
         for pair in pairs:
             with self.lock:
-                v2 = self.v1_to_v2.get(pair)
+                v2 = self.v1_to_v2.get(pair) if isinstance(pair, str) else None
                 base = {"channelName": "trade", "event": "subscriptionStatus", "pair": pair, **extra,
                         "subscription": {"name": "trade"}}
                 if v2 is None:
@@ -719,41 +830,127 @@ class FakeKraken:
             return h[-1].trade_id if h else None
 
     def _control(self, sock: socket.socket, action: str, q: dict) -> None:
+        """GET /control/<action>?<params>: a bad parameter is a 400 naming it, a bug a 500 (logged), never silence."""
         try:
-            if action == "drop":
-                body: Any = {"dropped": self.drop_connections()}
-            elif action == "close":
-                body = {"closed": self.close_connections(int(q.get("code", 1001)), q.get("reason", CLOSE_1001_REASON))}
-            elif action == "freeze":
-                body = {"frozen": self.freeze_connections()}
-            elif action == "status":
-                self.set_system(q.get("system", "online"))
-                body = {"system": self.system}
-            elif action == "ratelimit":
-                self.rate_limit_next(int(q.get("n", 1)))
-                body = {"ratelimit_next": self.ratelimit_next}
-            elif action == "hold":
-                self.set_hold(q.get("on", "1") not in ("0", "false", "off"))
-                body = {"hold": self.hold}
-            elif action == "step":
-                body = {"generated": len(self.step(int(q.get("n", 1)), q.get("pair")))}
-            elif action == "stats":
-                body = {**self.counters, "generated": self.generated, "system": self.system,
-                        "active_connections": self.active_connections()}
-            elif action == "trades":
-                body = self.sent_trades(q.get("api", "v2"))
-            else:
-                return self._http(sock, 404, {"error": f"unknown action {action}"})
-        except ValueError as exc:
+            body = self._control_action(action, q)
+        except ControlError as exc:
             return self._http(sock, 400, {"error": str(exc)})
+        except Exception as exc:  # a bug in the fake: say so to the caller, keep serving
+            log.exception("control %s failed", action)
+            return self._http(sock, 500, {"error": f"{type(exc).__name__}: {exc}"})
+        if body is None:
+            return self._http(sock, 404, {"error": f"unknown action {action!r}"})
         self._http(sock, 200, body)
 
+    # -- REST /0/public/Trades --------------------------------------------------------------------
+    def add_rest_fault(self, kind: str, n: int = 1, status: int = 502, delay: float = 2.0) -> None:
+        """The next n REST calls: "ratelimit" ({"error":["EAPI:Rate limit exceeded"]}), "error" (HTTP `status`),
+        or "slow" (answered after `delay` seconds)."""
+        with self.lock:
+            self.rest_faults.extend([(kind, status, delay)] * n)
+
+    def set_rest_down(self, down: bool) -> None:
+        """While down, every REST call is cut off without an answer (the client sees a reset connection)."""
+        self.rest_down = down
+
+    def _rest_trades(self, sock: socket.socket, q: dict) -> None:
+        self.counters["rest_calls"] += 1
+        if self.rest_down:
+            self.counters["rest_refused"] += 1
+            return self._reset(sock)
+        with self.lock:
+            kind, status, delay = self.rest_faults.popleft() if self.rest_faults else (None, 0, 0.0)
+        if kind is not None:
+            self.counters["rest_faults"] += 1
+        if kind == "ratelimit":
+            return self._http(sock, 200, {"error": ["EAPI:Rate limit exceeded"]})
+        if kind == "error":
+            return self._http_raw(sock, status, b"<html><body>upstream error</body></html>", "text/html")
+        if kind == "slow":
+            time.sleep(delay)
+        pair = self.rest_names.get(q.get("pair", ""))
+        since, count = q.get("since", "0"), q.get("count", str(REST_MAX_COUNT))
+        if pair is None:
+            return self._http(sock, 200, {"error": ["EQuery:Unknown asset pair"]})
+        if not (since.isdigit() and len(since) <= 20 and count.isdigit() and 1 <= int(count) <= REST_MAX_COUNT):
+            return self._http(sock, 200, {"error": ["EGeneral:Invalid arguments"]})
+        with self.lock:
+            history = self.history[pair]
+            served = history[-self.rest_depth:] if self.rest_depth else history
+            start = bisect.bisect_right(served, int(since), key=lambda t: t.ts_ns)
+            page = served[start:start + min(int(count), self.rest_page_size)]
+        last = page[-1].ts_ns if page else int(since)
+        key = REST_LEGACY_KEYS.get(pair, rest_name(pair))
+        body = (f'{{"error":[],"result":{{"{key}":[{",".join(t.rest_json() for t in page)}],'
+                f'"last":"{last}"}}}}')
+        self._http_raw(sock, 200, body.encode())
+
     @staticmethod
-    def _http(sock: socket.socket, status: int, body: Any) -> None:
-        payload = json.dumps(body).encode()
-        reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 503: "Service Unavailable"}[status]
+    def _reset(sock: socket.socket) -> None:
         try:
-            sock.sendall(f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\n"
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        sock.close()
+
+    def _control_action(self, action: str, q: dict) -> Optional[dict]:
+        if action == "drop":
+            return {"dropped": self.drop_connections()}
+        if action == "close":
+            return {"closed": self.close_connections(int_param(q, "code", 1001, 1000, 4999),
+                                                     q.get("reason", CLOSE_1001_REASON)[:120])}
+        if action == "freeze":
+            return {"frozen": self.freeze_connections()}
+        if action == "status":
+            self.set_system(choice_param(q, "system", "online", ("online", *HALTED)))
+            return {"system": self.system}
+        if action == "ratelimit":
+            self.rate_limit_next(int_param(q, "n", 1, 0, 1000))
+            return {"ratelimit_next": self.ratelimit_next}
+        if action == "hold":
+            self.set_hold(choice_param(q, "on", "1", ("1", "0", "true", "false", "on", "off")) in ("1", "true", "on"))
+            return {"hold": self.hold}
+        if action == "step":
+            pair = q.get("pair")
+            if pair is not None and pair not in self.history:
+                raise ControlError(f"pair={pair!r}: not one of {', '.join(self.pairs)}")
+            return {"generated": len(self.step(int_param(q, "n", 1, 0, 100_000), pair))}
+        if action == "stats":
+            return {**self.counters, "generated": self.generated, "system": self.system,
+                    "active_connections": self.active_connections()}
+        if action == "trades":
+            return self.sent_trades(choice_param(q, "api", "v2", ("v2", "v1")))
+        if action == "rest":
+            return self._control_rest(q)
+        return None
+
+    def _control_rest(self, q: dict) -> dict:
+        """rest?fault=ratelimit|error|slow&n=1&status=502&delay=2 , rest?down=1|0 , rest?depth=N"""
+        if "fault" in q:
+            self.add_rest_fault(choice_param(q, "fault", "", ("ratelimit", "error", "slow")),
+                                int_param(q, "n", 1, 1, 1000), int_param(q, "status", 502, 400, 599),
+                                int_param(q, "delay", 2, 0, 120))
+        if "down" in q:
+            self.set_rest_down(choice_param(q, "down", "1", ("1", "0")) == "1")
+        if "depth" in q:
+            self.rest_depth = int_param(q, "depth", 0, 0, 10_000_000)
+        if "page" in q:
+            self.rest_page_size = int_param(q, "page", REST_MAX_COUNT, 1, REST_MAX_COUNT)
+        return {"faults_queued": len(self.rest_faults), "down": self.rest_down, "depth": self.rest_depth,
+                "page": self.rest_page_size}
+
+    @classmethod
+    def _http(cls, sock: socket.socket, status: int, body: Any) -> None:
+        cls._http_raw(sock, status, json.dumps(body).encode())
+
+    @staticmethod
+    def _http_raw(sock: socket.socket, status: int, payload: bytes, content_type: str = "application/json") -> None:
+        try:
+            reason = http.HTTPStatus(status).phrase
+        except ValueError:
+            reason = "Error"
+        try:
+            sock.sendall(f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n"
                          f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode() + payload)
         except OSError:
             pass
@@ -777,7 +974,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--host", default="127.0.0.1", help="listen address")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help="listen port (0 = any)")
-    p.add_argument("--pairs", default=",".join(DEFAULT_PAIRS), help="comma-separated pairs in v2 names")
+    p.add_argument("--pairs", type=pair_list, default=list(DEFAULT_PAIRS), help="comma-separated pairs in v2 names")
     p.add_argument("--rate", type=float, default=10.0, help="trades per second, all pairs together (0 = none)")
     p.add_argument("--count", type=int, default=0, help="stop generating after this many trades (0 = never)")
     p.add_argument("--seed", type=int, default=0, help="random seed (prices, sizes, batches, ids)")
@@ -790,21 +987,41 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--heartbeat-interval", type=float, default=1.0, help="seconds of idleness before a heartbeat")
     p.add_argument("--replay", metavar="FILE", help='replay a JSONL recording ({"t": s, "frame": text} per line)')
     p.add_argument("--pace", choices=["recorded", "fast"], default="recorded", help="replay pace")
+    p.add_argument("--rest-depth", type=int, default=0,
+                   help="REST /0/public/Trades serves only the newest N trades per pair (0 = all the fake keeps)")
     p.add_argument("--log-level", default="INFO", help="logging level")
     return p.parse_args(argv)
+
+
+def pair_list(text: str) -> list[str]:
+    """--pairs "BTC/USDT,ETH/USD" -> ["BTC/USDT", "ETH/USD"]; argparse reports a ValueError as a usage error."""
+    pairs = [p.strip() for p in text.split(",")]
+    bad = [p for p in pairs if not re.fullmatch(r"[A-Z0-9.]{1,16}/[A-Z0-9.]{1,16}", p)]
+    if bad or not pairs:
+        raise argparse.ArgumentTypeError(f"expected comma-separated BASE/QUOTE pairs in v2 names, got {bad or text!r}")
+    return pairs
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    server = FakeKraken(host=args.host, port=args.port, pairs=args.pairs.split(","), rate=args.rate,
-                        count=args.count or None, seed=args.seed, max_batch=args.max_batch, history=args.history,
-                        start=args.start, decimals=args.decimals, v1_snapshot=args.v1_snapshot,
-                        heartbeat_interval=args.heartbeat_interval, replay=args.replay, pace=args.pace)
+    try:
+        server = FakeKraken(host=args.host, port=args.port, pairs=args.pairs, rate=args.rate,
+                            count=args.count or None, seed=args.seed, max_batch=args.max_batch,
+                            history=args.history, start=args.start, decimals=args.decimals,
+                            v1_snapshot=args.v1_snapshot, heartbeat_interval=args.heartbeat_interval,
+                            replay=args.replay, pace=args.pace, rest_depth=args.rest_depth)
+    except RecordingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    server.start()
+    try:
+        server.start()
+    except OSError as exc:
+        print(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     print(f"listening on ws://{args.host}:{server.port}/v2 (v2) and ws://{args.host}:{server.port}/ (v1)", flush=True)
     while not stop.wait(1.0):
         pass

@@ -7,13 +7,16 @@ snapshot Kraken sends on every subscribe while skipping trades already produced 
 
 Restarts (v2): at start-up the producer reads back the tail of the topic and resumes each pair after the highest
 trade_id already in it (records whose key is the pair as typed here and whose value has "api": "v2"). The first
-snapshot's trades up to that id are skipped and the ones after it -- trades that happened while the producer was
-down, or whose delivery was cut short by a crash/kill -9 -- are produced, so a restart neither doubles nor loses a
-trade when the downtime fits in the 50-trade snapshot (a longer one is logged and counted as a gap). The tail is read
-backwards in growing chunks (2000, then 20000, ... records per partition) until every pair is found or
---resume-scan-limit records per partition were read; a pair not found starts with an empty memory (as with
---no-resume: the snapshot is produced again, up to 50 trades per pair twice in the topic). v1 has no trade ids, so
---api v1 never resumes: a v1 restart produces live trades from the subscription on.
+snapshot's trades up to that id are skipped and the ones after it are produced. The tail is read backwards in growing
+chunks (2000, then 20000, ... records per partition) until every pair is found or --resume-scan-limit records per
+partition were read; a pair not found starts with an empty memory (as with --no-resume: the snapshot is produced
+again, up to 50 trades per pair twice in the topic). v1 has no trade ids, so --api v1 never resumes.
+
+Gaps (v2): a trade_id more than one past the last one produced (a disconnect or a downtime longer than the 50-trade
+snapshot) is a gap; it is filled from Kraken's REST trades (--rest-url) by a backfill thread while live trades keep
+flowing, with "source": "rest" (kraken_feed/backfill.py); what REST cannot give is logged and counted. Trades whose
+delivery to Kafka finally failed (an outage longer than --delivery-timeout) are produced again once Kafka accepts
+writes, unless the topic already holds them. The producer creates its topic at start if it is missing.
 
 Usage:
     python ingestion/kraken_trades_ws.py --pair XBT/USDT --bootstrap localhost:19092 --topic crypto.trades
@@ -22,17 +25,19 @@ Usage:
     # against the local fake Kraken (ingestion/fake_kraken.py):
     python ingestion/fake_kraken.py --port 8765 --pairs BTC/USDT,ETH/USD --rate 100 &
     python ingestion/kraken_trades_ws.py --ws-url ws://127.0.0.1:8765/v2 --pair XBT/USDT --pair ETH/USD
+    #   (--rest-url defaults to http://127.0.0.1:8765 there: the fake serves REST trades too)
 
-Kafka message (key = the pair exactly as typed on the command line, UTF-8):
+Kafka message (key = the pair exactly as typed on the command line, UTF-8), fields in this order:
     {"symbol": "XBT/USDT", "price": "83744.3", "size": "0.00044780", "side": "buy", "ord_type": "limit",
      "trade_id": 109116693, "ts_event": "2026-09-25T17:48:26.844359Z", "ts_ingest": "2026-09-25T17:48:26.901234Z",
-     "api": "v2", "pair_native": "BTC/USDT"}
+     "api": "v2", "pair_native": "BTC/USDT", "source": "ws"}
 price/size are Kraken's decimal text (never a binary float); trade_id is null on v1 (v1 has no ids);
-ts_event/ts_ingest are UTC with exactly 6 fractional digits.
+ts_event/ts_ingest are UTC with exactly 6 fractional digits; source is "ws" or "rest" (backfilled); see
+kraken_feed/records.py.
 
 Exit codes:
     0  stopped by SIGINT/SIGTERM and every produced message was delivered
-    1  runtime failure: messages undelivered at shutdown, Kafka unreachable at start, unexpected error
+    1  runtime failure: messages undelivered at shutdown, Kafka unreachable at start, the topic cannot be created
     2  usage/config error (bad flag, malformed pair, two pairs naming the same Kraken pair)
     3  Kraken rejected a subscription (the log names the pair and Kraken's error message)
 """
@@ -40,18 +45,17 @@ Exit codes:
 from __future__ import annotations
 
 import argparse
-import calendar
-import json
 import logging
-import random
-import re
 import signal
-import socket
-import sys
-import threading
-import time
-from decimal import Decimal, InvalidOperation
-from typing import Any, Callable, Optional
+from typing import Any, Optional
+
+# The package beside this script (python puts the script's folder first on sys.path).
+from kraken_feed.kafka_sink import check_broker, ensure_topic, producer_config
+from kraken_feed.protocol import DEFAULT_WS_URLS
+from kraken_feed.rest import DEFAULT_REST_URL
+from kraken_feed.records import PAIR_RE, native_pair
+from kraken_feed.resume import resume_points, trade_ids_in_topic
+from kraken_feed.session import EXIT_FAILURE, EXIT_OK, RateLimitedLog, RateLimitFilter, TradeProducer, connect_ws
 
 log = logging.getLogger("kraken_trades_ws")
 
@@ -59,7 +63,6 @@ DEFAULT_PAIRS = ["XBT/USDT"]
 DEFAULT_BOOTSTRAP = "localhost:19092"
 DEFAULT_TOPIC = "crypto.trades"
 DEFAULT_API = "v2"
-DEFAULT_WS_URLS = {"v2": "wss://ws.kraken.com/v2", "v1": "wss://ws.kraken.com"}
 DEFAULT_STATS_INTERVAL = 10.0
 DEFAULT_WATCHDOG = 10.0
 DEFAULT_ACK_TIMEOUT = 10.0
@@ -73,924 +76,10 @@ DEFAULT_COMPRESSION = "lz4"
 DEFAULT_LINGER_MS = 5
 DEFAULT_RESUME_SCAN_LIMIT = 200_000
 DEFAULT_RESUME_TIMEOUT = 15.0
-RESUME_FIRST_CHUNK = 2000  # records per partition read first; each further chunk reaches 10x further back
-RESUME_GROWTH = 10
-
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_REJECTED = 0, 1, 2, 3
-
-# Kraken's legacy (v1 / REST wsname) asset codes and their v2 names.
-_V1_TO_V2_ASSET = {"XBT": "BTC", "XDG": "DOGE"}
-_V2_TO_V1_ASSET = {v: k for k, v in _V1_TO_V2_ASSET.items()}
-_PAIR_RE = re.compile(r"[A-Za-z0-9.]{1,16}/[A-Za-z0-9.]{1,16}\Z")
-_DECIMAL_RE = re.compile(r"-?[0-9]+(?:\.[0-9]+)?\Z")
-_ISO_US_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z\Z")
-_RFC3339_RE = re.compile(
-    r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt ]([0-9]{2}:[0-9]{2}:[0-9]{2})(?:\.([0-9]{1,9}))?(Z|z|[+-][0-9]{2}:[0-9]{2})\Z"
-)
-_V1_TIME_RE = re.compile(r"([0-9]{1,12})(?:\.([0-9]{1,9}))?\Z")
-_SIDES = {"buy": "buy", "sell": "sell", "b": "buy", "s": "sell"}
-_ORD_TYPES = {"limit": "limit", "market": "market", "l": "limit", "m": "market"}
-
-
-class Num(str):
-    """Marks a JSON number's exact wire text (json.loads(..., parse_float=Num)); never a binary float."""
-
-    __slots__ = ()
-
-
-class BadTrade(ValueError):
-    """One element of a trade frame that cannot be turned into a record."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Pure functions: pairs, decimals, timestamps, records
-# ---------------------------------------------------------------------------------------------
-
-
-def native_pair(pair: str, api: str) -> str:
-    """The pair in the chosen API's dialect: v2 `XBT/USDT` -> `BTC/USDT`, v1 `DOGE/USD` -> `XDG/USD`."""
-    table = _V1_TO_V2_ASSET if api == "v2" else _V2_TO_V1_ASSET
-    base, quote = pair.upper().split("/")
-    return f"{table.get(base, base)}/{table.get(quote, quote)}"
-
-
-def decimal_text(value: Any) -> str:
-    """Decimal text of a wire price/size, equal in value to what Kraken sent; rejects floats and junk.
-
-    `Num("0.00044780")` -> "0.00044780" (trailing zeros kept), `83744` -> "83744",
-    `"354.11000000"` (v1 string) -> unchanged, `Num("1E-8")` -> "0.00000001" (exponent expanded).
-    """
-    if type(value) is int:
-        return str(value)
-    if isinstance(value, str):
-        if _DECIMAL_RE.match(value):
-            return value
-        if type(value) is Num:  # a JSON number in exponent form: expand exactly
-            return format(Decimal(value), "f")
-    raise BadTrade(f"not a decimal: {value!r}")
-
-
-def iso_from_epoch_us(seconds: int, micros: int) -> str:
-    """UTC ISO-8601 with 6 fractional digits and 'Z' from integer seconds + microseconds."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{micros:06d}Z"
-
-
-def iso_from_v1_time(text: str) -> str:
-    """v1 trade time "1618678142.557535" -> "2021-04-17T16:49:02.557535Z" (integer math; >6 digits truncated)."""
-    m = _V1_TIME_RE.match(text) if isinstance(text, str) else None
-    if m is None:
-        raise BadTrade(f"bad v1 time: {text!r}")
-    frac = ((m.group(2) or "") + "000000")[:6]
-    return iso_from_epoch_us(int(m.group(1)), int(frac))
-
-
-def iso_from_rfc3339(text: str) -> str:
-    """v2 RFC 3339 time -> UTC, exactly 6 fractional digits, 'Z'. 1-9 digits accepted (truncated to µs)."""
-    if not isinstance(text, str):
-        raise BadTrade(f"bad timestamp: {text!r}")
-    if _ISO_US_RE.match(text):
-        return text
-    m = _RFC3339_RE.match(text)
-    if m is None:
-        raise BadTrade(f"bad timestamp: {text!r}")
-    date, hms, frac, tz = m.groups()
-    try:
-        tm = time.strptime(f"{date}T{hms}", "%Y-%m-%dT%H:%M:%S")
-    except ValueError as exc:
-        raise BadTrade(f"bad timestamp: {text!r}") from exc
-    seconds = calendar.timegm(tm)
-    if tz not in ("Z", "z"):
-        sign = 1 if tz[0] == "+" else -1
-        seconds -= sign * (int(tz[1:3]) * 3600 + int(tz[4:6]) * 60)
-    return iso_from_epoch_us(seconds, int(((frac or "") + "000000")[:6]))
-
-
-def iso_now(now_ns: Optional[int] = None) -> str:
-    """Receive time (time.time_ns) as UTC ISO-8601 with microseconds."""
-    us = (time.time_ns() if now_ns is None else now_ns) // 1000
-    return iso_from_epoch_us(us // 1_000_000, us % 1_000_000)
-
-
-class PairCodec:
-    """Turns trade elements of one pair into Kafka values (bytes) for the contract above."""
-
-    def __init__(self, user_pair: str, native: str, api: str) -> None:
-        self.user_pair = user_pair
-        self.native = native
-        self.api = api
-        self.key = user_pair.encode("utf-8")
-        self._head = '{"symbol":' + json.dumps(user_pair) + ',"price":"'
-        self._tail = '","api":"' + api + '","pair_native":' + json.dumps(native) + "}"
-        self._last_v1_time = ("", "")  # batched trades share a time: convert once
-
-    def v2_value(self, t: dict, ts_ingest: str) -> tuple[int, bytes]:
-        """One v2 trade element -> (trade_id, value).
-
-        {"symbol":"BTC/USD","side":"buy","price":83744.3,"qty":0.00044780,"ord_type":"limit",
-         "trade_id":109116693,"timestamp":"2026-09-25T17:48:26.844359Z"}
-        """
-        try:
-            tid = t["trade_id"]
-            side = _SIDES[t["side"]]
-            ord_type = _ORD_TYPES[t["ord_type"]]
-            price, size, ts = t["price"], t["qty"], t["timestamp"]
-        except (KeyError, TypeError) as exc:
-            raise BadTrade(f"bad v2 trade: {t!r}") from exc
-        if type(tid) is not int:
-            raise BadTrade(f"bad trade_id: {tid!r}")
-        value = (
-            f'{self._head}{decimal_text(price)}","size":"{decimal_text(size)}","side":"{side}",'
-            f'"ord_type":"{ord_type}","trade_id":{tid},"ts_event":"{iso_from_rfc3339(ts)}",'
-            f'"ts_ingest":"{ts_ingest}{self._tail}'
-        )
-        return tid, value.encode()
-
-    def v1_value(self, t: list, ts_ingest: str) -> tuple[tuple, bytes]:
-        """One v1 trade element -> ((time, price, size, side, ord_type) as sent, value).
-
-        ["354.11000000","0.89594024","1618678142.557535","s","l",""]
-        """
-        try:
-            price, size, ts, side, ord_type = t[0], t[1], t[2], _SIDES[t[3]], _ORD_TYPES[t[4]]
-        except (KeyError, IndexError, TypeError) as exc:
-            raise BadTrade(f"bad v1 trade: {t!r}") from exc
-        if ts == self._last_v1_time[0]:
-            ts_event = self._last_v1_time[1]
-        else:
-            ts_event = iso_from_v1_time(ts)
-            self._last_v1_time = (ts, ts_event)
-        value = (
-            f'{self._head}{decimal_text(price)}","size":"{decimal_text(size)}","side":"{side}",'
-            f'"ord_type":"{ord_type}","trade_id":null,"ts_event":"{ts_event}",'
-            f'"ts_ingest":"{ts_ingest}{self._tail}'
-        )
-        return (ts, price, size, side, ord_type), value.encode()
-
-
-# Parsed frame kinds (first element of what parse_frame returns).
-TRADES, HEARTBEAT, STATUS, ACK, PONG, ERROR, UNKNOWN, MALFORMED = (
-    "trades", "heartbeat", "status", "ack", "pong", "error", "unknown", "malformed",
-)
-
-
-try:  # optional C decoder (msgspec, if installed): hands each float literal over as its text, so Num stays exact
-    import msgspec as _msgspec
-except ImportError:  # the standard library gives the same values, ~1 µs/trade slower (bench/producer_ingest.py)
-    _msgspec = None
-_FAST_LOADS = _msgspec.json.Decoder(float_hook=Num).decode if _msgspec is not None else None
-
-
-def load_frame(text: str) -> Any:
-    """JSON with numbers kept as exact text (Num) except integers (exact as int).
-
-    With msgspec installed it decodes (its DecodeError is a ValueError, as json's errors are); the one difference
-    is that it refuses the non-standard NaN/Infinity literals that json.loads accepts: with json only such a trade
-    element is skipped as malformed, with msgspec the whole frame is (Kraken sends decimal numbers only)."""
-    if _FAST_LOADS is not None:
-        return _FAST_LOADS(text)
-    return json.loads(text, parse_float=Num)
-
-
-def parse_frame(text: str, ts_ingest: str, codecs: dict[str, PairCodec], api: str) -> tuple:
-    """Dispatch one text frame. Returns a tuple whose first element is the kind:
-
-    (TRADES, is_snapshot, [(codec, trade_id (v2) or v1 row tuple, value_bytes), ...], [bad element errors])
-    (HEARTBEAT,) (STATUS, system, connection_id, version) (PONG,)
-    (ACK, native_pair_or_None, ok, error_message_or_None, method)
-    (ERROR, message) (UNKNOWN, reason) (MALFORMED, reason)
-    `codecs` maps the native pair name to its PairCodec.
-    """
-    try:
-        msg = load_frame(text)
-    except (ValueError, RecursionError) as exc:
-        return (MALFORMED, f"not JSON: {exc}")
-    if api == "v2" and type(msg) is dict and msg.get("channel") == "trade":
-        return _v2_trades(msg, ts_ingest, codecs)
-    if type(msg) is list:
-        return _v1_trades(msg, ts_ingest, codecs)
-    if type(msg) is not dict:
-        return (MALFORMED, f"unexpected JSON {type(msg).__name__}")
-    if "Error" in msg or ("error" in msg and "method" not in msg and "event" not in msg):
-        return (ERROR, str(msg.get("Error", msg.get("error"))))  # {"Error":"Exceeded msg rate"}
-    if "channel" in msg:
-        return _v2_channel(msg)
-    if "method" in msg:
-        return _v2_method(msg)
-    if "event" in msg:
-        return _v1_event(msg)
-    return (UNKNOWN, "no channel/method/event")
-
-
-def _v2_trades(msg: dict, ts_ingest: str, codecs: dict[str, PairCodec]) -> tuple:
-    """{"channel":"trade","type":"update","data":[{...}, ...]} — every element, in order, symbol per element."""
-    data = msg.get("data")
-    kind = msg.get("type")
-    if type(data) is not list or kind not in ("snapshot", "update"):
-        return (MALFORMED, "trade frame without data list or type")
-    records, bad = [], []
-    codec = None
-    for t in data:
-        try:
-            if type(t) is not dict:
-                raise BadTrade(f"bad v2 trade: {t!r}")
-            if codec is None or t.get("symbol") != codec.native:
-                codec = codecs.get(t.get("symbol"))
-                if codec is None:
-                    raise BadTrade(f"trade for unsubscribed symbol {t.get('symbol')!r}")
-            tid, value = codec.v2_value(t, ts_ingest)
-            records.append((codec, tid, value))
-        except (BadTrade, InvalidOperation) as exc:
-            bad.append(str(exc))
-    return (TRADES, kind == "snapshot", records, bad)
-
-
-def _v1_trades(msg: list, ts_ingest: str, codecs: dict[str, PairCodec]) -> tuple:
-    """[channelID, [[price, volume, time, side, orderType, misc], ...], "trade", "XBT/USD"]"""
-    if len(msg) < 4 or msg[-2] != "trade" or type(msg[1]) is not list:
-        return (UNKNOWN, f"array frame for channel {msg[-2] if len(msg) >= 2 else None!r}")
-    codec = codecs.get(msg[-1])
-    if codec is None:
-        return (MALFORMED, f"trade for unsubscribed pair {msg[-1]!r}")
-    records, bad = [], []
-    for t in msg[1]:
-        try:
-            row, value = codec.v1_value(t, ts_ingest)
-            records.append((codec, row, value))
-        except (BadTrade, InvalidOperation) as exc:
-            bad.append(str(exc))
-    return (TRADES, False, records, bad)
-
-
-def _v2_channel(msg: dict) -> tuple:
-    channel = msg.get("channel")
-    if channel == "heartbeat":
-        return (HEARTBEAT,)
-    if channel == "status":
-        data = msg.get("data")
-        d = data[0] if type(data) is list and data and type(data[0]) is dict else {}
-        return (STATUS, d.get("system"), d.get("connection_id"), d.get("version"))
-    return (UNKNOWN, f"channel {channel!r}")
-
-
-def _v2_method(msg: dict) -> tuple:
-    method = msg.get("method")
-    if method == "pong":
-        return (PONG,)
-    if method in ("subscribe", "unsubscribe"):
-        result = msg.get("result") if type(msg.get("result")) is dict else {}
-        symbol = result.get("symbol", msg.get("symbol"))
-        ok = msg.get("success") is True
-        return (ACK, symbol, ok, None if ok else str(msg.get("error")), method)
-    if method == "error":  # {"error":"Malformed request","method":"error",...}
-        return (ACK, msg.get("symbol"), False, str(msg.get("error")), method)
-    return (UNKNOWN, f"method {method!r}")
-
-
-def _v1_event(msg: dict) -> tuple:
-    event = msg.get("event")
-    if event == "heartbeat":
-        return (HEARTBEAT,)
-    if event == "systemStatus":
-        return (STATUS, msg.get("status"), msg.get("connectionID"), msg.get("version"))
-    if event == "pong":
-        return (PONG,)
-    if event == "subscriptionStatus":
-        status = msg.get("status")
-        if status == "subscribed":
-            return (ACK, msg.get("pair"), True, None, "subscribe")
-        if status == "unsubscribed":
-            return (ACK, msg.get("pair"), True, None, "unsubscribe")
-        if status == "error":
-            return (ACK, msg.get("pair"), False, str(msg.get("errorMessage")), "subscribe")
-        return (UNKNOWN, f"subscriptionStatus {status!r}")
-    if event == "error":
-        return (ERROR, str(msg.get("errorMessage")))
-    return (UNKNOWN, f"event {event!r}")
-
-
-def subscribe_request(api: str, natives: list[str], req_id: int) -> str:
-    """One subscribe request for all pairs (batched: Kraken rate-limits subscribe messages)."""
-    if api == "v2":
-        # snapshot always explicit: the docs disagree on its default; it is how gaps get filled.
-        params = {"channel": "trade", "symbol": natives, "snapshot": True}
-        return json.dumps({"method": "subscribe", "params": params, "req_id": req_id})
-    return json.dumps({"event": "subscribe", "pair": natives, "subscription": {"name": "trade"}, "reqid": req_id})
-
-
-def ping_request(api: str, req_id: int) -> str:
-    if api == "v2":
-        return json.dumps({"method": "ping", "req_id": req_id})
-    return json.dumps({"event": "ping", "reqid": req_id})
-
-
-def producer_config(args: argparse.Namespace) -> dict:
-    """librdkafka settings (https://github.com/confluentinc/librdkafka/blob/master/CONFIGURATION.md)."""
-    return {
-        "bootstrap.servers": args.bootstrap,
-        "client.id": "kraken-trades-ws",
-        # Retries never duplicate or reorder within a partition (implies acks=all, max.in.flight<=5).
-        "enable.idempotence": True,
-        "acks": "all",
-        "compression.type": args.compression,
-        "linger.ms": args.linger_ms,
-        # How long a message may wait for the broker (outage ride-through) before it is reported failed.
-        "message.timeout.ms": int(args.delivery_timeout * 1000),
-        # Room to buffer an outage: at 1k trades/s, 5 min is 300k messages (~100 MB).
-        "queue.buffering.max.messages": 2_000_000,
-        "queue.buffering.max.kbytes": 1_048_576,
-    }
-
-
-def backoff_delay(attempt: int, initial: float, cap: float, rng: random.Random) -> float:
-    """Capped exponential backoff with 'equal jitter': uniform in [d/2, d], d = min(cap, initial*2^attempt)."""
-    d = min(cap, initial * (2 ** min(attempt, 30)))
-    return d / 2 + rng.random() * d / 2
-
-
-def scan_windows(low: int, high: int, limit: int, first: int = RESUME_FIRST_CHUNK,
-                 growth: int = RESUME_GROWTH) -> list[tuple[int, int]]:
-    """Offset ranges [start, end) to read a partition's tail backwards, newest first, at most `limit` records.
-
-    low=0, high=50000, limit=200000 -> [(48000, 50000), (30000, 48000), (0, 30000)]: the first chunk holds the
-    last `first` records, each next one reaches `growth` times further back, clipped at `low` and `high - limit`.
-    """
-    floor = max(low, high - limit)
-    windows, end, reach = [], high, first
-    while end > floor:
-        start = max(floor, high - reach)
-        windows.append((start, end))
-        end, reach = start, reach * growth
-    return windows
-
-
-def latest_trade_ids(records: Any, keys: dict[bytes, str], into: Optional[dict[str, int]] = None) -> dict[str, int]:
-    """Highest v2 trade_id per pair among Kafka records (key bytes, value bytes), merged into `into`.
-
-    Only records whose key is one of `keys` (key bytes -> pair) are decoded; a value counts when it is a JSON
-    object with "api": "v2" and an integer trade_id. Anything else (v1 records, other pairs, junk) is ignored.
-    """
-    found = {} if into is None else into
-    for key, value in records:
-        pair = keys.get(key)
-        if pair is None or value is None:
-            continue
-        try:
-            v = json.loads(value)
-        except (ValueError, RecursionError):
-            continue
-        if type(v) is not dict or v.get("api") != "v2":
-            continue
-        tid = v.get("trade_id")
-        if type(tid) is int and (pair not in found or tid > found[pair]):
-            found[pair] = tid
-    return found
-
-
-# ---------------------------------------------------------------------------------------------
-# I/O: the running producer
-# ---------------------------------------------------------------------------------------------
-
-
-class Reconnect(Exception):
-    """Drop this connection and reconnect (with backoff)."""
-
-
-class PairRejected(Exception):
-    """Kraken refused a subscription: fatal."""
-
-
-class RateLimitedLog:
-    """At most `burst` log lines per `interval` seconds per category; the rest are only counted."""
-
-    def __init__(self, burst: int = 5, interval: float = 10.0) -> None:
-        self.burst, self.interval = burst, interval
-        self._window: dict[str, list] = {}
-
-    def warning(self, category: str, fmt: str, *args: Any) -> None:
-        now = time.monotonic()
-        w = self._window.get(category)
-        if w is None or now - w[0] >= self.interval:
-            if w is not None and w[2]:
-                log.warning("%s: %d more suppressed in the last %.0fs", category, w[2], now - w[0])
-            w = self._window[category] = [now, 0, 0]
-        if w[1] < self.burst:
-            w[1] += 1
-            log.warning(fmt, *args)
-        else:
-            w[2] += 1
-
-
-class RateLimitFilter(logging.Filter):
-    """librdkafka repeats connection failures every second during an outage: keep `burst` lines per window."""
-
-    def __init__(self, burst: int = 3, interval: float = 30.0) -> None:
-        super().__init__()
-        self.burst, self.interval, self.start, self.seen = burst, interval, 0.0, 0
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        now = time.monotonic()
-        if now - self.start >= self.interval:
-            self.start, self.seen = now, 0
-        self.seen += 1
-        return self.seen <= self.burst
-
-
-class Stats:
-    __slots__ = (
-        "frames", "trades", "produced", "delivered", "failed", "dups", "gaps", "missing", "reconnects",
-        "malformed", "unknown", "heartbeats", "queue_full",
-    )
-
-    def __init__(self) -> None:
-        for name in self.__slots__:
-            setattr(self, name, 0)
-
-    def line(self, queue: int) -> str:
-        return " ".join(f"{n}={getattr(self, n)}" for n in self.__slots__) + f" queue={queue}"
-
-
-class TradeProducer:
-    """WebSocket session loop + Kafka producer; `run()` returns the exit code."""
-
-    def __init__(self, args: argparse.Namespace, producer: Any, ws_connect: Callable[..., Any]) -> None:
-        self.args = args
-        self.api = args.api
-        self.url = args.ws_url or DEFAULT_WS_URLS[args.api]
-        self.topic = args.topic
-        self.producer = producer
-        self.ws_connect = ws_connect
-        self.codecs = {native_pair(p, self.api): PairCodec(p, native_pair(p, self.api), self.api) for p in args.pair}
-        self.stats = Stats()
-        self.gaps_by_pair: dict[str, list[int]] = {c.user_pair: [0, 0] for c in self.codecs.values()}
-        self.last_id: dict[str, int] = {}  # v2: last produced trade_id per native pair
-        self.resumed: dict[str, int] = {}  # v2: trade_id read back from the topic, until the pair's first snapshot
-        self.v1_guard: dict[str, tuple] = {}  # v1: (last time, rows at that time) to drop resubscribe overlap
-        self.v1_last: dict[str, tuple] = {}
-        self.stop = threading.Event()
-        self.ws: Any = None
-        self.rlog = RateLimitedLog(interval=max(args.stats_interval, 1.0))
-        self.rng = random.Random()
-        self.req_id = 0
-        self.record = open(args.record, "a", encoding="utf-8") if args.record else None
-        self._system = None
-        self._next_stats = 0.0
-        self.subscribed_ok = False
-
-    # -- Kafka ---------------------------------------------------------------------------------
-
-    def on_delivery(self, err: Any, msg: Any) -> None:
-        if err is None:
-            self.stats.delivered += 1
-        else:
-            self.stats.failed += 1
-            self.rlog.warning("delivery", "delivery failed for key %s: %s", msg.key(), err)
-
-    def produce(self, key: bytes, value: bytes) -> None:
-        while True:
-            try:
-                self.producer.produce(self.topic, value, key)
-                self.stats.produced += 1
-                return
-            except BufferError:  # local queue full (broker down for long): wait for room
-                self.stats.queue_full += 1
-                self.rlog.warning("queue", "producer queue full (%d messages); waiting", len(self.producer))
-                self.producer.poll(0.1)
-                if self.stop.is_set():
-                    self.stats.failed += 1  # never queued: counts as undelivered
-                    return
-
-    # -- trades ----------------------------------------------------------------------------------
-
-    def resume_from(self, points: dict[str, int]) -> None:
-        """Seed the last produced trade_id per pair (user spelling -> id) with what the topic already holds."""
-        for codec in self.codecs.values():
-            tid = points.get(codec.user_pair)
-            if tid is not None:
-                self.last_id[codec.native] = tid
-                self.resumed[codec.native] = tid
-
-    def check_resumed(self, records: list) -> None:
-        """First snapshot after a resume: the newest trade Kraken has cannot be older than one we produced.
-
-        If it is, the topic's ids come from another id sequence (e.g. an earlier run against the fake Kraken):
-        forget the resume point rather than skip every trade until Kraken's ids catch up.
-        """
-        newest: dict[str, int] = {}
-        for codec, tid, _ in records:
-            newest[codec.native] = max(tid, newest.get(codec.native, tid))
-        for native, tid in newest.items():
-            seed = self.resumed.pop(native, None)
-            if seed is not None and tid < seed and self.last_id.get(native) == seed:
-                del self.last_id[native]
-                log.warning("resume point of %s (trade_id %d, read from the topic) is ahead of Kraken's newest "
-                            "trade_id %d: ignored, producing the snapshot as if started without memory",
-                            self.codecs[native].user_pair, seed, tid)
-
-    def handle_v2_trades(self, records: list, snapshot: bool = False) -> None:
-        """Produce in order; skip trade_ids already produced; count a jump in trade_id as a gap."""
-        if snapshot and self.resumed:
-            self.check_resumed(records)
-        last_id, produce, stats = self.last_id, self.produce, self.stats
-        codec, last = None, None
-        for c, tid, value in records:
-            if c is not codec:
-                if codec is not None and last is not None:
-                    last_id[codec.native] = last
-                codec, last = c, last_id.get(c.native)
-            if last is not None:
-                if tid <= last:
-                    stats.dups += 1
-                    continue
-                if tid != last + 1:
-                    self.record_gap(codec, last + 1, tid - 1)
-            produce(codec.key, value)
-            last = tid
-        if codec is not None and last is not None:
-            last_id[codec.native] = last
-
-    def record_gap(self, codec: PairCodec, first: int, last: int) -> None:
-        n = last - first + 1
-        self.stats.gaps += 1
-        self.stats.missing += n
-        g = self.gaps_by_pair[codec.user_pair]
-        g[0] += 1
-        g[1] += n
-        log.warning("gap on %s: trade_ids %d..%d missing (%d trades)", codec.user_pair, first, last, n)
-
-    def handle_v1_trades(self, records: list) -> None:
-        """v1 has no ids: right after a resubscribe, skip trades not newer than the last produced one
-        (same time: only rows identical to ones already produced at that time). Heuristic by necessity."""
-        for codec, row, value in records:
-            native = codec.native
-            tkey = _v1_time_key(row[0])
-            guard = self.v1_guard.get(native)
-            if guard is not None:
-                if tkey < guard[0] or (tkey == guard[0] and row in guard[1]):
-                    if tkey == guard[0]:
-                        guard[1].remove(row)
-                    self.stats.dups += 1
-                    continue
-                del self.v1_guard[native]
-            self.produce(codec.key, value)
-            last = self.v1_last.get(native)
-            if last is not None and last[0] == tkey:
-                last[1].append(row)
-            else:
-                self.v1_last[native] = (tkey, [row])
-
-    # -- session ---------------------------------------------------------------------------------
-
-    def run(self) -> int:
-        attempt = 0
-        try:
-            while not self.stop.is_set():
-                try:
-                    self.session()
-                except Reconnect as exc:
-                    log.log(logging.INFO if self.stop.is_set() else logging.WARNING, "connection lost: %s", exc)
-                except PairRejected as exc:
-                    log.error("%s", exc)
-                    return EXIT_REJECTED
-                finally:
-                    self.close_ws()
-                if self.stop.is_set():
-                    break
-                if self.subscribed_ok:
-                    attempt = 0
-                delay = backoff_delay(attempt, self.args.backoff_initial, self.args.backoff_max, self.rng)
-                attempt += 1
-                self.stats.reconnects += 1
-                log.info("reconnecting in %.2fs (attempt %d)", delay, attempt)
-                self.wait(delay)
-            return EXIT_OK
-        finally:
-            if self.record:
-                self.record.close()
-
-    def wait(self, seconds: float) -> None:
-        """Sleep while serving delivery reports; wakes up on stop."""
-        deadline = time.monotonic() + seconds
-        while not self.stop.is_set():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return
-            self.producer.poll(min(left, 0.2))
-            self.maybe_stats(time.monotonic())
-
-    def close_ws(self) -> None:
-        ws, self.ws = self.ws, None
-        if ws is not None:
-            try:
-                ws.close(timeout=1)
-            except Exception:  # closing a broken socket: nothing to save
-                log.debug("close failed", exc_info=True)
-
-    def session(self) -> None:
-        self.subscribed_ok = False
-        log.info("connecting to %s", self.url)
-        try:
-            self.ws = self.ws_connect(self.url, self.args.connect_timeout)
-        except Exception as exc:
-            raise Reconnect(f"connect to {self.url} failed: {exc}") from exc
-        if self.stop.is_set():
-            return
-        self.ws.settimeout(min(1.0, self.args.watchdog / 4))  # wake-ups for watchdog, stats and delivery reports
-        self.req_id += 1
-        pending = set(self.codecs)
-        self.ws.send(subscribe_request(self.api, list(self.codecs), self.req_id))
-        ack_deadline = time.monotonic() + self.args.ack_timeout
-        self.pump(pending, ack_deadline)
-
-    def pump(self, pending: set, ack_deadline: float) -> None:
-        """Receive loop of one connection (the hot path)."""
-        import websocket  # websocket-client
-
-        ws, stats, codecs, api, args = self.ws, self.stats, self.codecs, self.api, self.args
-        poll = self.producer.poll
-        last_frame = time.monotonic()
-        pinged = False
-        while not self.stop.is_set():
-            try:
-                opcode, frame = ws.recv_data_frame(True)
-            except websocket.WebSocketTimeoutException:
-                now = time.monotonic()
-                poll(0)
-                self.maybe_stats(now)
-                if pending and now > ack_deadline:
-                    raise Reconnect(f"no subscription ack within {args.ack_timeout}s for {sorted(pending)}")
-                if now - last_frame > args.watchdog:
-                    raise Reconnect(f"watchdog: no frame for {now - last_frame:.1f}s")
-                if not pinged and now - last_frame > args.watchdog / 2:
-                    self.req_id += 1
-                    pinged = True
-                    self._send(ping_request(api, self.req_id))
-                continue
-            except (websocket.WebSocketException, OSError) as exc:
-                raise Reconnect(f"{type(exc).__name__}: {exc or 'connection closed'}") from exc
-            now_ns = time.time_ns()
-            last_frame = time.monotonic()
-            pinged = False
-            if opcode == 1:
-                stats.frames += 1
-                self.handle_text(frame.data, now_ns, pending)
-                if pending is not None and not pending and not self.subscribed_ok:
-                    self.subscribed_ok = True
-                    log.info("subscribed to %s on %s", ", ".join(c.user_pair for c in codecs.values()), self.url)
-            elif opcode == 8:
-                data = frame.data
-                code = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
-                raise Reconnect(f"server closed the connection: code={code} reason={data[2:].decode('utf-8', 'replace')!r}")
-            elif opcode == 2:
-                stats.frames += 1
-                stats.malformed += 1
-                self.rlog.warning("malformed", "malformed frame: binary frame of %d bytes", len(frame.data))
-            poll(0)
-            if last_frame >= self._next_stats:
-                self.maybe_stats(last_frame)
-            if pending and last_frame > ack_deadline:
-                raise Reconnect(f"no subscription ack within {args.ack_timeout}s for {sorted(pending)}")
-
-    def _send(self, text: str) -> None:
-        try:
-            self.ws.send(text)
-        except Exception as exc:
-            raise Reconnect(f"send failed: {exc}") from exc
-
-    def handle_text(self, data: bytes, now_ns: int, pending: set) -> None:
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            if self.record:
-                self.write_record(now_ns, data.decode("utf-8", "surrogateescape"))
-            self.stats.malformed += 1
-            self.rlog.warning("malformed", "malformed frame (invalid UTF-8: %s): %r", exc, data[:200])
-            return
-        if self.record:
-            self.write_record(now_ns, text)
-        parsed = parse_frame(text, iso_now(now_ns), self.codecs, self.api)
-        kind = parsed[0]
-        if kind is TRADES:
-            _, snapshot, records, bad = parsed
-            if bad:
-                self.stats.malformed += len(bad)
-                self.rlog.warning("malformed", "malformed trade element(s) skipped: %s", "; ".join(bad)[:300])
-            self.stats.trades += len(records)
-            if self.api == "v2":
-                self.handle_v2_trades(records, snapshot)
-            else:
-                self.handle_v1_trades(records)
-        elif kind is HEARTBEAT:
-            self.stats.heartbeats += 1
-        elif kind is ACK:
-            self.handle_ack(parsed, pending)
-        elif kind is STATUS:
-            self.handle_status(parsed)
-        elif kind is PONG:
-            pass
-        elif kind is ERROR:
-            # {"Error":"Exceeded msg rate"}: Kraken throttled us; back off and try again.
-            raise Reconnect(f"Kraken error: {parsed[1]}")
-        elif kind is UNKNOWN:
-            self.stats.unknown += 1
-            self.rlog.warning("unknown", "unknown frame (%s): %.200s", parsed[1], text)
-        else:
-            self.stats.malformed += 1
-            self.rlog.warning("malformed", "malformed frame (%s): %.200s", parsed[1], text)
-
-    def handle_ack(self, parsed: tuple, pending: set) -> None:
-        _, native, ok, error, method = parsed
-        codec = self.codecs.get(native)
-        if method == "unsubscribe":
-            raise Reconnect(f"Kraken unsubscribed {native}")
-        if ok:
-            if codec is None:
-                self.stats.unknown += 1
-                self.rlog.warning("unknown", "ack for a pair we did not ask for: %r", native)
-                return
-            pending.discard(native)
-            if self.api == "v1" and native in self.v1_last:
-                tkey, rows = self.v1_last[native]
-                self.v1_guard[native] = (tkey, list(rows))
-            return
-        if error and "rate" in error.lower():
-            raise Reconnect(f"Kraken rate-limited the subscription: {error}")
-        if error and "already subscribed" in error.lower() and codec is not None:
-            pending.discard(native)
-            return
-        if codec is None:
-            raise PairRejected(f"Kraken rejected the subscribe request ({self.api}): {error}")
-        raise PairRejected(
-            f"Kraken rejected pair {codec.user_pair!r} (sent as {native!r} on {self.api}): {error}"
-        )
-
-    def handle_status(self, parsed: tuple) -> None:
-        _, system, conn_id, version = parsed
-        level = logging.INFO if system == "online" else logging.WARNING
-        if system != self._system or level == logging.WARNING:
-            log.log(level, "Kraken system status: %s (version %s, connection %s)", system, version, conn_id)
-        self._system = system
-
-    def write_record(self, now_ns: int, text: str) -> None:
-        self.record.write(json.dumps({"t": now_ns / 1e9, "frame": text}) + "\n")
-
-    def maybe_stats(self, now: float) -> None:
-        if now < self._next_stats:
-            return
-        if self._next_stats:
-            log.info("stats %s", self.stats.line(len(self.producer)))
-            if self.record:
-                self.record.flush()
-        self._next_stats = now + self.args.stats_interval
-
-    # -- shutdown -------------------------------------------------------------------------------
-
-    def request_stop(self) -> None:
-        self.stop.set()
-        ws = self.ws
-        if ws is not None and ws.sock is not None:
-            try:
-                ws.sock.shutdown(socket.SHUT_RDWR)  # wakes up a blocked recv at once
-            except OSError:
-                pass
-
-    def finish(self, flush_timeout: float) -> int:
-        """Flush, report, and return how many produced messages were not delivered."""
-        remaining = self.producer.flush(flush_timeout)
-        undelivered = remaining + self.stats.failed
-        log.info("final stats %s", self.stats.line(remaining))
-        for pair, (n, missing) in self.gaps_by_pair.items():
-            if n:
-                log.warning("gaps on %s: %d gap(s), %d trade(s) missing", pair, n, missing)
-        if undelivered:
-            log.error("%d message(s) NOT delivered (%d still queued after %.0fs flush, %d failed)",
-                      undelivered, remaining, flush_timeout, self.stats.failed)
-        else:
-            log.info("all %d produced message(s) delivered", self.stats.produced)
-        return undelivered
-
-
-def _v1_time_key(ts: str) -> tuple:
-    sec, _, frac = ts.partition(".")
-    return (int(sec), (frac + "000000")[:6])
-
-
-def connect_ws(url: str, timeout: float) -> Any:
-    import websocket  # websocket-client (+ wsaccel when installed)
-
-    # skip_utf8_validation: recv path decodes every text frame with strict UTF-8 itself (handle_text),
-    # so the library's own per-frame validation would only do the same work twice.
-    return websocket.create_connection(
-        url, timeout=timeout, skip_utf8_validation=True, enable_multithread=True,
-        sockopt=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
-    )
-
-
-def check_broker(producer: Any, bootstrap: str, timeout: float) -> Optional[str]:
-    """None if the cluster answers metadata within `timeout`, else an error text."""
-    from confluent_kafka import KafkaException
-
-    try:
-        md = producer.list_topics(timeout=timeout)
-    except KafkaException as exc:
-        return f"Kafka broker unreachable at {bootstrap} within {timeout:.0f}s: {exc.args[0]}"
-    if not md.brokers:
-        return f"Kafka at {bootstrap} answered with no brokers"
-    return None
-
-
-def read_resume_points(bootstrap: str, topic: str, pairs: list[str], limit: int, timeout: float) -> dict[str, int]:
-    """Highest v2 trade_id already in `topic` per pair (key = pair as typed), from each partition's tail.
-
-    A short-lived consumer with assign() (no group membership, no commits) reads every partition backwards in
-    chunks (scan_windows), all partitions chunk by chunk, until each pair is found or `limit` records per partition
-    were read. Values are decoded only for records whose key is one of `pairs`. Gives up after `timeout` seconds
-    with what it found so far (a chunk read only in part can only yield an older trade_id than the newest one in
-    the topic: some snapshot trades are produced twice, none is lost).
-    """
-    from confluent_kafka import Consumer, KafkaError, TopicPartition
-
-    t0 = time.monotonic()
-    deadline = t0 + timeout
-    keys = {p.encode("utf-8"): p for p in pairs}
-    found: dict[str, int] = {}
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap, "group.id": f"kraken-trades-ws-resume-{random.getrandbits(64):016x}",
-        "client.id": "kraken-trades-ws-resume", "enable.auto.commit": False, "enable.auto.offset.store": False,
-        "enable.partition.eof": True, "auto.offset.reset": "earliest", "allow.auto.create.topics": False,
-        "fetch.wait.max.ms": 50,
-    })
-    try:
-        meta = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
-        if meta is None or meta.error is not None or not meta.partitions:
-            log.info("resume: topic %s does not exist yet: nothing to resume from", topic)
-            return found
-        windows = {}
-        for p in sorted(meta.partitions):
-            left = max(0.1, deadline - time.monotonic())
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=left)
-            windows[p] = scan_windows(low, high, limit)
-        read, level = 0, 0
-        while len(found) < len(keys) and any(level < len(w) for w in windows.values()):
-            chunk = {p: w[level] for p, w in windows.items() if level < len(w)}
-            unknown = {k: v for k, v in keys.items() if v not in found}
-            level_found: dict[str, int] = {}
-            consumer.assign([TopicPartition(topic, p, start) for p, (start, _) in chunk.items()])
-            open_parts = set(chunk)
-            while open_parts:
-                if time.monotonic() > deadline:
-                    found.update({p: t for p, t in level_found.items() if p not in found})
-                    log.warning("resume: gave up reading %s after %.1fs (%d records read)", topic, timeout, read)
-                    return found
-                batch = []
-                for msg in consumer.consume(num_messages=5000, timeout=0.2):
-                    part = msg.partition()
-                    if part not in open_parts:
-                        continue
-                    err = msg.error()
-                    if err is not None:
-                        if err.code() == KafkaError._PARTITION_EOF:
-                            open_parts.discard(part)
-                            continue
-                        raise RuntimeError(f"reading {topic} [{part}]: {err}")
-                    offset, end = msg.offset(), chunk[part][1]
-                    if offset >= end:
-                        open_parts.discard(part)
-                        continue
-                    read += 1
-                    key = msg.key()
-                    if key in unknown:
-                        batch.append((key, msg.value()))
-                    if offset == end - 1:
-                        open_parts.discard(part)
-                latest_trade_ids(batch, unknown, level_found)
-            consumer.unassign()
-            found.update(level_found)
-            level += 1
-        log.info("resume: read %d record(s) of %s (%d partition(s), %d chunk(s) deep) in %.2fs",
-                 read, topic, len(windows), level, time.monotonic() - t0)
-        return found
-    finally:
-        consumer.close()
-
-
-def resume_points(args: argparse.Namespace) -> dict[str, int]:
-    """--api v2: what the topic already holds per pair (logged pair by pair); {} for v1 or --no-resume."""
-    if args.api != "v2":
-        log.info("resume: not available with --api v1 (v1 trades have no trade_id); producing live trades only")
-        return {}
-    if args.no_resume:
-        log.info("resume: disabled (--no-resume): the first snapshot is produced in full")
-        return {}
-    found = read_resume_points(args.bootstrap, args.topic, args.pair, args.resume_scan_limit, args.resume_timeout)
-    for pair in args.pair:
-        if pair in found:
-            log.info("resuming %s after trade_id %d", pair, found[pair])
-        else:
-            log.info("resume: no earlier v2 trade of %s in the last %d record(s) of each partition of %s: "
-                     "starting without memory (the first snapshot is produced in full)",
-                     pair, args.resume_scan_limit, args.topic)
-    return found
-
+DEFAULT_REST_INTERVAL = 1.0
+DEFAULT_REST_TIMEOUT = 10.0
+DEFAULT_BACKFILL_GIVE_UP = 3600.0
+DEFAULT_PARTITIONS = 3
 
 # ---------------------------------------------------------------------------------------------
 # CLI
@@ -1036,23 +125,51 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                    "pair's last produced trade_id")
     p.add_argument("--resume-timeout", type=float, default=DEFAULT_RESUME_TIMEOUT,
                    help="v2: stop reading the topic back after this many seconds and resume with what was found")
+    p.add_argument("--rest-url", help="Kraken REST base URL for gap backfills (default: https://api.kraken.com with "
+                   "Kraken's WebSocket, else http(s)://<host:port of --ws-url>, e.g. the fake Kraken)")
+    p.add_argument("--no-backfill", action="store_true",
+                   help="v2: do not fill trade_id gaps from Kraken's REST trades (they are only logged and counted)")
+    p.add_argument("--rest-interval", type=float, default=DEFAULT_REST_INTERVAL,
+                   help="at least this many seconds between two REST calls (Kraken's public limit is ~1/s)")
+    p.add_argument("--rest-timeout", type=float, default=DEFAULT_REST_TIMEOUT, help="timeout of one REST call (s)")
+    p.add_argument("--backfill-give-up", type=float, default=DEFAULT_BACKFILL_GIVE_UP,
+                   help="a gap REST has not filled this many seconds after it was found is logged and counted as "
+                   "unfillable")
+    p.add_argument("--partitions", type=int, default=DEFAULT_PARTITIONS,
+                   help="partitions of the topic when the producer creates it (an existing topic is left as it is)")
+    p.add_argument("--replication-factor", type=int,
+                   help="replication factor of the topic when the producer creates it (default: min(3, brokers))")
     p.add_argument("--record", metavar="FILE", help='append every received text frame as JSONL {"t": epoch_s, "frame": text}')
     p.add_argument("--log-level", default="INFO", help="logging level")
     args = p.parse_args(argv)
     args.pair = args.pair or list(DEFAULT_PAIRS)
     seen: dict[str, str] = {}
     for pair in args.pair:
-        if not _PAIR_RE.match(pair):
+        if not PAIR_RE.match(pair):
             p.error(f"--pair {pair!r}: expected BASE/QUOTE, e.g. XBT/USDT")
         native = native_pair(pair, args.api)
         if native in seen:
             p.error(f"--pair {seen[native]!r} and {pair!r} are the same Kraken pair ({native})")
         seen[native] = pair
     for name in ("stats_interval", "watchdog", "ack_timeout", "connect_timeout", "backoff_initial", "backoff_max",
-                 "delivery_timeout", "flush_timeout", "startup_timeout", "resume_scan_limit", "resume_timeout"):
+                 "delivery_timeout", "flush_timeout", "startup_timeout", "resume_scan_limit", "resume_timeout",
+                 "rest_interval", "rest_timeout", "backfill_give_up", "partitions"):
         if getattr(args, name) <= 0:
             p.error(f"--{name.replace('_', '-')} must be > 0")
+    if args.replication_factor is not None and args.replication_factor <= 0:
+        p.error("--replication-factor must be > 0")
+    args.rest_url = args.rest_url or default_rest_url(args.ws_url)
+    if not args.rest_url.startswith(("http://", "https://")):
+        p.error(f"--rest-url {args.rest_url!r}: expected http://... or https://...")
     return args
+
+
+def default_rest_url(ws_url: Optional[str]) -> str:
+    """Kraken's REST API with Kraken's WebSocket; with another --ws-url, the same host and port over HTTP(S)."""
+    if not ws_url or ws_url.startswith(("wss://ws.kraken.com", "wss://beta-ws.kraken.com")):
+        return DEFAULT_REST_URL
+    scheme, _, rest = ws_url.partition("://")
+    return ("https" if scheme == "wss" else "http") + "://" + rest.split("/", 1)[0]
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -1074,9 +191,29 @@ def main(argv: Optional[list[str]] = None) -> int:
         log.error("%s", problem)
         return EXIT_FAILURE
     try:
-        app.resume_from(resume_points(args))
+        created = ensure_topic(args.bootstrap, args.topic, args.partitions, args.replication_factor,
+                               args.startup_timeout)
+    except Exception as exc:  # KafkaException: e.g. a replication factor above the number of brokers
+        log.error("cannot create topic %s: %s", args.topic, exc)
+        return EXIT_FAILURE
+    if created:
+        log.info("created topic %s (%d partitions, replication factor %d)", args.topic, args.partitions, created)
+    if args.api == "v2":
+        log.info("backfill: %s", "off (--no-backfill): gaps are only logged and counted" if args.no_backfill
+                 else f"gaps are filled from {args.rest_url}")
+    times: dict[str, Any] = {}
+    open_gaps: dict[str, list] = {}
+    try:
+        app.resume_from(resume_points(args, times, open_gaps), times)
     except Exception as exc:  # reading back is an optimisation: never a reason not to produce
         log.warning("resume: could not read %s back (%s): starting without memory", args.topic, exc)
+    if open_gaps and app.backfill:
+        try:
+            app.restore_gaps(open_gaps, lambda pair, since_ms, first, last: trade_ids_in_topic(
+                args.bootstrap, args.topic, pair, since_ms, first, last, args.resume_timeout))
+        except Exception as exc:  # KafkaException, TimeoutError: better a hole the audit shows than a double
+            log.warning("resume: could not check the gaps the last run left open (%s): not filled again: %s",
+                        exc, open_gaps)
     app.producer = producer
 
     def on_signal(signum: int, _frame: Any) -> None:

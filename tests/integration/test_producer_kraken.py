@@ -5,8 +5,7 @@ Every test compares the topic with exactly what the fake sent: keys, per-pair or
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import signal
 import time
 import uuid
 from pathlib import Path
@@ -14,36 +13,12 @@ from pathlib import Path
 import pytest
 
 from fake_kraken import FakeKraken
-from tests.helpers import REPO_ROOT, run_script, wait_until
+from tests.helpers import run_script, wait_until
 from tests.integration.producer_helpers import (
-    by_key, consume_all, start_producer, stats, stop_producer, strip_ingest, wait_topic_count,
+    V1_PAIRS, V2_PAIRS, assert_topic_matches, start_producer, stats, stop_producer, total, wait_topic_count,
 )
 
 pytestmark = pytest.mark.integration
-
-V2_PAIRS = {"XBT/USDT": "BTC/USDT", "ETH/USD": "ETH/USD", "DOGE/USD": "DOGE/USD"}  # user spelling -> fake's pair
-V1_PAIRS = {"BTC/USDT": "BTC/USDT", "ETH/USD": "ETH/USD", "XDG/USD": "DOGE/USD"}
-
-
-def expected(server: FakeKraken, api: str, pairs: dict[str, str]) -> dict[str, list[dict]]:
-    sent = server.sent_trades(api)
-    return {user: sent[native] for user, native in pairs.items()}
-
-
-def assert_topic_matches(bootstrap: str, topic: str, server: FakeKraken, api: str, pairs: dict[str, str]) -> dict:
-    want = expected(server, api, pairs)
-    got = by_key(consume_all(bootstrap, topic))
-    assert sorted(got) == sorted(k for k, v in want.items() if v)
-    for user, rows in want.items():
-        values = got.get(user, [])
-        assert all(v["symbol"] == user for v in values)
-        assert strip_ingest(values, api) == rows, f"{user}: topic differs from what the fake sent"
-    return got
-
-
-def total(server: FakeKraken, api: str) -> int:
-    return sum(len(v) for v in server.sent_trades(api).values())
-
 
 @pytest.mark.parametrize("api,pairs,decimals", [("v2", V2_PAIRS, None), ("v1", V1_PAIRS, 17)])
 def test_three_pairs_every_trade_once_in_order(tmp_path: Path, bootstrap: str, new_topic, api, pairs, decimals):
@@ -120,10 +95,12 @@ def test_v2_faults_mid_stream_every_trade_once_and_contiguous(tmp_path: Path, bo
 
 
 def test_v2_gap_filled_by_snapshot_or_counted(tmp_path: Path, bootstrap: str, new_topic):
+    """--no-backfill: a gap the snapshot cannot fill is only logged and counted (with backfill, see
+    test_producer_backfill.py)."""
     topic = new_topic(3)
     pairs = {"XBT/USDT": "BTC/USDT", "ETH/USD": "ETH/USD"}
     with FakeKraken(pairs=list(pairs.values()), rate=0, seed=9, history=5, heartbeat_interval=0.5) as server:
-        proc, log = start_producer(tmp_path, server.url("v2"), bootstrap, topic, list(pairs), "v2")
+        proc, log = start_producer(tmp_path, server.url("v2"), bootstrap, topic, list(pairs), "v2", "--no-backfill")
         wait_until(lambda: server.active_connections() == 1, 15, message="subscribed")
         server.step(20)
 
@@ -192,30 +169,6 @@ def test_usage_errors_exit_2():
     assert result.returncode == 2 and "expected BASE/QUOTE" in result.stderr
 
 
-@pytest.fixture
-def private_broker(tmp_path: Path):
-    """A second broker we may stop (never the shared one on 19092)."""
-    port, ctrl = 29192, 29193
-    data = tmp_path / "broker-b"
-    script = str(REPO_ROOT / "infra/kafka/broker.py")
-
-    def up() -> None:
-        r = subprocess.run([sys.executable, script, "up", "--port", str(port), "--controller-port", str(ctrl),
-                            "--data-dir", str(data)], capture_output=True, text=True, timeout=180)
-        assert r.returncode == 0, r.stdout + r.stderr
-
-    def down() -> None:
-        r = subprocess.run([sys.executable, script, "down", "--data-dir", str(data)], capture_output=True,
-                           text=True, timeout=120)
-        assert r.returncode == 0, r.stdout + r.stderr
-
-    up()
-    try:
-        yield f"localhost:{port}", up, down
-    finally:
-        down()
-
-
 def test_stopped_broker_comes_back_nothing_lost(tmp_path: Path, private_broker):
     from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -239,3 +192,38 @@ def test_stopped_broker_comes_back_nothing_lost(tmp_path: Path, private_broker):
     assert_topic_matches(bootstrap, topic, server, "v2", pairs)
     final = stats(log, final=True)
     assert final["failed"] == 0 and final["delivered"] == final["produced"] == n
+
+
+def test_topic_created_at_start_an_existing_one_left_alone(tmp_path: Path, bootstrap: str, new_topic):
+    from confluent_kafka.admin import AdminClient
+
+    from kraken_feed.kafka_sink import ensure_topic
+
+    fresh = f"t-created-{uuid.uuid4().hex[:8]}"
+    existing = new_topic(1)
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    try:
+        with FakeKraken(pairs=["BTC/USDT"], rate=0, heartbeat_interval=0.5) as server:
+            for topic, extra in ((fresh, ["--partitions", "2"]), (existing, ["--partitions", "5"])):
+                proc, log = start_producer(tmp_path, server.url("v2"), bootstrap, topic, ["XBT/USDT"], "v2", *extra)
+                wait_until(lambda: server.active_connections() == 1, 15, message="subscribed")
+                assert stop_producer(proc) == 0, log.read_text()
+                assert ("created topic" in log.read_text()) == (topic == fresh)
+        parts = {t: len(admin.list_topics(timeout=10).topics[t].partitions) for t in (fresh, existing)}
+        assert parts == {fresh: 2, existing: 1}
+        assert ensure_topic(bootstrap, fresh, 4) is None  # exists: nothing done
+    finally:
+        admin.delete_topics([fresh])
+
+
+def test_kraken_unreachable_keeps_retrying_until_stopped(tmp_path: Path, bootstrap: str, new_topic):
+    """`make run` without a route to Kraken: clear retry lines, never an exit, until Ctrl-C (exit 0)."""
+    topic = new_topic(3)
+    proc, log = start_producer(tmp_path, "ws://127.0.0.1:9/v2", bootstrap, topic, ["XBT/USDT"], "v2")
+    wait_until(lambda: log.read_text().count("reconnecting in") >= 5, 30, message="five retries")
+    assert proc.poll() is None
+    text = log.read_text()
+    assert "connection lost: connect to ws://127.0.0.1:9/v2 failed: [Errno 111] Connection refused" in text
+    assert "Traceback" not in text
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(30) == 0, log.read_text()

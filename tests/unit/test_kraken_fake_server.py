@@ -86,3 +86,76 @@ def test_faults_drop_close_freeze(server):
     server.drop_connections()
     with pytest.raises((websocket.WebSocketException, ConnectionError)):
         ws.recv()
+
+
+def test_recording_reader_names_file_and_line(tmp_path):
+    from fake_kraken import RecordingError, read_recording
+
+    path = tmp_path / "rec.jsonl"
+    path.write_text('{"t": 1.0, "frame": "{}"}\n\n{"t": 2.0, "frame": "x"\n')
+    with pytest.raises(RecordingError, match=rf"^{path}:3: not JSON"):
+        read_recording(str(path))
+    path.write_text('{"t": 1.0, "frame": "{}"}\n{"t": "soon", "frame": "{}"}\n')
+    with pytest.raises(RecordingError, match=rf'^{path}:2: expected {{"t": epoch seconds, "frame": text}}'):
+        read_recording(str(path))
+    path.write_text('{"t": 1, "frame": "a"}\n\n')
+    assert read_recording(str(path)) == [{"t": 1, "frame": "a"}]
+
+
+def test_cli_bad_recording_or_pairs_is_a_clear_error(tmp_path):
+    from tests.helpers import run_script
+
+    path = tmp_path / "rec.jsonl"
+    path.write_text('{"t": 1.0, "frame": "{}"}\n[1, 2]\n')
+    result = run_script("ingestion/fake_kraken.py", "--port", "0", "--replay", str(path), timeout=30)
+    assert result.returncode == 2 and result.stderr.strip().endswith(
+        f'error: {path}:2: expected {{"t": epoch seconds, "frame": text}}, got \'[1, 2]\'')
+    assert "Traceback" not in result.stderr
+    result = run_script("ingestion/fake_kraken.py", "--port", "0", "--replay", str(tmp_path / "missing.jsonl"),
+                        timeout=30)
+    assert result.returncode == 2 and "cannot read the recording" in result.stderr
+    result = run_script("ingestion/fake_kraken.py", "--port", "0", "--pairs", "BTCUSDT", timeout=30)
+    assert result.returncode == 2 and "expected comma-separated BASE/QUOTE pairs" in result.stderr
+
+
+@pytest.mark.parametrize("query,status,error", [
+    ("step?n=abc", 400, "n='abc': expected an integer in 0..100000"),
+    ("step?n=5&pair=FOO/BAR", 400, "pair='FOO/BAR': not one of BTC/USDT, DOGE/USD"),
+    ("close?code=99999", 400, "code='99999': expected an integer in 1000..4999"),
+    ("status?system=party", 400, "system='party': expected one of online, maintenance, cancel_only, post_only"),
+    ("launch", 404, "unknown action 'launch'"),
+])
+def test_control_bad_parameters_are_400_naming_them(server, query, status, error):
+    import urllib.error
+    import urllib.request
+
+    with pytest.raises(urllib.error.HTTPError) as exc:
+        urllib.request.urlopen(f"http://127.0.0.1:{server.port}/control/{query}", timeout=5)
+    assert exc.value.code == status and json.loads(exc.value.read()) == {"error": error}
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/control/step?n=2", timeout=5) as ok:
+        assert json.loads(ok.read()) == {"generated": 4}
+
+
+def test_rest_trades_format_legacy_key_depth_and_faults():
+    import urllib.request
+
+    with FakeKraken(pairs=["BTC/USD", "DOGE/USD"], rate=0, history=30, seed=2) as s:
+        base = f"http://127.0.0.1:{s.port}"
+
+        def get(query: str) -> dict:
+            with urllib.request.urlopen(f"{base}/0/public/Trades?{query}", timeout=5) as r:
+                return json.loads(r.read(), parse_float=str)
+
+        reply = get("pair=XBTUSD&since=0")
+        assert reply["error"] == [] and sorted(reply["result"]) == ["XXBTZUSD", "last"]  # Kraken's legacy key
+        trades = reply["result"]["XXBTZUSD"]
+        assert [t[6] for t in trades] == [t.trade_id for t in s.history["BTC/USD"]]
+        assert trades[-1][3] in "bs" and trades[-1][4] in "ml" and trades[-1][5] == ""
+        assert int(reply["result"]["last"]) == s.history["BTC/USD"][-1].ts_ns
+        assert get(f"pair=XBTUSD&since={reply['result']['last']}")["result"]["XXBTZUSD"] == []
+        assert sorted(get("pair=XDGUSD&since=0&count=5")["result"]) == ["XDGUSD", "last"]
+        assert get("pair=NOPE")["error"] == ["EQuery:Unknown asset pair"]
+        with urllib.request.urlopen(f"{base}/control/rest?depth=10&fault=ratelimit&n=1", timeout=5) as r:
+            assert json.loads(r.read()) == {"faults_queued": 1, "down": False, "depth": 10, "page": 1000}
+        assert get("pair=XBTUSD") == {"error": ["EAPI:Rate limit exceeded"]}
+        assert len(get("pair=XBTUSD")["result"]["XXBTZUSD"]) == 10

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-import kraken_trades_ws as k
+from kraken_feed import gaps, kafka_sink, protocol, records, session
+import kraken_trades_ws as cli
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "kraken"
 INGEST = "2026-09-25T17:48:26.901234Z"
@@ -19,13 +20,13 @@ def frames(name: str) -> list[str]:
     return [json.loads(line)["frame"] for line in (DATA / name).read_text().splitlines() if line.strip()]
 
 
-def codecs(api: str, pairs: list[str]) -> dict[str, k.PairCodec]:
-    return {k.native_pair(p, api): k.PairCodec(p, k.native_pair(p, api), api) for p in pairs}
+def codecs(api: str, pairs: list[str]) -> dict[str, records.PairCodec]:
+    return {records.native_pair(p, api): records.PairCodec(p, records.native_pair(p, api), api) for p in pairs}
 
 
 def rec(symbol, price, size, side, ord_type, trade_id, ts_event, api, native):
     return {"symbol": symbol, "price": price, "size": size, "side": side, "ord_type": ord_type, "trade_id": trade_id,
-            "ts_event": ts_event, "ts_ingest": INGEST, "api": api, "pair_native": native}
+            "ts_event": ts_event, "ts_ingest": INGEST, "api": api, "pair_native": native, "source": "ws"}
 
 
 V2 = frames("v2_frames.jsonl")
@@ -65,11 +66,12 @@ V1_EXPECTED = [
 @pytest.mark.parametrize("api,text,want", [("v2", f, w) for f, w in zip(V2, V2_EXPECTED)]
                          + [("v1", f, w) for f, w in zip(V1, V1_EXPECTED)])
 def test_recorded_frames_parse_exactly(api, text, want):
-    parsed = k.parse_frame(text, INGEST, V2_CODECS if api == "v2" else V1_CODECS, api)
+    parsed = protocol.parse_frame(text, INGEST, V2_CODECS if api == "v2" else V1_CODECS, api)
     if isinstance(want, list):
         assert parsed[0] == "trades" and parsed[3] == []
         values = [v for _, _, v in parsed[2]]
         assert [json.loads(v.decode("utf-8")) for v in values] == want
+        assert all(list(json.loads(v)) == list(w) for v, w in zip(values, want))  # field order is the contract
         assert all(b" " not in v for v in values)  # compact JSON, no float repr anywhere
     else:
         assert parsed == want
@@ -85,7 +87,7 @@ def test_recordings_cover_every_frame():
     ("eth/usd", "v2", "ETH/USD"),
 ])
 def test_native_pair(pair, api, native):
-    assert k.native_pair(pair, api) == native
+    assert records.native_pair(pair, api) == native
 
 
 @pytest.mark.parametrize("text,iso", [
@@ -96,7 +98,7 @@ def test_native_pair(pair, api, native):
     ("0.000001", "1970-01-01T00:00:00.000001Z"),
 ])
 def test_v1_time_exact(text, iso):
-    assert k.iso_from_v1_time(text) == iso
+    assert records.iso_from_v1_time(text) == iso
 
 
 @pytest.mark.parametrize("text,iso", [
@@ -107,20 +109,20 @@ def test_v1_time_exact(text, iso):
     ("2026-01-01T00:30:00.000001-01:00", "2026-01-01T01:30:00.000001Z"),
 ])
 def test_rfc3339_exact(text, iso):
-    assert k.iso_from_rfc3339(text) == iso
+    assert records.iso_from_rfc3339(text) == iso
 
 
 @pytest.mark.parametrize("value", ["abc", "1.5.5", "", 1.5, None, True])
 def test_decimal_text_rejects_junk(value):
-    with pytest.raises(k.BadTrade):
-        k.decimal_text(value)
+    with pytest.raises(records.BadTrade):
+        records.decimal_text(value)
 
 
 def test_decimal_text_keeps_wire_text():
-    assert k.decimal_text(k.Num("0.00044780")) == "0.00044780"
-    assert k.decimal_text(k.Num("1E-8")) == "0.00000001"
-    assert k.decimal_text(83744) == "83744"
-    assert k.load_frame('{"p": 0.10000000000000000555}')["p"] == "0.10000000000000000555"
+    assert records.decimal_text(records.Num("0.00044780")) == "0.00044780"
+    assert records.decimal_text(records.Num("1E-8")) == "0.00000001"
+    assert records.decimal_text(83744) == "83744"
+    assert protocol.load_frame('{"p": 0.10000000000000000555}')["p"] == "0.10000000000000000555"
 
 
 def test_bad_elements_skipped_rest_kept_in_order():
@@ -136,7 +138,7 @@ def test_bad_elements_skipped_rest_kept_in_order():
         {"symbol": "BTC/USD", "side": "sell", "price": 3, "qty": 4, "ord_type": "market", "trade_id": 5,
          "timestamp": "2026-01-01T00:00:00.000000Z"},
     ]})
-    kind, _snap, records, bad = k.parse_frame(text, INGEST, V2_CODECS, "v2")
+    kind, _snap, records, bad = protocol.parse_frame(text, INGEST, V2_CODECS, "v2")
     assert kind == "trades" and [tid for _, tid, _ in records] == [1, 5] and len(bad) == 3
 
 
@@ -145,15 +147,17 @@ def test_bad_elements_skipped_rest_kept_in_order():
     ('{"channel":"trade","type":"update","data":"x"}', "malformed"), ('{"foo":1}', "unknown"),
 ])
 def test_odd_frames_are_classified(text, kind):
-    assert k.parse_frame(text, INGEST, V2_CODECS, "v2")[0] == kind
+    assert protocol.parse_frame(text, INGEST, V2_CODECS, "v2")[0] == kind
 
 
 class FakeKafka:
     def __init__(self) -> None:
         self.messages: list[tuple[bytes, dict]] = []
+        self.headers: list = []
 
-    def produce(self, topic, value, key):
+    def produce(self, topic, value, key, headers=None):
         self.messages.append((key, json.loads(value)))
+        self.headers.append(headers)
 
     def poll(self, _t=0):
         return 0
@@ -162,9 +166,9 @@ class FakeKafka:
         return 0
 
 
-def app(api: str, pairs: list[str]) -> k.TradeProducer:
-    args = k.parse_args(["--api", api, *sum((["--pair", p] for p in pairs), [])])
-    return k.TradeProducer(args, FakeKafka(), lambda *a: None)
+def app(api: str, pairs: list[str]) -> session.TradeProducer:
+    args = cli.parse_args(["--api", api, *sum((["--pair", p] for p in pairs), [])])
+    return session.TradeProducer(args, FakeKafka(), lambda *a: None)
 
 
 def v2_frame(kind: str, ids: list[int], symbol: str = "BTC/USDT") -> bytes:
@@ -185,6 +189,12 @@ def test_v2_snapshot_overlap_deduped_and_gaps_counted():
     assert {key for key, _ in a.producer.messages} == {b"XBT/USDT"}
     assert (a.stats.gaps, a.stats.missing, a.stats.dups) == (1, 40, 43 + 2)
     assert a.gaps_by_pair == {"XBT/USDT": [1, 40]}
+    # while the gap is open (no backfill thread here), every record of the pair names it in a header
+    assert a.producer.headers[:59] == [None] * 59
+    since = records.epoch_ns_from_iso("2026-01-01T00:00:00.000000Z") - 1000
+    for headers in a.producer.headers[59:]:
+        (name, raw), = headers
+        assert name == "kraken-open-gaps" and [g[:3] for g in gaps.decode_gaps(raw)] == [(60, 99, since)]
 
 
 def test_v1_resubscribe_overlap_skipped():
@@ -202,9 +212,9 @@ def test_v1_resubscribe_overlap_skipped():
 
 def test_rejected_pair_and_rate_limit():
     a = app("v2", ["XBT/USDT"])
-    with pytest.raises(k.PairRejected, match=r"Kraken rejected pair 'XBT/USDT' \(sent as 'BTC/USDT' on v2\): nope"):
+    with pytest.raises(session.PairRejected, match=r"Kraken rejected pair 'XBT/USDT' \(sent as 'BTC/USDT' on v2\): nope"):
         a.handle_ack(("ack", "BTC/USDT", False, "nope", "subscribe"), {"BTC/USDT"})
-    with pytest.raises(k.Reconnect, match="Exceeded msg rate"):
+    with pytest.raises(session.Reconnect, match="Exceeded msg rate"):
         a.handle_text(b'{"Error":"Exceeded msg rate"}', 0, set())
     pending = {"BTC/USDT"}
     a.handle_ack(("ack", "BTC/USDT", True, None, "subscribe"), pending)
@@ -224,21 +234,21 @@ def test_invalid_utf8_counted_not_fatal(tmp_path):
 
 def test_backoff_capped_with_jitter():
     rng = random.Random(1)
-    delays = [k.backoff_delay(n, 0.5, 30, rng) for n in range(12)]
+    delays = [session.backoff_delay(n, 0.5, 30, rng) for n in range(12)]
     assert all(0.25 <= d <= 0.5 for d in delays[:1]) and all(15 <= d <= 30 for d in delays[7:])
     assert len(set(delays[7:])) == len(delays[7:])  # jittered
 
 
 def test_producer_config_is_idempotent_and_patient():
-    conf = k.producer_config(k.parse_args([]))
+    conf = kafka_sink.producer_config(cli.parse_args([]))
     assert conf["enable.idempotence"] is True and conf["acks"] == "all"
     assert conf["message.timeout.ms"] == 300_000 and conf["compression.type"] == "lz4"
 
 
 def test_subscribe_requests():
-    assert json.loads(k.subscribe_request("v2", ["BTC/USDT"], 7)) == {
+    assert json.loads(protocol.subscribe_request("v2", ["BTC/USDT"], 7)) == {
         "method": "subscribe", "params": {"channel": "trade", "symbol": ["BTC/USDT"], "snapshot": True}, "req_id": 7}
-    assert json.loads(k.subscribe_request("v1", ["XBT/USDT"], 7)) == {
+    assert json.loads(protocol.subscribe_request("v1", ["XBT/USDT"], 7)) == {
         "event": "subscribe", "pair": ["XBT/USDT"], "subscription": {"name": "trade"}, "reqid": 7}
 
 
@@ -250,11 +260,11 @@ def test_subscribe_requests():
 ])
 def test_usage_errors_exit_2(argv, msg, capsys):
     with pytest.raises(SystemExit) as exc:
-        k.parse_args(argv)
+        cli.parse_args(argv)
     assert exc.value.code == 2 and msg in capsys.readouterr().err
 
 
 def test_defaults():
-    args = k.parse_args([])
+    args = cli.parse_args([])
     assert (args.pair, args.bootstrap, args.topic, args.api) == (["XBT/USDT"], "localhost:19092", "crypto.trades", "v2")
     assert isinstance(args, argparse.Namespace)

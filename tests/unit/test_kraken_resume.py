@@ -7,7 +7,8 @@ import logging
 
 import pytest
 
-import kraken_trades_ws as k
+from kraken_feed import resume, session
+import kraken_trades_ws as cli
 from tests.unit.test_kraken_producer import app, v2_frame
 
 
@@ -23,7 +24,7 @@ from tests.unit.test_kraken_producer import app, v2_frame
     (7, 7, 200_000, []),                                                # emptied by retention
 ])
 def test_scan_windows_newest_first_contiguous_and_capped(low, high, limit, windows):
-    got = k.scan_windows(low, high, limit)
+    got = resume.scan_windows(low, high, limit)
     assert got == windows
     assert sum(e - s for s, e in got) == min(limit, high - low)
     assert all(got[i][0] == got[i + 1][1] for i in range(len(got) - 1))  # no hole, no overlap
@@ -52,14 +53,14 @@ def test_latest_trade_ids_only_matching_keys_and_v2_ids():
         (b"ETH/USD", value("ETH/USD", "7")),            # nor is text
         (None, value("XBT/USDT", 1000)),                # no key
     ]
-    assert k.latest_trade_ids(records, keys) == {"XBT/USDT": 12}
+    assert resume.latest_trade_ids(records, keys) == {"XBT/USDT": 12}
     acc = {"ETH/USD": 40, "XBT/USDT": 20}
-    assert k.latest_trade_ids([(b"ETH/USD", value("ETH/USD", 41)), (b"XBT/USDT", value("XBT/USDT", 19))], keys,
+    assert resume.latest_trade_ids([(b"ETH/USD", value("ETH/USD", 41)), (b"XBT/USDT", value("XBT/USDT", 19))], keys,
                               acc) is acc
     assert acc == {"ETH/USD": 41, "XBT/USDT": 20}
 
 
-def produced_ids(a: k.TradeProducer) -> list[int]:
+def produced_ids(a: session.TradeProducer) -> list[int]:
     return [v["trade_id"] for _, v in a.producer.messages]
 
 
@@ -85,7 +86,7 @@ def test_resume_point_ahead_of_kraken_is_ignored(caplog):
     """The topic's ids came from another id sequence (e.g. a fake Kraken run): never skip the live market."""
     a = app("v2", ["XBT/USDT", "ETH/USD"])
     a.resume_from({"XBT/USDT": 5000, "ETH/USD": 5000})
-    with caplog.at_level(logging.WARNING, logger="kraken_trades_ws"):
+    with caplog.at_level(logging.WARNING, logger="kraken_feed"):
         a.handle_text(v2_frame("snapshot", list(range(1, 51))), 0, set())
         a.handle_text(v2_frame("snapshot", list(range(4990, 5040)), "ETH/USD"), 0, set())
     assert produced_ids(a) == list(range(1, 51)) + list(range(5001, 5040))
@@ -112,27 +113,28 @@ def test_resume_check_only_on_the_first_snapshot():
     (["--no-resume"], "disabled (--no-resume)"),
 ])
 def test_no_resume_for_v1_or_when_disabled(argv, msg, caplog, monkeypatch):
-    monkeypatch.setattr(k, "read_resume_points", lambda *a: pytest.fail("must not read the topic"))
-    with caplog.at_level(logging.INFO, logger="kraken_trades_ws"):
-        assert k.resume_points(k.parse_args(["--bootstrap", "127.0.0.1:9", *argv])) == {}
+    monkeypatch.setattr(resume, "read_resume_points", lambda *a: pytest.fail("must not read the topic"))
+    with caplog.at_level(logging.INFO, logger="kraken_feed"):
+        assert resume.resume_points(cli.parse_args(["--bootstrap", "127.0.0.1:9", *argv])) == {}
     assert msg in caplog.text
 
 
 def test_resume_points_logs_found_and_missing(caplog, monkeypatch):
     calls = []
-    monkeypatch.setattr(k, "read_resume_points", lambda *a: calls.append(a) or {"XBT/USDT": 42})
-    args = k.parse_args(["--pair", "XBT/USDT", "--pair", "ETH/USD", "--topic", "t", "--resume-scan-limit", "300"])
-    with caplog.at_level(logging.INFO, logger="kraken_trades_ws"):
-        assert k.resume_points(args) == {"XBT/USDT": 42}
-    assert calls == [("localhost:19092", "t", ["XBT/USDT", "ETH/USD"], 300, k.DEFAULT_RESUME_TIMEOUT)]
+    monkeypatch.setattr(resume, "read_resume_points", lambda *a: calls.append(a) or {"XBT/USDT": 42})
+    args = cli.parse_args(["--pair", "XBT/USDT", "--pair", "ETH/USD", "--topic", "t", "--resume-scan-limit", "300"])
+    with caplog.at_level(logging.INFO, logger="kraken_feed"):
+        assert resume.resume_points(args) == {"XBT/USDT": 42}
+    assert calls == [("localhost:19092", "t", ["XBT/USDT", "ETH/USD"], 300, cli.DEFAULT_RESUME_TIMEOUT, None,
+                      None)]
     assert "resuming XBT/USDT after trade_id 42" in caplog.text
     assert "no earlier v2 trade of ETH/USD in the last 300 record(s) of each partition of t" in caplog.text
 
 
 def test_resume_flags(capsys):
-    args = k.parse_args([])
+    args = cli.parse_args([])
     assert (args.no_resume, args.resume_scan_limit, args.resume_timeout) == (False, 200_000, 15.0)
     for bad in (["--resume-scan-limit", "0"], ["--resume-timeout", "-1"]):
         with pytest.raises(SystemExit) as exc:
-            k.parse_args(bad)
+            cli.parse_args(bad)
         assert exc.value.code == 2 and "must be > 0" in capsys.readouterr().err

@@ -1,0 +1,11 @@
+"""The Kraken trades producer's parts; `ingestion/kraken_trades_ws.py` is the entry point that wires them.
+
+    records.py     the value contract, and the checks every wire field passes (decimals, times, ids, sides)
+    protocol.py    Kraken's WebSocket protocol: decode a frame, dispatch it by kind, subscribe/ping requests
+    session.py     the running producer: sessions, reconnects, the receive loop, dedup and gaps by trade_id, stats
+    resume.py      restart: read the topic's tail back for each pair's last produced trade_id; read it back since a time
+    gaps.py        trade-id gaps still to fill, and records whose delivery failed, shared by the loop and the backfill
+    rest.py        Kraken's REST trades (/0/public/Trades): one call, its reply parsed
+    backfill.py    the backfill thread: gaps filled from REST, undelivered records produced again
+    kafka_sink.py  the Kafka producer's configuration, the broker check at start, the topic's creation (ensure_topic)
+"""

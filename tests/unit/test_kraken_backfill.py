@@ -1,0 +1,224 @@
+"""Unit tests of the REST backfill: the reply parser, the backfill thread's steps (with REST and Kafka in memory),
+the refill of undelivered records, and the fake Kraken's REST trades against its WebSocket trades (same ts_event)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+import kraken_trades_ws as cli
+from fake_kraken import FakeKraken
+from kraken_feed import backfill, gaps, records, rest, session
+
+CODEC = records.PairCodec("XBT/USDT", "BTC/USDT", "v2")
+
+
+def element(tid: int, price: str = "83744.30000", ts: str = "1790000000.1234567") -> list:
+    return [price, "0.10000000", records.Num(ts), "b", "l", "", tid]
+
+
+class MemoryKafka:
+    def __init__(self) -> None:
+        self.values: list[dict] = []
+
+    def produce(self, topic: str, value: bytes, key: bytes, headers: object = None) -> None:
+        assert key == b"XBT/USDT"
+        self.values.append(json.loads(value))
+
+
+class ScriptedRest:
+    """fetch_trades stand-in: answers from a list of (trades, cursor) or RestError, recording each call."""
+
+    def __init__(self, *answers) -> None:
+        self.answers, self.calls = list(answers), []
+
+    def __call__(self, base: str, pair: str, since: int, timeout: float):
+        self.calls.append((pair, since))
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def worker(fetch=None, check=None, *extra: str) -> backfill.Backfiller:
+    args = cli.parse_args(["--pair", "XBT/USDT", "--rest-interval", "0.001", "--backoff-initial", "0.001",
+                           "--backoff-max", "0.002", *extra])
+    return backfill.Backfiller(args, {"XBT/USDT": CODEC}, MemoryKafka(), session.Stats(), gaps.GapBook(),
+                               gaps.UndeliveredBook(), lambda: True, session.RateLimitedLog(),
+                               fetch=fetch or ScriptedRest(), check_topic=check or (lambda *a: set()))
+
+
+def open_gap(w: backfill.Backfiller, first: int, last: int, since: int = 5) -> gaps.Gap:
+    gap = gaps.Gap("XBT/USDT", first, last, since, time.monotonic())
+    w.gaps.add(gap)
+    return gap
+
+
+def run_until_idle(w: backfill.Backfiller, limit: int = 50) -> None:
+    for _ in range(limit):
+        if not w.step() and not len(w.gaps):
+            return
+        time.sleep(0.003)
+    raise AssertionError("the backfill did not finish")
+
+
+def test_reply_parser_takes_the_legacy_key_and_the_cursor():
+    body = (b'{"error":[],"result":{"XXBTZUSD":[["1.5","2",1688669597.8277369,"b","m","",61044952]],'
+            b'"last":"1688671969993150842"}}')
+    trades, last = rest.parse_trades_reply(body)
+    assert last == 1688671969993150842 and trades[0][2] == "1688669597.8277369" and trades[0][6] == 61044952
+
+
+@pytest.mark.parametrize("body,message,limited", [
+    (b'{"error":["EAPI:Rate limit exceeded"]}', "Kraken error: EAPI:Rate limit exceeded", True),
+    (b'{"error":["EQuery:Unknown asset pair"]}', "Kraken error: EQuery:Unknown asset pair", False),
+    (b"<html>502</html>", "reply is not JSON", False),
+    (b'{"error":[],"result":{"A":[],"B":[],"last":"1"}}', "reply without one list of trades", False),
+    (b'{"error":[],"result":{"A":[]}}', "reply without a `last` cursor", False),
+    (b"[1]", "reply is not a JSON object", False),
+])
+def test_reply_parser_errors(body, message, limited):
+    with pytest.raises(rest.RestError, match=message) as exc:
+        rest.parse_trades_reply(body)
+    assert exc.value.rate_limited is limited
+
+
+def test_rest_time_truncated_to_the_microsecond_and_source_rest():
+    tid, value = CODEC.rest_value(element(7, ts="1688669597.8277369"), "2026-01-01T00:00:00.000000Z")
+    rec = json.loads(value)
+    assert tid == 7 and rec["ts_event"] == "2023-07-06T18:53:17.827736Z" and list(rec)[-1] == "source"
+    assert rec["source"] == "rest" and rec["price"] == "83744.30000" and rec["side"] == "buy"
+    assert json.loads(CODEC.rest_value(element(8, ts="1688669597.82"), "x")[1])["ts_event"].endswith("17.820000Z")
+    for bad in (element(True), element(-1), element(9)[:6], element(9, ts="1e5"), [1, 2, 3, "x", "l", "", 9]):
+        with pytest.raises(records.BadTrade):
+            CODEC.rest_value(bad, "x")
+
+
+def test_gap_filled_in_trade_id_order_over_two_pages():
+    fetch = ScriptedRest(([element(i) for i in (99, 100, 101, 102)], 50),
+                         ([element(i) for i in (104, 103, 105, 106)], 60))
+    w = worker(fetch)
+    open_gap(w, 100, 105)
+    run_until_idle(w)
+    assert [v["trade_id"] for v in w.producer.values] == [100, 101, 102, 103, 104, 105]
+    assert {v["source"] for v in w.producer.values} == {"rest"}
+    assert fetch.calls == [("XBTUSDT", 5), ("XBTUSDT", 50)]
+    assert (w.stats.backfilled, w.stats.unfillable, len(w.gaps)) == (6, 0, 0)
+
+
+def test_older_than_rest_history_and_skipped_ids_are_unfillable(caplog):
+    fetch = ScriptedRest(([element(i) for i in (104, 105, 107, 111)], 50))
+    w = worker(fetch)
+    open_gap(w, 100, 110)
+    with caplog.at_level("WARNING", logger="kraken_feed"):
+        run_until_idle(w)
+    assert [v["trade_id"] for v in w.producer.values] == [104, 105, 107]
+    assert (w.stats.backfilled, w.stats.unfillable) == (3, 8)
+    assert "trade_ids 100..103 (4 trades) cannot be filled: older than REST's history" in caplog.text
+    assert "trade_ids 106..106 (1 trades) cannot be filled: not in REST's trades" in caplog.text
+    assert "trade_ids 108..110 (3 trades) cannot be filled: not in REST's trades" in caplog.text
+
+
+def test_rest_errors_back_off_then_fill(caplog):
+    fetch = ScriptedRest(rest.RestError("Kraken error: EAPI:Rate limit exceeded", rate_limited=True),
+                         rest.RestError("HTTP 502 Bad Gateway from x"), ([], 5),
+                         ([element(i) for i in (100, 101)], 9))
+    w = worker(fetch)
+    gap = open_gap(w, 100, 101)
+    with caplog.at_level("WARNING", logger="kraken_feed"):
+        w.step()
+        assert gap.next_try > time.monotonic() - 0.001 and w.stats.rest_errors == 1
+        run_until_idle(w, limit=2000)
+    assert [v["trade_id"] for v in w.producer.values] == [100, 101] and w.stats.rest_errors == 2
+    assert "REST call failed (Kraken error: EAPI:Rate limit exceeded, rate limited)" in caplog.text
+
+
+def test_gap_given_up_after_the_limit():
+    w = worker(ScriptedRest(), None, "--backfill-give-up", "5")
+    gap = open_gap(w, 100, 109)
+    gap.detected -= 6
+    assert w.step() is True
+    assert (w.stats.unfillable, len(w.gaps), w.producer.values) == (10, 0, [])
+
+
+def test_refill_skips_what_the_topic_holds():
+    seen = []
+
+    def check(bootstrap, topic, since, wanted, timeout):
+        seen.append((since, wanted))
+        return {b'{"n":2}'}
+
+    w = worker(None, check)
+    for n, ts in ((1, 10_000_000), (2, 9_000_000), (3, 11_000_000)):
+        w.undelivered.add(gaps.Failed(b"XBT/USDT", json.dumps({"n": n}, separators=(",", ":")).encode(), 1, ts))
+    assert w.step() is True
+    assert w.producer.values == [{"n": 1}, {"n": 3}]
+    assert (w.stats.refilled, w.stats.refill_found, len(w.undelivered)) == (2, 1, 0)
+    assert seen[0][0] == {1: 9_000_000 - backfill.REFILL_MARGIN_MS}
+
+
+def test_refill_kept_when_the_topic_cannot_be_read():
+    def check(*_a):
+        raise RuntimeError("broker down")
+
+    w = worker(None, check)
+    w.undelivered.add(gaps.Failed(b"XBT/USDT", b"{}", -1, 0))
+    w.step()
+    assert (len(w.undelivered), w.producer.values, w.stats.refilled) == (1, [], 0)
+
+
+def test_fake_rest_trades_match_its_websocket_trades():
+    """Same trade, two paths: equal ts_event, side, type, id and price/size values; REST pages chain by `last`."""
+    with FakeKraken(pairs=["BTC/USD"], rate=0, history=0, seed=4, max_batch=9) as server:
+        server.step(1500)
+        base = f"http://127.0.0.1:{server.port}"
+        trades, cursor = rest.fetch_trades(base, "XBTUSD", 0, 5)
+        more, _ = rest.fetch_trades(base, "XBTUSD", cursor, 5)
+    assert len(trades) == 1000 and len(more) == 500
+    ws = {t.trade_id: json.loads(records.PairCodec("XBT/USD", "BTC/USD", "v2").v2_value(
+        json.loads(t.v2_json(), parse_float=records.Num), "x")[1]) for t in server.history["BTC/USD"]}
+    codec = records.PairCodec("XBT/USD", "BTC/USD", "v2")
+    got = [json.loads(codec.rest_value(t, "x")[1]) for t in trades + more]
+    assert [r["trade_id"] for r in got] == sorted(ws)
+    assert any(len(str(t[2]).split(".")[1]) == 7 for t in trades)  # 7-decimal REST times do occur
+    for r in got:
+        w = ws[r["trade_id"]]
+        assert (r["ts_event"], r["side"], r["ord_type"]) == (w["ts_event"], w["side"], w["ord_type"])
+        assert records.Decimal(r["price"]) == records.Decimal(w["price"]) and r["source"] == "rest"
+
+
+@pytest.mark.parametrize("ws_url,rest_url", [
+    (None, "https://api.kraken.com"), ("wss://ws.kraken.com/v2", "https://api.kraken.com"),
+    ("wss://beta-ws.kraken.com/v2", "https://api.kraken.com"), ("ws://127.0.0.1:8765/v2", "http://127.0.0.1:8765"),
+    ("wss://proxy.example:9443/kraken/v2", "https://proxy.example:9443"),
+])
+def test_rest_url_follows_the_websocket_url(ws_url, rest_url):
+    argv = ["--ws-url", ws_url] if ws_url else []
+    assert cli.parse_args(argv).rest_url == rest_url
+    assert cli.parse_args(argv + ["--rest-url", "http://other:1"]).rest_url == "http://other:1"
+
+
+def test_backfill_and_topic_flags(capsys):
+    args = cli.parse_args([])
+    assert (args.no_backfill, args.rest_interval, args.rest_timeout, args.backfill_give_up) == (False, 1.0, 10.0, 3600)
+    assert (args.partitions, args.replication_factor) == (3, None)
+    for bad, message in ((["--rest-url", "ftp://x"], "expected http://... or https://..."),
+                         (["--partitions", "0"], "--partitions must be > 0"),
+                         (["--replication-factor", "0"], "--replication-factor must be > 0"),
+                         (["--rest-interval", "0"], "--rest-interval must be > 0")):
+        with pytest.raises(SystemExit) as exc:
+            cli.parse_args(bad)
+        assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_gap_cursor_is_just_before_the_last_trade_produced():
+    app = session.TradeProducer(cli.parse_args(["--pair", "XBT/USDT"]), MemoryKafka(), lambda *a: None)
+    before = CODEC.v2_value({"symbol": "BTC/USDT", "side": "buy", "price": 1, "qty": 1, "ord_type": "limit",
+                             "trade_id": 9, "timestamp": "2023-07-06T18:53:17.827736Z"}, "x")[1]
+    assert app.gap_cursor("BTC/USDT", before, None) == 1688669597827736000 - 1000
+    app.resume_from({"XBT/USDT": 9}, {"XBT/USDT": "2023-07-06T18:53:17.000001Z"})
+    assert app.gap_cursor("BTC/USDT", None, before) == 1688669597000001000 - 1000
+    app.resume_times.clear()
+    assert app.gap_cursor("BTC/USDT", None, before) == 1688669597827736000 - 3600 * 10**9
