@@ -245,6 +245,25 @@ def v1_held(silver_table_df, prune: str):
     return silver_table_df.where(prune).where(F.col("trade_id").isNull())
 
 
+def batch_summary(parsed_df):
+    """One row per kind of record and group, in one pass over the batch: kind "v2" / "v1" (valid trades with / without
+    trade_id, grouped by symbol) or "bad" (grouped by topic and partition), with the count n and what the MERGEs are
+    pruned by: first/last trade_id, first/last ts_event (as text), the trade_dates (as text), first/last offset."""
+    from pyspark.sql import functions as F
+
+    good = F.col("reason").isNull()
+    kind = F.when(~good, "bad").when(F.col("j.trade_id").isNull(), "v1").otherwise("v2")
+    ts_event = F.col("j.ts_event").cast("timestamp")
+    return (parsed_df.groupBy(kind.alias("kind"), F.when(good, F.col("j.symbol")).otherwise(F.col("topic")).alias("group"),
+                              F.when(~good, F.col("partition")).alias("partition"))
+            .agg(F.count(F.lit(1)).alias("n"),
+                 F.min(F.col("j.trade_id").cast("long")).alias("first_id"),
+                 F.max(F.col("j.trade_id").cast("long")).alias("last_id"),
+                 F.min(ts_event).cast("string").alias("first_ts"), F.max(ts_event).cast("string").alias("last_ts"),
+                 F.collect_set(F.to_date(ts_event).cast("string")).alias("dates"),
+                 F.min("offset").alias("first_offset"), F.max("offset").alias("last_offset")))
+
+
 def to_quarantine(parsed_df):
     """Invalid records from parse_bronze's output, in the quarantine's column order."""
     from pyspark.sql import functions as F
@@ -321,30 +340,28 @@ class SilverBatchWriter(BatchWriter):
         started = time.monotonic()
         parsed = parse_bronze(batch_df).persist()
         try:
+            summary = batch_summary(parsed).collect()  # one pass: counts and every MERGE's pruning ranges
+            v2_ranges = [(r.group, r.first_id, r.last_id, r.dates) for r in summary if r.kind == "v2"]
+            v1_ranges = [(r.group, r.first_ts, r.last_ts, r.dates) for r in summary if r.kind == "v1"]
+            bad_ranges = [(r.group, r.partition, r.first_offset, r.last_offset) for r in summary if r.kind == "bad"]
             rows = to_silver_rows(parsed)
-            v2, v1 = v2_batch_trades(rows).persist(), rows.where(F.col("trade_id").isNull()).persist()
-            bad = to_quarantine(parsed).persist()
-            bronze_rows, quarantined = parsed.count(), bad.count()
-            v2_ranges = (v2.groupBy("symbol").agg(F.min("trade_id"), F.max("trade_id"),
-                                                  F.collect_set(F.col("trade_date").cast("string"))).collect())
-            v1_ranges = (v1.groupBy("symbol").agg(F.min("ts_event").cast("string"), F.max("ts_event").cast("string"),
-                                                  F.collect_set(F.col("trade_date").cast("string"))).collect())
-            bad_ranges = bad.groupBy("topic", "partition").agg(F.min("offset"), F.max("offset")).collect()
             inserted = 0
             if v2_ranges:  # no trade of a kind in the batch: no commit at all
-                inserted += self.merge(v2, "silver-v2", self.out, id_ranges(v2_ranges), V2_MATCH, txn)
+                inserted += self.merge(v2_batch_trades(rows), "silver-v2", self.out, id_ranges(v2_ranges), V2_MATCH,
+                                       txn)
             if v1_ranges:
                 held = v1_held(batch_df.sparkSession.read.format("delta").load(self.out),
                                time_ranges(v1_ranges, alias=""))
-                inserted += self.merge(v1_batch_trades(v1, held), "silver-v1", self.out, time_ranges(v1_ranges),
-                                       V1_MATCH, txn)
+                inserted += self.merge(v1_batch_trades(rows.where(F.col("trade_id").isNull()), held), "silver-v1",
+                                       self.out, time_ranges(v1_ranges), V1_MATCH, txn)
             if bad_ranges:
-                self.merge(bad, "quarantine", self.quarantine, offset_ranges(bad_ranges), QUARANTINE_MATCH, txn)
+                self.merge(to_quarantine(parsed), "quarantine", self.quarantine, offset_ranges(bad_ranges),
+                           QUARANTINE_MATCH, txn)
+            bronze_rows = sum(r.n for r in summary)
+            quarantined = sum(r.n for r in summary if r.kind == "bad")
             counts = {"bronze_rows": bronze_rows, "inserted": inserted, "quarantined": quarantined,
                       "duplicates": bronze_rows - quarantined - inserted}
             log.info("%s", format_batch(batch_id, counts, time.monotonic() - started))
-            for df in (v2, v1, bad):
-                df.unpersist()
         finally:
             parsed.unpersist()
 

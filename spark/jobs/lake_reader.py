@@ -24,6 +24,11 @@ class TableUnreadable(Exception):
 def open_table(path: str, version: int | None = None):
     """The Delta table at `path` (at `version`, or the latest) as a pyarrow Dataset: filters on partition columns
     skip whole partitions, filters on other columns use the Parquet files' statistics."""
+    return snapshot(path, version)[0]
+
+
+def snapshot(path: str, version: int | None = None):
+    """(open_table(path, version), the version it is: the latest when `version` is None)."""
     import pyarrow as pa
     import pyarrow.dataset as pds
     from deltalake import DeltaTable
@@ -40,8 +45,9 @@ def open_table(path: str, version: int | None = None):
     schema = pa.schema(table.schema().to_arrow())
     partition_columns = table.metadata().partition_columns
     partitioning = pds.partitioning(pa.schema([schema.field(c) for c in partition_columns]), flavor="hive")
-    return pds.dataset(table.file_uris(), schema=schema, format="parquet", partitioning=partitioning,
-                       partition_base_dir=path.rstrip("/"))
+    dataset = pds.dataset(table.file_uris(), schema=schema, format="parquet", partitioning=partitioning,
+                          partition_base_dir=path.rstrip("/"))
+    return dataset, table.version()
 
 
 def read_table(path: str, columns: list[str] | None = None, filter: Any = None, version: int | None = None):

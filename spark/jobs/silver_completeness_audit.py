@@ -7,8 +7,8 @@ ranges, with counts) and the ids held more than once. Rows without a trade_id (A
 reported as not auditable by id. A hole is a trade the lake does not have (e.g. one the producer logged as
 unfillable: older than Kraken's REST history); a double is a trade the deduplication let through twice.
 
-Silver is read WITHOUT Spark, with the `deltalake` package (the Delta table the Silver job writes): only the columns
-`symbol` and `trade_id`, computed with pyarrow (sorting and comparing whole columns, no Python loop per row), so
+Silver is read WITHOUT Spark (lake_reader.py: deltalake lists the Delta table's files, pyarrow reads them): only the
+columns `symbol` and `trade_id`, computed with pyarrow (sorting and comparing whole columns, no Python loop per row), so
 tens of millions of rows take seconds.
 
 Usage:
@@ -26,6 +26,8 @@ import json
 import sys
 from typing import Any, Optional
 
+from lake_reader import TableUnreadable, snapshot
+
 DEFAULT_SILVER = "data/silver/crypto_trades"
 MAX_LISTED = 20  # ranges listed per pair and kind; the counts are always complete
 EXIT_COMPLETE, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
@@ -35,22 +37,17 @@ def read_ids(path: str, symbols: Optional[list[str]]) -> tuple[Any, int]:
     """(pyarrow table of symbol, trade_id; the Delta version read). FileNotFoundError/ValueError if not a table."""
     import pyarrow as pa
     import pyarrow.compute as pc
-    from deltalake import DeltaTable
-    from deltalake.exceptions import TableNotFoundError
 
     try:
-        table = DeltaTable(path)
-    except TableNotFoundError as exc:
+        dataset, version = snapshot(path)
+    except TableUnreadable as exc:
         raise FileNotFoundError(f"no Delta table at {path}") from exc
-    columns = {f.name for f in table.schema().fields}
+    columns = set(dataset.schema.names)
     if not {"symbol", "trade_id"} <= columns:
         raise ValueError(f"{path} has no symbol and trade_id columns (it has {', '.join(sorted(columns))})")
-    dataset = table.to_pyarrow_dataset()
     wanted = pc.field("symbol").isin(symbols) if symbols else None
     data = dataset.to_table(columns=["symbol", "trade_id"], filter=wanted)
-    # a copy owned by pyarrow: deltalake-backed buffers converted to Python objects can abort the process at exit
-    data = pa.concat_tables([data]).combine_chunks()
-    return data.cast(pa.schema([("symbol", pa.string()), ("trade_id", pa.int64())])), table.version()
+    return data.cast(pa.schema([("symbol", pa.string()), ("trade_id", pa.int64())])), version
 
 
 def ranges(values: Any) -> list[dict[str, int]]:
