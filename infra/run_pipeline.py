@@ -1,25 +1,31 @@
-"""Run the whole pipeline in one terminal: broker, producer, Bronze, Silver and Gold jobs; Ctrl-C stops it safely.
+"""Run the whole pipeline in one terminal: broker, producer, and the Bronze, Silver and Gold layers; Ctrl-C stops it.
 
-Each process's lines are shown with a prefix ([producer], [bronze], ...) and also written to data/logs/<name>.log.
-On Ctrl-C (or SIGTERM) the processes stop in an order that loses nothing: the producer first (it flushes every
-trade to Kafka), then each Spark job once it has caught up with what its input holds (bounded by --drain-timeout),
-then a summary says where each layer is and how many rows it holds. The broker is left running (`make broker-down`).
+By default the three Spark layers run as one Spark application (spark/jobs/all_layers.py: one JVM, the same queries
+and checkpoints as the three jobs); --separate-jobs runs them as three processes instead, the seed's way. Each
+process's lines are shown with a prefix ([producer], [spark], ...) and also written to data/logs/<name>.log.
+
+The topic is created before anything reads it. On Ctrl-C (or SIGTERM, SIGHUP) the processes stop in an order that
+loses nothing: the producer first (it flushes every trade to Kafka), then the layers, each after landing what its
+input holds (Bronze the whole topic, then Silver all of Bronze, then Gold all of Silver); then a summary says where
+each layer is and how many rows it holds, and warns about anything that did not land. A second Ctrl-C stops every
+process at once (nothing is lost: each layer resumes exactly once from its checkpoint). Whatever ends the runner,
+even SIGKILL, its processes end with it (they are signalled by the kernel when it dies).
 
 Usage:
     python infra/run_pipeline.py                        # live Kraken, pair XBT/USDT (make run)
     python infra/run_pipeline.py --pair XBT/USDT --pair ETH/USD
     python infra/run_pipeline.py --demo                 # offline: a fake Kraken replays a shipped recording (make demo)
 
-Exit codes: 0 every process stopped cleanly; 1 a process failed (its log says why); 2 a usage error or no broker.
+Exit codes: 0 every process stopped cleanly; 1 a process failed or a layer did not catch up (the summary says
+which); 2 a usage error or no broker.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import ctypes
 import logging
 import os
-import re
 import shutil
 import signal
 import socket
@@ -27,86 +33,99 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Callable
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT / "spark" / "jobs"))
+sys.path[:0] = [str(REPO_ROOT / "spark" / "jobs"), str(REPO_ROOT / "ingestion")]
 
+from all_layers import layer_paths  # noqa: E402  (where each layer lives under --data-dir)
 from bronze_audit import read_sink_log  # noqa: E402  (the _spark_metadata reader)
-from streaming_common import latest_batch_id  # noqa: E402
+from fake_kraken import checked_pace  # noqa: E402
+from kraken_feed.kafka_sink import ensure_topic  # noqa: E402  (the producer's own topic creation)
 
 DEFAULT_LOG_DIR = REPO_ROOT / "data" / "logs"
 DEMO_RECORDING = REPO_ROOT / "ingestion" / "recordings" / "kraken_v2_demo.jsonl"
 DEMO_PORT = 8765
 BOOTSTRAP = "localhost:19092"
 BROKER_PORT = 19092
+DOCKER_INFO_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = {"kraken": 10.0, "producer": 15.0}  # the Spark layers: --drain-timeout per layer, plus this grace
+SPARK_STOP_GRACE_S = 30.0
+PR_SET_PDEATHSIG = 1
 
 log = logging.getLogger("run_pipeline")
-
-
-@dataclass
-class Layer:
-    """One Spark layer: its job script, output folder and checkpoint."""
-
-    name: str
-    script: str
-    out: Path
-    checkpoint: Path
-    extra_args: list[str] = field(default_factory=list)
-
-
-def layers(data_dir: Path, trigger: str) -> list[Layer]:
-    bronze = data_dir / "bronze" / "crypto_trades"
-    silver = data_dir / "silver" / "crypto_trades"
-    checkpoints = data_dir / "checkpoints"
-    return [
-        Layer("bronze", "spark/jobs/kafka_to_bronze_trades.py", bronze, checkpoints / "kafka_to_bronze_trades",
-              ["--startingOffsets", "earliest"]),
-        Layer("silver", "spark/jobs/bronze_to_silver_trades.py", silver, checkpoints / "bronze_to_silver_trades",
-              ["--bronze", str(bronze), "--quarantine", str(data_dir / "silver" / "crypto_trades_quarantine")]),
-        Layer("gold", "spark/jobs/silver_to_gold_ohlcv.py", data_dir / "gold" / "ohlcv_1m",
-              checkpoints / "silver_to_gold_ohlcv", ["--silver", str(silver)]),
-    ]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Pure helpers
 
 
-def query_checkpoints(checkpoint: Path) -> list[Path]:
-    """The query checkpoints under a job's --checkpoint: the folder itself, or one sub-folder per query when the
-    job runs several (Silver: silver/ and quarantine/)."""
-    if (checkpoint / "offsets").is_dir() or (checkpoint / "metadata").is_file():
-        return [checkpoint]
-    return sorted(p for p in checkpoint.iterdir() if p.is_dir()) if checkpoint.is_dir() else []
+@dataclass(frozen=True)
+class Plan:
+    """One process to start: its name, script and arguments, and the signal it gets when the runner dies."""
+
+    name: str
+    script: str
+    args: tuple[str, ...]
+    orphan_signal: int = signal.SIGTERM
 
 
-def checkpoint_progress(checkpoint: Path) -> tuple[int, dict | None]:
-    """(last committed batch id, that batch's source offsets as written in offsets/N); (-1, None) before any."""
-    batch = latest_batch_id(checkpoint / "commits")
-    if batch < 0:
-        return -1, None
-    lines = (checkpoint / "offsets" / str(batch)).read_text().splitlines()
-    return batch, json.loads(lines[-1]) if len(lines) >= 3 else None
+def spark_plans(args: argparse.Namespace) -> list[Plan]:
+    """The Spark processes: one (all_layers.py) or, with --separate-jobs, one per layer, each with --drain-on-stop.
+    A Spark process that outlives the runner is killed (-9 is safe: every layer is exactly once)."""
+    drain = ["--drain-timeout", str(args.drain_timeout)]
+    if not args.separate_jobs:
+        return [Plan("spark", "spark/jobs/all_layers.py",
+                     ("--bootstrap", BOOTSTRAP, "--topic", args.topic, "--data-dir", str(args.data_dir),
+                      "--layers", str(args.layers), "--bronze-trigger", args.trigger,
+                      "--silver-trigger", args.trigger, "--gold-trigger", args.trigger, *drain), signal.SIGKILL)]
+    paths = layer_paths(str(args.data_dir))
+    plans = [
+        Plan("bronze", "spark/jobs/kafka_to_bronze_trades.py",
+             ("--bootstrap", BOOTSTRAP, "--topic", args.topic, "--out", paths["bronze"], "--checkpoint",
+              paths["bronze_checkpoint"], "--startingOffsets", "earliest", "--trigger", args.trigger,
+              "--drain-on-stop", *drain), signal.SIGKILL),
+        Plan("silver", "spark/jobs/bronze_to_silver_trades.py",
+             ("--bronze", paths["bronze"], "--out", paths["silver"], "--quarantine", paths["quarantine"],
+              "--checkpoint", paths["silver_checkpoint"], "--trigger", args.trigger, "--drain-on-stop", *drain),
+             signal.SIGKILL),
+        Plan("gold", "spark/jobs/silver_to_gold_ohlcv.py",
+             ("--silver", paths["silver"], "--out", paths["gold"], "--checkpoint", paths["gold_checkpoint"],
+              "--trigger", args.trigger, "--drain-on-stop", *drain), signal.SIGKILL),
+    ]
+    return plans[: args.layers]
 
 
-def kafka_caught_up(committed: dict | None, end_offsets: dict[int, int], topic: str) -> bool:
-    """True when the committed Kafka offsets reach the broker's end offset in every partition."""
-    landed = (committed or {}).get(topic, {})
-    return all(int(landed.get(str(p), 0)) >= end for p, end in end_offsets.items() if end > 0)
+def producer_plan(args: argparse.Namespace) -> Plan:
+    producer_args = ["--bootstrap", BOOTSTRAP, "--topic", args.topic, "--flush-timeout", "10"]
+    for pair in args.pair:
+        producer_args += ["--pair", pair]
+    if args.ws_url or args.demo:
+        producer_args += ["--ws-url", args.ws_url or f"ws://127.0.0.1:{args.demo_port}/v2"]
+    return Plan("producer", "ingestion/kraken_trades_ws.py", tuple(producer_args))
 
 
-def file_source_caught_up(committed: dict | None, upstream_latest_batch: int) -> bool:
-    """True when a file-source query has read up to the upstream sink's latest batch (logOffset)."""
-    if upstream_latest_batch < 0:
-        return True
-    return committed is not None and int(committed.get("logOffset", -1)) >= upstream_latest_batch
+def kraken_plan(args: argparse.Namespace) -> Plan:
+    # --history 0: the snapshot holds only what the recording sent, so the demo's trades are the recording's
+    return Plan("kraken", "ingestion/fake_kraken.py",
+                ("--port", str(args.demo_port), "--replay", str(args.recording), "--pace", args.pace,
+                 "--pairs", ",".join(args.demo_pairs), "--history", "0"))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Processes
+
+
+def die_with_parent(sig: int) -> Callable[[], None]:
+    """preexec_fn: the kernel sends `sig` to the child when the runner dies, however it dies (Linux prctl)."""
+    def set_death_signal() -> None:
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
+        except OSError:
+            pass  # not Linux: the runner's own stop path is all there is
+    return set_death_signal
 
 
 class Child:
@@ -114,13 +133,15 @@ class Child:
 
     width = 8
 
-    def __init__(self, name: str, argv: list[str], log_dir: Path, env: dict[str, str]) -> None:
-        self.name = name
-        self.log_path = log_dir / f"{name}.log"
+    def __init__(self, plan: Plan, log_dir: Path, env: dict[str, str]) -> None:
+        self.name = plan.name
+        self.log_path = log_dir / f"{plan.name}.log"
         self.log_file: IO[str] = open(self.log_path, "a", encoding="utf-8", errors="replace")
-        self.proc = subprocess.Popen(argv, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True, text=True, errors="replace")
-        self.pump = threading.Thread(target=self._pump, daemon=True, name=f"pump-{name}")
+        self.proc = subprocess.Popen(
+            [sys.executable, plan.script, *plan.args], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, text=True, errors="replace",
+            preexec_fn=die_with_parent(plan.orphan_signal))
+        self.pump = threading.Thread(target=self._pump, daemon=True, name=f"pump-{plan.name}")
         self.pump.start()
 
     def _pump(self) -> None:
@@ -134,10 +155,10 @@ class Child:
     def running(self) -> bool:
         return self.proc.poll() is None
 
-    def stop(self, sig: int, timeout: float) -> int:
+    def stop(self, sig: int, timeout: float) -> int | None:
         """Signal the process, wait, kill its whole group after the timeout; return the exit code.
 
-        Only the process itself is signalled: a Spark job's JVM is its child, and the job stops its query cleanly
+        Only the process itself is signalled: a Spark job's JVM is its child, and the job stops its queries cleanly
         before it ends the JVM (a signal to the group would kill the JVM in the middle of a batch)."""
         if self.running():
             try:
@@ -148,11 +169,22 @@ class Child:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 log.warning("%s did not stop within %.0fs; killing it", self.name, timeout)
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
+                self.kill()
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def close(self) -> None:
         self.pump.join(5)
         self.log_file.close()
-        return self.proc.returncode
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
@@ -161,14 +193,22 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+def docker_engine_answers() -> bool:
+    """A Docker engine is up: `docker info` answers in time. A missing, failing or hanging CLI counts as no Docker."""
+    if not shutil.which("docker"):
+        return False
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=DOCKER_INFO_TIMEOUT_S).returncode == 0
+    except (subprocess.SubprocessError, OSError):
+        return False
+
+
 def ensure_broker() -> None:
     """A broker on localhost:19092: the one already there, Redpanda when Docker answers, else the local Kafka."""
     if port_open(BROKER_PORT):
         log.info("using the broker already on %s", BOOTSTRAP)
         return
-    docker = (subprocess.run(["docker", "info"], capture_output=True, timeout=20) if shutil.which("docker")
-              else None)
-    if docker is not None and docker.returncode == 0:
+    if docker_engine_answers():
         log.info("starting Redpanda with docker compose")
         subprocess.run(["docker", "compose", "-f", "infra/docker-compose.yml", "up", "-d", "--wait"], cwd=REPO_ROOT,
                        check=True)
@@ -177,18 +217,14 @@ def ensure_broker() -> None:
         subprocess.run([sys.executable, "infra/kafka/broker.py", "up"], cwd=REPO_ROOT, check=True)
 
 
-def kafka_end_offsets(topic: str) -> dict[int, int]:
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": "run-pipeline-drain"})
+def create_topic(topic: str, partitions: int) -> None:
+    """The topic, before anything reads it, as the producer creates it (an existing one is left as it is)."""
     try:
-        metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
-        if metadata is None or metadata.error is not None:
-            return {}
-        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                for p in metadata.partitions}
-    finally:
-        consumer.close()
+        factor = ensure_topic(BOOTSTRAP, topic, partitions=partitions)
+    except Exception as exc:  # noqa: BLE001 - KafkaException: the cluster refused or did not answer
+        raise RuntimeError(f"could not create topic {topic}: {exc}") from exc
+    if factor is not None:
+        log.info("created topic %s (%d partitions, replication factor %d)", topic, partitions, factor)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -199,106 +235,102 @@ class Pipeline:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.children: dict[str, Child] = {}
-        self.layers = layers(args.data_dir, args.trigger)
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYSPARK_PYTHON": sys.executable,
                     "PYSPARK_DRIVER_PYTHON": sys.executable}
+        self.spark = spark_plans(args)
 
-    def start(self, name: str, script: str, *script_args: str) -> None:
-        self.children[name] = Child(name, [sys.executable, script, *script_args], self.args.log_dir, self.env)
+    def start(self, plan: Plan) -> None:
+        self.children[plan.name] = Child(plan, self.args.log_dir, self.env)
 
     def start_all(self) -> None:
-        args = self.args
-        if args.demo:
-            # --history 0: the snapshot holds only what the recording sent, so the demo's trades are the recording's
-            self.start("kraken", "ingestion/fake_kraken.py", "--port", str(args.demo_port), "--replay",
-                       str(args.recording), "--pace", args.pace, "--pairs", ",".join(args.demo_pairs),
-                       "--history", "0")
-            wait_for(lambda: port_open(args.demo_port), 30, "the fake Kraken")
-        producer_args = ["--bootstrap", BOOTSTRAP, "--topic", args.topic]
-        for pair in args.pair:
-            producer_args += ["--pair", pair]
-        if args.demo:
-            producer_args += ["--ws-url", f"ws://127.0.0.1:{args.demo_port}/v2"]
-        self.start("producer", "ingestion/kraken_trades_ws.py", *producer_args)
-        self.start_ready_layers()
-
-    def start_ready_layers(self) -> None:
-        """Start each Spark layer once its input exists: Bronze at once, Silver once Bronze committed a batch, ..."""
-        upstream: Layer | None = None
-        for layer in self.layers[: self.args.layers]:
-            ready = upstream is None or (upstream.out / "_spark_metadata").is_dir()
-            if layer.name not in self.children and ready:
-                log.info("starting %s", layer.name)
-                self.start(layer.name, layer.script, "--out", str(layer.out), "--checkpoint", str(layer.checkpoint),
-                           "--trigger", self.args.trigger,
-                           *(["--topic", self.args.topic] if layer.name == "bronze" else []), *layer.extra_args)
-            upstream = layer
+        if self.args.demo:
+            self.start(kraken_plan(self.args))
+            wait_for(lambda: port_open(self.args.demo_port), 30, "the fake Kraken")
+        self.start(producer_plan(self.args))
+        for plan in self.spark:  # each layer waits for its input itself
+            self.start(plan)
 
     def watch(self, stop: threading.Event) -> str | None:
-        """Wait for a stop request or a process that ends on its own; return the name of a failed process."""
+        """Wait for a stop request or a process that ends on its own; return the name of a process that ended."""
         while not stop.wait(0.5):
-            self.start_ready_layers()
             for name, child in self.children.items():
                 if not child.running():
                     return name
         return None
 
-    def stop_all(self) -> int:
-        """Stop in a safe order; return 0 when every process stopped cleanly."""
-        failures = []
-        codes = {}
-        if "producer" in self.children:
-            codes["producer"] = self.children["producer"].stop(signal.SIGINT, self.args.drain_timeout + 30)
-        if "kraken" in self.children:
-            self.children["kraken"].stop(signal.SIGTERM, 10)
-        upstream_latest = None
-        for layer in self.layers[: self.args.layers]:
-            child = self.children.get(layer.name)
-            if child is None:  # never started: its input never appeared
+    def stop_all(self) -> dict[str, int | None]:
+        """Stop in a safe order; every child is stopped even when stopping another one failed."""
+        codes: dict[str, int | None] = {}
+        order = [("producer", signal.SIGINT, STOP_TIMEOUT_S["producer"]),
+                 ("kraken", signal.SIGTERM, STOP_TIMEOUT_S["kraken"])]
+        layer_time = self.args.drain_timeout * (self.args.layers if not self.args.separate_jobs else 1)
+        order += [(plan.name, signal.SIGTERM, layer_time + SPARK_STOP_GRACE_S) for plan in self.spark]
+        for name, sig, timeout in order:
+            child = self.children.get(name)
+            if child is None:
                 continue
-            if child.running():
-                self.drain(layer, upstream_latest)
-            codes[layer.name] = child.stop(signal.SIGTERM, 90)
-            upstream_latest = latest_batch_id(layer.out / "_spark_metadata")
-        for name, code in codes.items():
-            if code not in (0, None):
-                failures.append(f"{name} exited {code} (see {self.children[name].log_path})")
-        for failure in failures:
-            log.error("%s", failure)
-        return 1 if failures else 0
+            try:
+                codes[name] = child.stop(sig, timeout)
+            except Exception:  # noqa: BLE001 - whatever went wrong, the next child still gets stopped
+                log.exception("stopping %s failed; killing it", name)
+                child.kill()
+                codes[name] = child.proc.returncode
+        for child in self.children.values():
+            child.close()
+        return codes
 
-    def drain(self, layer: Layer, upstream_latest: int | None) -> None:
-        """Let a job land everything its input holds now, up to --drain-timeout."""
-        if layer.name == "bronze":
-            end_offsets = kafka_end_offsets(self.args.topic)
-            done = lambda: kafka_caught_up(checkpoint_progress(layer.checkpoint)[1], end_offsets, self.args.topic)  # noqa: E731
-        else:
-            done = lambda: all(file_source_caught_up(checkpoint_progress(query)[1], upstream_latest)  # noqa: E731
-                               for query in query_checkpoints(layer.checkpoint))
-        log.info("waiting for %s to catch up with its input (up to %.0fs)", layer.name, self.args.drain_timeout)
-        if not wait_for(done, self.args.drain_timeout, layer.name, raise_on_timeout=False):
-            log.warning("%s had not caught up after %.0fs; the rest lands on the next run (it is safe in its "
-                        "checkpointed input)", layer.name, self.args.drain_timeout)
-
-    def summary(self) -> None:
-        import pyarrow.parquet as pq
-
-        for layer in self.layers[: self.args.layers]:
-            files = list(read_sink_log(layer.out).files) if (layer.out / "_spark_metadata").is_dir() else []
-            rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files if os.path.exists(f))
-            print(f"{layer.name:<7} {layer.out}: {rows} rows in {len(files)} committed files", flush=True)
-        print(f"logs in {self.args.log_dir}; the broker is still running (make broker-down stops it)", flush=True)
+    def kill_all(self) -> None:
+        for child in self.children.values():
+            child.kill()
 
 
-def wait_for(predicate, timeout: float, what: str, raise_on_timeout: bool = True) -> bool:
+def layer_summary(data_dir: Path) -> list[str]:
+    """One line per layer: where it is and how many rows it holds (Parquet footers and Delta logs: no Spark)."""
+    import pyarrow.parquet as pq
+
+    paths = layer_paths(str(data_dir))
+    bronze = Path(paths["bronze"])
+    files = list(read_sink_log(bronze).files) if (bronze / "_spark_metadata").is_dir() else []
+    rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files if os.path.exists(f))
+    lines = [f"bronze  {bronze}: {rows} rows in {len(files)} committed files"]
+    for name, key in (("silver", "silver"), ("quarantine", "quarantine"), ("gold", "gold")):
+        lines.append(f"{name:<7} {paths[key]}: {delta_summary(Path(paths[key]))}")
+    return lines
+
+
+def delta_summary(table: Path) -> str:
+    """'N rows in M files (version V)' from the Delta log, or why not."""
+    if not (table / "_delta_log").is_dir():
+        return "no table yet"
+    from deltalake import DeltaTable
+
+    dt = DeltaTable(str(table))  # its log only (reading data through deltalake can abort at exit: lake_reader.py)
+    actions = dt.get_add_actions(flatten=True)
+    rows = sum(n or 0 for n in actions.column("num_records").to_pylist()) if actions.num_rows else 0
+    return f"{rows} rows in {actions.num_rows} files (version {dt.version()})"
+
+
+def draw_charts(data_dir: Path, pairs: list[str]) -> list[str]:
+    """Each pair's candles from Gold (plot_ohlcv.py: no Spark, under a second each) into <data_dir>/charts/; the
+    lines to print (where each chart is, or why it is not)."""
+    gold, charts = layer_paths(str(data_dir))["gold"], data_dir / "charts"
+    lines = []
+    for pair in pairs:
+        png = charts / f"{pair.replace('/', '_')}.png"
+        result = subprocess.run([sys.executable, "spark/jobs/plot_ohlcv.py", "--gold", gold, "--symbol", pair,
+                                 "--png", str(png), "--html", str(png.with_suffix(".html"))], cwd=REPO_ROOT,
+                                capture_output=True, text=True, timeout=120)
+        last = (result.stdout + result.stderr).strip().splitlines()[-1:] or [""]
+        lines.append(f"chart   {png} (and .html)" if result.returncode == 0 else f"chart   {pair}: {last[0]}")
+    return lines
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.5)
-    if raise_on_timeout:
-        raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
-    return False
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.2)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -306,18 +338,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--pair", action="append", help="trading pair, repeatable (default XBT/USDT; demo: the "
                                                         "recording's pairs)")
     parser.add_argument("--topic", default="crypto.trades", help="Kafka topic (default %(default)s)")
+    parser.add_argument("--partitions", type=int, default=3,
+                        help="partitions of the topic when it is created (default %(default)s)")
     parser.add_argument("--trigger", default="2 seconds", help='Spark trigger for every layer (default "2 seconds")')
     parser.add_argument("--layers", type=int, choices=[1, 2, 3], default=3,
                         help="how many Spark layers to run: 1 Bronze, 2 +Silver, 3 +Gold (default 3)")
+    parser.add_argument("--separate-jobs", action="store_true",
+                        help="run each layer as its own Spark process (the seed's way) instead of one application")
     parser.add_argument("--demo", action="store_true", help="offline: the producer reads a fake Kraken replaying "
                                                             "--recording instead of live Kraken")
     parser.add_argument("--recording", type=Path, default=DEMO_RECORDING, help="JSONL recording for --demo")
-    parser.add_argument("--pace", choices=["recorded", "fast"], default="recorded", help="demo replay pace")
+    parser.add_argument("--ws-url", help="the producer's WebSocket URL instead of Kraken's (e.g. a fake Kraken of "
+                                         "your own, as the benchmarks run it)")
+    parser.add_argument("--pace", type=checked_pace, default="10x",
+                        help='demo replay pace: "recorded", "fast", or a speed-up such as "10x" (default 10x: the '
+                             "recording's 25 minutes in 2.5)")
     parser.add_argument("--demo-port", type=int, default=DEMO_PORT, help="fake Kraken port for --demo")
     parser.add_argument("--data-dir", type=Path, default=REPO_ROOT / "data", help="where the layers live")
     parser.add_argument("--log-dir", type=Path, default=DEFAULT_LOG_DIR, help="process logs (default data/logs)")
     parser.add_argument("--drain-timeout", type=float, default=60.0,
-                        help="on stop, how long each job may take to catch up with its input (default 60 s)")
+                        help="on stop, how long each layer may take to land what its input holds (default 60 s)")
     args = parser.parse_args(argv)
     args.demo_pairs = ["BTC/USDT", "ETH/USD", "DOGE/USD"]
     if not args.pair:
@@ -333,24 +373,41 @@ def main(argv: list[str] | None = None) -> int:
     args.log_dir.mkdir(parents=True, exist_ok=True)
     try:
         ensure_broker()
-    except (subprocess.SubprocessError, OSError) as exc:
+        create_topic(args.topic, args.partitions)
+    except (subprocess.SubprocessError, OSError, RuntimeError) as exc:
         log.error("could not start a broker on %s: %s", BOOTSTRAP, exc)
         return 2
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
     pipeline = Pipeline(args)
+
+    def on_signal(signum: int, _frame) -> None:
+        if stop.is_set() and signum == signal.SIGINT:  # a second Ctrl-C: stop at once
+            log.warning("second Ctrl-C: killing every process now (each layer resumes from its checkpoint)")
+            pipeline.kill_all()
+            os._exit(130)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+    ended = None
     try:
         pipeline.start_all()
         log.info("running; press Ctrl-C to stop (logs in %s)", args.log_dir)
         ended = pipeline.watch(stop)
         if ended:
-            log.error("%s ended on its own (exit %s); stopping the rest", ended, pipeline.children[ended].proc.returncode)
+            log.error("%s ended on its own (exit %s); stopping the rest", ended,
+                      pipeline.children[ended].proc.returncode)
     finally:
-        log.info("stopping: producer first (it flushes to Kafka), then each Spark job once caught up")
-        code = pipeline.stop_all()
-    pipeline.summary()
-    return 1 if ended else code
+        log.info("stopping: the producer first (it flushes to Kafka), then each layer once it has landed its input")
+        codes = pipeline.stop_all()
+    failed = {name: code for name, code in codes.items() if code not in (0, None)}
+    for name, code in failed.items():
+        log.warning("%s exited %s: see %s (a Spark layer exits 1 when it could not land all of its input; the rest "
+                    "lands on the next run)", name, code, pipeline.children[name].log_path)
+    for line in layer_summary(args.data_dir) + (draw_charts(args.data_dir, args.pair) if args.demo else []):
+        print(line, flush=True)
+    print(f"logs in {args.log_dir}; the broker is still running (make broker-down stops it)", flush=True)
+    return 1 if ended or failed else 0
 
 
 if __name__ == "__main__":

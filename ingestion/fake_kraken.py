@@ -8,7 +8,8 @@ on demand. Trades keep happening (trade_id advances) whether or not a client is 
 
 Usage:
     python ingestion/fake_kraken.py --port 8765 --pairs BTC/USDT,ETH/USD,DOGE/USD --rate 200 --seed 7
-    python ingestion/fake_kraken.py --port 8765 --replay tests/data/kraken/v2_session.jsonl --pace recorded
+    python ingestion/fake_kraken.py --port 8765 --replay ingestion/recordings/kraken_v2_demo.jsonl --pace 10x
+    python ingestion/fake_kraken.py --write-recording /tmp/market.jsonl --minutes 25 --rate 4 --seed 11
     # then: python ingestion/kraken_trades_ws.py --ws-url ws://127.0.0.1:8765/v2 --pair XBT/USDT
 
 Faults and inspection over plain HTTP on the same port (curl http://127.0.0.1:8765/control/<action>):
@@ -540,8 +541,9 @@ class FakeKraken:
         for r in frames:
             if self.stopped.is_set():
                 return
-            if self.pace == "recorded":
-                delay = (r["t"] - t_first) - (time.monotonic() - t0)
+            speed = pace_speed(self.pace)
+            if speed:
+                delay = (r["t"] - t_first) / speed - (time.monotonic() - t0)
                 if delay > 0:
                     time.sleep(delay)
             api = "v1" if r["frame"].lstrip().startswith("[") else "v2"
@@ -986,11 +988,64 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--v1-snapshot", action="store_true", help="v1: send the last 50 trades on subscribe")
     p.add_argument("--heartbeat-interval", type=float, default=1.0, help="seconds of idleness before a heartbeat")
     p.add_argument("--replay", metavar="FILE", help='replay a JSONL recording ({"t": s, "frame": text} per line)')
-    p.add_argument("--pace", choices=["recorded", "fast"], default="recorded", help="replay pace")
+    p.add_argument("--pace", type=checked_pace, default="recorded",
+                   help='replay pace: "recorded", "fast" (no waiting), or a speed-up of the recorded pace, e.g. "10x"')
+    p.add_argument("--write-recording", metavar="FILE",
+                   help="write a recording of --minutes of simulated market (--pairs, --rate, --seed) to FILE, "
+                        "without serving anything, then exit")
+    p.add_argument("--minutes", type=float, default=25.0, help="--write-recording: minutes of market to simulate")
     p.add_argument("--rest-depth", type=int, default=0,
                    help="REST /0/public/Trades serves only the newest N trades per pair (0 = all the fake keeps)")
     p.add_argument("--log-level", default="INFO", help="logging level")
     return p.parse_args(argv)
+
+
+def pace_speed(pace: str) -> float:
+    """How many times faster than recorded a replay goes: "recorded" 1, "10x" 10; 0 for "fast" (no waiting)."""
+    if pace == "fast":
+        return 0.0
+    if pace == "recorded":
+        return 1.0
+    return float(pace[:-1])
+
+
+def checked_pace(text: str) -> str:
+    """--pace: "recorded", "fast" or "<speed>x" with a speed > 0."""
+    try:
+        if text in ("recorded", "fast") or (text.endswith("x") and float(text[:-1]) > 0):
+            return text
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"{text!r}: use recorded, fast or a speed-up such as 10x")
+
+
+def simulated_recording(pairs: list[str], minutes: float, rate: float, seed: int, start_us: int,
+                        max_batch: int = 5) -> Iterable[dict]:
+    """A recording of `minutes` of market without serving or waiting: v2 trade frames (batches sharing a timestamp,
+    of one pair each) at about `rate` trades per second over all pairs, stamped from `start_us` on; lines as
+    the producer's --record writes them ({"t": epoch seconds, "frame": text})."""
+    market = FakeKraken(pairs=pairs, rate=rate, seed=seed, max_batch=max_batch)
+    rng = random.Random(seed + 1)
+    now_us, end_us = start_us, start_us + int(minutes * 60_000_000)
+    while True:
+        k = rng.randint(1, market.max_batch)
+        now_us += max(1, int(rng.expovariate(rate / k) * 1_000_000))
+        if now_us >= end_us:
+            return
+        pair = rng.choice(market.pairs)
+        batch = [market._new_trade(pair, now_us) for _ in range(k)]
+        yield {"t": now_us / 1e6, "frame": market._trade_frame("v2", pair, batch, "update")}
+
+
+def write_recording(path: str, pairs: list[str], minutes: float, rate: float, seed: int) -> int:
+    """simulated_recording() of the last `minutes` before now, to `path`; the number of frames written."""
+    start_us = (time.time_ns() // 1000 // 60_000_000 - int(minutes) - 1) * 60_000_000  # on a minute
+    frames = 0
+    with open(path, "w", encoding="utf-8") as out:
+        for line in simulated_recording(pairs, minutes, rate, seed, start_us):
+            out.write(json.dumps(line) + "\n")
+            frames += 1
+    return frames
 
 
 def pair_list(text: str) -> list[str]:
@@ -1005,6 +1060,10 @@ def pair_list(text: str) -> list[str]:
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.write_recording:
+        frames = write_recording(args.write_recording, args.pairs, args.minutes, args.rate or 10.0, args.seed)
+        print(f"wrote {frames} frames ({args.minutes:g} minutes of {', '.join(args.pairs)}) to {args.write_recording}")
+        return 0
     try:
         server = FakeKraken(host=args.host, port=args.port, pairs=args.pairs, rate=args.rate,
                             count=args.count or None, seed=args.seed, max_batch=args.max_batch,

@@ -1,8 +1,9 @@
 """`make demo`'s pipeline end to end, offline: fake Kraken replay -> producer -> broker -> Bronze -> Silver -> Gold.
 
-Run as a user runs it (infra/run_pipeline.py --demo), stopped with SIGINT as Ctrl-C would; then the audit must pass,
-Bronze must hold exactly the trades the fake Kraken sent, and nothing may be left running. Also runs the README's
-"Verify Bronze" snippets as written.
+Run as a user runs it (infra/run_pipeline.py --demo), stopped with SIGINT as Ctrl-C would once Gold holds every
+trade; then Bronze and Silver hold exactly the trades the fake Kraken sent, Gold 20+ minutes of bars per pair equal
+to the batch recompute, the charts are drawn, and nothing is left running. Also runs the README's "Verify Bronze" and
+"Reading Silver and Gold without Spark" snippets as written.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import re
 import signal
 import socket
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
@@ -73,6 +75,16 @@ def committed_rows(path: Path) -> int:
     return sum(pq.ParquetFile(f).metadata.num_rows for f in read_sink_log(path).files)
 
 
+def delta_rows(path: Path, columns: list[str]) -> list[dict]:
+    """The rows of a Delta table (read as the README shows, without Spark); [] before the table exists."""
+    from lake_reader import TableUnreadable, read_table
+
+    try:
+        return read_table(str(path), columns=columns).to_pylist()
+    except TableUnreadable:
+        return []
+
+
 def processes_mentioning(text: str) -> list[str]:
     found = []
     for proc in Path("/proc").iterdir():
@@ -86,62 +98,100 @@ def processes_mentioning(text: str) -> list[str]:
     return found
 
 
-def test_demo_pipeline_lands_every_sent_trade_once(spark, bootstrap, new_topic, tmp_path) -> None:
-    topic = new_topic(partitions=3)
-    data = tmp_path / "data"
+@pytest.fixture(scope="module")
+def demo(bootstrap, tmp_path_factory):
+    """`make demo` as a user runs it (the recording replayed fast), stopped with Ctrl-C once Gold holds every trade."""
+    from confluent_kafka.admin import AdminClient
+
+    root = tmp_path_factory.mktemp("demo")
+    data, topic = root / "data", f"demo-{uuid.uuid4().hex[:12]}"
     expected = recorded_trades()
     runner = subprocess.Popen(
         [PYTHON, "infra/run_pipeline.py", "--demo", "--pace", "fast", "--demo-port", str(free_port()),
          "--topic", topic, "--data-dir", str(data), "--log-dir", str(data / "logs"), "--trigger", "1 second"],
-        cwd=REPO_ROOT, env=script_env(), stdout=open(tmp_path / "pipeline.out", "wb"), stderr=subprocess.STDOUT,
+        cwd=REPO_ROOT, env=script_env(), stdout=open(root / "pipeline.out", "wb"), stderr=subprocess.STDOUT,
         start_new_session=True)
+    gold = data / "gold" / "ohlcv_1m"
     try:
-        bronze, silver = data / "bronze" / "crypto_trades", data / "silver" / "crypto_trades"
-        wait_until(lambda: committed_rows(bronze) >= len(expected), timeout=240, interval=1,
-                   message=f"{len(expected)} trades in Bronze")
-        wait_until(lambda: committed_rows(silver) >= len(expected), timeout=240, interval=1,
-                   message=f"{len(expected)} trades in Silver")
+        wait_until(lambda: sum(r["trade_count"] for r in delta_rows(gold, ["trade_count"])) >= len(expected),
+                   timeout=600, interval=2, message=f"all {len(expected)} trades in Gold")
         os.killpg(runner.pid, signal.SIGINT)  # Ctrl-C in the terminal
-        assert runner.wait(240) == 0, (tmp_path / "pipeline.out").read_text()[-4000:]
+        code = runner.wait(300)
+        audit = run_script("spark/jobs/bronze_audit.py", "--bootstrap", bootstrap, "--topic", topic,
+                           "--bronze", str(data / "bronze" / "crypto_trades"))
     finally:
         if runner.poll() is None:
             os.killpg(runner.pid, signal.SIGKILL)
-    output = (tmp_path / "pipeline.out").read_text()
+        AdminClient({"bootstrap.servers": bootstrap}).delete_topics([topic])
+    return {"root": root, "data": data, "topic": topic, "expected": expected, "code": code, "audit": audit,
+            "output": (root / "pipeline.out").read_text(), "bronze": data / "bronze" / "crypto_trades",
+            "silver": data / "silver" / "crypto_trades", "gold": gold}
 
-    # Nothing left running: no process refers to this test's data folder or topic.
-    assert processes_mentioning(str(data)) == [] and processes_mentioning(topic) == []
 
-    # The summary says where Bronze is and how many rows it holds; each process has its log.
-    assert re.search(rf"bronze\s+{re.escape(str(bronze))}: {len(expected)} rows", output), output[-3000:]
-    assert re.search(rf"silver\s+{re.escape(str(silver))}: {len(expected)} rows", output), output[-3000:]
-    assert {p.name for p in (data / "logs").iterdir()} >= {"kraken.log", "producer.log", "bronze.log", "silver.log",
-                                                           "gold.log"}
-    assert "[producer]" in output and "[bronze]" in output
+def test_ctrl_c_stops_everything_cleanly_with_a_summary(demo) -> None:
+    output, data = demo["output"], demo["data"]
+    assert demo["code"] == 0, output[-4000:]
+    assert [line for line in output.splitlines() if line.startswith("[pipeline]") and " WARNING " in line] == []
+    assert processes_mentioning(str(data)) == [] and processes_mentioning(demo["topic"]) == []
+    n = len(demo["expected"])
+    assert re.search(rf"bronze\s+{re.escape(str(demo['bronze']))}: {n} rows", output), output[-3000:]
+    assert re.search(rf"silver\s+{re.escape(str(demo['silver']))}: {n} rows", output), output[-3000:]
+    assert {p.name for p in (data / "logs").iterdir()} >= {"kraken.log", "producer.log", "spark.log"}
+    assert "[producer]" in output and "[spark]" in output
+    assert "Traceback" not in output
 
-    # The audit passes: no holes, no duplicates, Bronze complete against the broker.
-    audit = run_script("spark/jobs/bronze_audit.py", "--bootstrap", bootstrap, "--topic", topic,
-                       "--bronze", str(bronze))
-    assert audit.returncode == 0, audit.stdout + audit.stderr
 
+def test_every_sent_trade_is_in_bronze_and_silver_once(demo, spark, bootstrap) -> None:
     # Bronze holds exactly the trades the fake Kraken sent: by pair and trade_id, each once, under the pair's key.
-    rows = spark.read.parquet(str(bronze)).select("key", "value_raw").collect()
+    rows = spark.read.parquet(str(demo["bronze"])).select("key", "value_raw").collect()
     landed = [(row.key, json.loads(row.value_raw)) for row in rows]
     assert all(key == value["symbol"] for key, value in landed)
     ids = [(value["symbol"], value["trade_id"]) for _, value in landed]
-    assert len(ids) == len(set(ids))
-    assert set(ids) == expected
+    assert len(ids) == len(set(ids)) and set(ids) == demo["expected"]
+    silver = delta_rows(demo["silver"], ["symbol", "trade_id", "source"])
+    assert sorted((r["symbol"], r["trade_id"]) for r in silver) == sorted(demo["expected"])
+    assert {r["source"] for r in silver} == {"ws"}
+    # Both audits pass: Bronze is the topic exactly, Silver holds every trade id of each pair once
+    assert demo["audit"].returncode == 0, demo["audit"].stdout + demo["audit"].stderr
+    audit = run_script("spark/jobs/silver_completeness_audit.py", "--silver", str(demo["silver"]))
+    assert audit.returncode == 0, audit.stdout + audit.stderr
 
-    # Gold for the demo's whole span, recomputed from Silver in batch, and drawn as a chart a person can look at.
+
+def test_gold_holds_twenty_minutes_per_pair_equal_to_the_batch_recompute(demo, spark) -> None:
+    bars = delta_rows(demo["gold"], ["symbol", "window_start", "trade_count", "is_open"])
+    per_pair = {}
+    for bar in bars:
+        per_pair.setdefault(bar["symbol"], []).append(bar)
+    assert sorted(per_pair) == ["ETH/USD", "XBT/USDT", "XDG/USD"]  # the pairs as the demo's --pair spells them
+    assert all(len(b) >= 20 for b in per_pair.values()), {p: len(b) for p, b in per_pair.items()}
+    assert all(sum(bar["is_open"] for bar in b) == 1 for b in per_pair.values())
     first, last = recorded_minutes()
-    gold = tmp_path / "gold_recompute"
-    recompute = run_script("spark/jobs/gold_ohlcv_batch.py", "--silver", str(silver), "--from", first,
-                           "--to", last, "--out", str(gold))
-    assert recompute.returncode == 0, recompute.stderr[-3000:]
-    png = tmp_path / "xbt.png"
-    chart = run_script("spark/jobs/plot_ohlcv.py", "--gold", str(gold), "--symbol", "XBT/USDT", "--png", str(png),
-                       "--width", "800", "--height", "450")
-    assert chart.returncode == 0, chart.stderr[-3000:]
-    assert png_size(png) == (800, 450)
+    recompute = demo["root"] / "recompute"
+    result = run_script("spark/jobs/gold_ohlcv_batch.py", "--silver", str(demo["silver"]), "--from", first,
+                        "--to", last, "--out", str(recompute))
+    assert result.returncode == 0, result.stderr[-3000:]
+    columns = ["symbol", "window_start", "open", "high", "low", "close", "volume", "vwap", "trade_count", "is_open"]
+    key = lambda r: (r["symbol"], r["window_start"])  # noqa: E731
+    assert sorted(delta_rows(recompute, columns), key=key) == sorted(delta_rows(demo["gold"], columns), key=key)
+
+
+def test_the_demo_draws_each_pairs_chart(demo) -> None:
+    for pair in ("XBT_USDT", "ETH_USD", "XDG_USD"):
+        png = demo["data"] / "charts" / f"{pair}.png"
+        assert f"chart   {png} (and .html)" in demo["output"]
+        assert png_size(png) == (1200, 700)
+
+
+def test_readme_reading_snippets_work_as_written_on_the_demos_tables(demo) -> None:
+    """The README's 'Reading Silver and Gold without Spark' blocks, run from a folder holding the demo's data/."""
+    blocks = readme_python_blocks("### Reading Silver and Gold without Spark")
+    assert len(blocks) == 2
+    result = subprocess.run([PYTHON, "-c", "\n".join(blocks)], cwd=demo["root"],
+                            env=script_env(PYTHONPATH=str(REPO_ROOT / "spark" / "jobs")), capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "XBT/USDT trades since 2026-01-01" in result.stdout
+    assert re.search(r"^\d+ MERGE \d+$", result.stdout, re.M)  # the history lists the Gold versions
 
 
 def readme_python_blocks(section: str) -> list[str]:

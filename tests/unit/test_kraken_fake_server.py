@@ -88,6 +88,38 @@ def test_faults_drop_close_freeze(server):
         ws.recv()
 
 
+def test_freeze_silences_open_connections_only(server):
+    """A frozen connection stays open and gets nothing (no trade, no heartbeat: what the producer's watchdog is
+    for); a connection opened after the freeze works normally."""
+    frozen = websocket.create_connection(server.url("v2"), timeout=5)
+    frozen.recv()
+    frozen.send(json.dumps({"method": "subscribe", "params": {"channel": "trade", "symbol": ["BTC/USDT"],
+                                                              "snapshot": False}}))
+    frozen.recv()
+    wait = time.monotonic() + 5
+    while json.loads(frozen.recv()).get("channel") != "heartbeat":  # heartbeats every 0.3 s before the freeze
+        assert time.monotonic() < wait
+    assert server.freeze_connections() == 1
+    frozen.settimeout(0.25)
+    drained = time.monotonic() + 1  # what was on its way before the freeze may still arrive, briefly
+    with pytest.raises(websocket.WebSocketTimeoutException):
+        while time.monotonic() < drained:
+            frozen.recv()
+    server.step(5)  # trades are made, none reaches the frozen connection
+    frozen.settimeout(1.5)  # five heartbeat intervals
+    with pytest.raises(websocket.WebSocketTimeoutException):
+        frozen.recv()
+    assert frozen.connected
+    fresh = websocket.create_connection(server.url("v2"), timeout=5)
+    fresh.recv()
+    fresh.send(json.dumps({"method": "subscribe", "params": {"channel": "trade", "symbol": ["BTC/USDT"],
+                                                             "snapshot": False}}))
+    fresh.recv()
+    assert json.loads(fresh.recv())["channel"] == "heartbeat"
+    frozen.close()
+    fresh.close()
+
+
 def test_recording_reader_names_file_and_line(tmp_path):
     from fake_kraken import RecordingError, read_recording
 
@@ -159,3 +191,43 @@ def test_rest_trades_format_legacy_key_depth_and_faults():
             assert json.loads(r.read()) == {"faults_queued": 1, "down": False, "depth": 10, "page": 1000}
         assert get("pair=XBTUSD") == {"error": ["EAPI:Rate limit exceeded"]}
         assert len(get("pair=XBTUSD")["result"]["XXBTZUSD"]) == 10
+
+
+@pytest.mark.parametrize("pace, speed", [("recorded", 1.0), ("fast", 0.0), ("10x", 10.0), ("2.5x", 2.5)])
+def test_replay_pace(pace, speed):
+    from fake_kraken import checked_pace, pace_speed
+
+    assert checked_pace(pace) == pace and pace_speed(pace) == speed
+
+
+@pytest.mark.parametrize("pace", ["slow", "0x", "-2x", "x", "10"])
+def test_replay_pace_refuses_junk(pace):
+    import argparse
+
+    from fake_kraken import checked_pace
+
+    with pytest.raises(argparse.ArgumentTypeError):
+        checked_pace(pace)
+
+
+def test_simulated_recording_is_real_format_contiguous_and_within_its_minutes():
+    """--write-recording: v2 trade frames the producer parses, ids contiguous per pair, timestamps inside the span,
+    the same recording for the same seed."""
+    from fake_kraken import simulated_recording
+    from kraken_feed.protocol import parse_frame
+    from kraken_feed.records import PairCodec
+
+    start_us = 1_790_000_000_000_000
+    lines = list(simulated_recording(["BTC/USDT", "DOGE/USD"], minutes=3, rate=5, seed=4, start_us=start_us))
+    assert lines == list(simulated_recording(["BTC/USDT", "DOGE/USD"], minutes=3, rate=5, seed=4, start_us=start_us))
+    assert 600 < sum(len(json.loads(line["frame"])["data"]) for line in lines) < 1200  # about 5 trades/s
+    codecs = {p: PairCodec(p, p, "v2") for p in ["BTC/USDT", "DOGE/USD"]}
+    ids: dict[str, list[int]] = {}
+    for line in lines:
+        assert start_us / 1e6 <= line["t"] < start_us / 1e6 + 180
+        kind, snapshot, records, bad = parse_frame(line["frame"], "2026-01-01T00:00:00.000000Z", codecs, "v2")[:4]
+        assert kind == "trades" and not snapshot and not bad and records
+        for codec, trade_id, _value in records:
+            ids.setdefault(codec.user_pair, []).append(trade_id)
+    for pair_ids in ids.values():
+        assert pair_ids == list(range(pair_ids[0], pair_ids[0] + len(pair_ids)))

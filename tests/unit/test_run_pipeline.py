@@ -1,9 +1,15 @@
-"""The pipeline runner's pure parts: reading checkpoints to decide that a job has caught up with its input."""
+"""The pipeline runner's pure parts: which processes it starts with which flags, what counts as a Docker engine, and
+how processes are tied to the runner's life."""
 
 from __future__ import annotations
 
 import importlib.util
+import os
+import signal
+import stat
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 from tests.helpers import REPO_ROOT
@@ -14,47 +20,76 @@ sys.modules["run_pipeline"] = run_pipeline  # dataclasses look their module up w
 spec.loader.exec_module(run_pipeline)
 
 
-def write_batch(checkpoint: Path, batch: int, source_offsets: str, committed: bool = True) -> None:
-    (checkpoint / "offsets").mkdir(parents=True, exist_ok=True)
-    (checkpoint / "commits").mkdir(parents=True, exist_ok=True)
-    (checkpoint / "offsets" / str(batch)).write_text(f'v1\n{{"batchWatermarkMs":0}}\n{source_offsets}\n')
-    if committed:
-        (checkpoint / "commits" / str(batch)).write_text('v1\n{"nextBatchWatermarkMs":0}\n')
+def test_one_spark_application_by_default():
+    args = run_pipeline.parse_args(["--data-dir", "/d", "--trigger", "1 second", "--drain-timeout", "20"])
+    [plan] = run_pipeline.spark_plans(args)
+    assert plan.script == "spark/jobs/all_layers.py" and plan.orphan_signal == signal.SIGKILL
+    assert plan.args == ("--bootstrap", "localhost:19092", "--topic", "crypto.trades", "--data-dir", "/d",
+                         "--layers", "3", "--bronze-trigger", "1 second", "--silver-trigger", "1 second",
+                         "--gold-trigger", "1 second", "--drain-timeout", "20.0")
 
 
-def test_latest_batch_id_reads_plain_and_compact_names(tmp_path: Path) -> None:
-    for name in ["0", "1", "9.compact", "10", ".10.crc", "tmp-11"]:
-        (tmp_path / name).touch()
-    assert run_pipeline.latest_batch_id(tmp_path) == 10
-    assert run_pipeline.latest_batch_id(tmp_path / "absent") == -1
+def test_separate_jobs_use_the_jobs_own_default_layout_and_drain_on_stop():
+    args = run_pipeline.parse_args(["--data-dir", "/d", "--separate-jobs", "--layers", "2"])
+    plans = run_pipeline.spark_plans(args)
+    assert [p.name for p in plans] == ["bronze", "silver"]
+    bronze, silver = (dict(zip(p.args[::2], p.args[1::2])) for p in plans)
+    assert bronze["--out"] == "/d/bronze/crypto_trades" and bronze["--checkpoint"] == "/d/checkpoints/kafka_to_bronze_trades"
+    assert silver["--bronze"] == "/d/bronze/crypto_trades" and silver["--out"] == "/d/silver/crypto_trades"
+    assert all("--drain-on-stop" in p.args for p in plans)
 
 
-def test_checkpoint_progress_is_the_last_committed_batch(tmp_path: Path) -> None:
-    assert run_pipeline.checkpoint_progress(tmp_path) == (-1, None)
-    write_batch(tmp_path, 0, '{"t":{"0":5,"1":3}}')
-    write_batch(tmp_path, 1, '{"t":{"0":9,"1":3}}', committed=False)  # planned, not committed
-    assert run_pipeline.checkpoint_progress(tmp_path) == (0, {"t": {"0": 5, "1": 3}})
+def test_producer_and_demo_flags():
+    args = run_pipeline.parse_args(["--demo", "--demo-port", "9999"])
+    assert args.pair == ["XBT/USDT", "ETH/USD", "XDG/USD"]
+    producer = run_pipeline.producer_plan(args)
+    assert producer.args[-2:] == ("--ws-url", "ws://127.0.0.1:9999/v2") and "--flush-timeout" in producer.args
+    assert run_pipeline.kraken_plan(args).args[:2] == ("--port", "9999")
+    assert run_pipeline.parse_args([]).pair == ["XBT/USDT"]
 
 
-def test_kafka_caught_up_needs_every_partition() -> None:
-    assert run_pipeline.kafka_caught_up({"t": {"0": 5, "1": 3}}, {0: 5, 1: 3, 2: 0}, "t")
-    assert not run_pipeline.kafka_caught_up({"t": {"0": 5, "1": 2}}, {0: 5, 1: 3}, "t")
-    assert not run_pipeline.kafka_caught_up(None, {0: 1}, "t")
-    assert run_pipeline.kafka_caught_up(None, {0: 0}, "t")  # an empty topic needs nothing
+def fake_docker(folder: Path, body: str) -> str:
+    script = folder / "docker"
+    script.write_text(f"#!/bin/sh\n{body}\n")
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    return str(folder)
 
 
-def test_file_source_caught_up() -> None:
-    assert run_pipeline.file_source_caught_up({"logOffset": 4}, 4)
-    assert not run_pipeline.file_source_caught_up({"logOffset": 3}, 4)
-    assert not run_pipeline.file_source_caught_up(None, 0)
-    assert run_pipeline.file_source_caught_up(None, -1)  # upstream wrote nothing yet
+def test_a_docker_cli_that_hangs_or_fails_counts_as_no_docker(tmp_path, monkeypatch):
+    monkeypatch.setattr(run_pipeline, "DOCKER_INFO_TIMEOUT_S", 1.0)
+    monkeypatch.setenv("PATH", fake_docker(tmp_path, "sleep 30"))
+    started = time.monotonic()
+    assert run_pipeline.docker_engine_answers() is False
+    assert time.monotonic() - started < 10
+    monkeypatch.setenv("PATH", fake_docker(tmp_path, "echo 'Cannot connect to the Docker daemon' >&2; exit 1"))
+    assert run_pipeline.docker_engine_answers() is False
+    monkeypatch.setenv("PATH", fake_docker(tmp_path, "exit 0"))
+    assert run_pipeline.docker_engine_answers() is True
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert run_pipeline.docker_engine_answers() is False
 
 
-def test_query_checkpoints_finds_one_folder_per_query(tmp_path: Path) -> None:
-    single = tmp_path / "single"
-    write_batch(single, 0, '{"logOffset":0}')
-    assert run_pipeline.query_checkpoints(single) == [single]
-    multi = tmp_path / "multi"
-    for query in ["silver", "quarantine"]:
-        write_batch(multi / query, 0, '{"logOffset":0}')
-    assert run_pipeline.query_checkpoints(multi) == [multi / "quarantine", multi / "silver"]
+def test_a_child_dies_with_its_parent(tmp_path):
+    """die_with_parent: a process started with it is signalled by the kernel when its parent dies (SIGKILL here)."""
+    pid_file = tmp_path / "child.pid"
+    parent = subprocess.Popen([sys.executable, "-c", f"""
+import importlib.util, subprocess, sys, time
+spec = importlib.util.spec_from_file_location("rp", {str(REPO_ROOT / 'infra/run_pipeline.py')!r})
+rp = importlib.util.module_from_spec(spec); sys.modules["rp"] = rp; spec.loader.exec_module(rp)
+child = subprocess.Popen(["sleep", "300"], preexec_fn=rp.die_with_parent(9))
+open({str(pid_file)!r}, "w").write(str(child.pid))
+time.sleep(300)
+"""], cwd=REPO_ROOT)
+    deadline = time.monotonic() + 60
+    while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    child = int(pid_file.read_text())
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait(10)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{child}").exists() and time.monotonic() < deadline:
+        state = Path(f"/proc/{child}/stat").read_text().split()[2] if Path(f"/proc/{child}/stat").exists() else "X"
+        if state == "Z":  # reaped late by init: it is dead
+            break
+        time.sleep(0.1)
+    assert not Path(f"/proc/{child}").exists() or Path(f"/proc/{child}/stat").read_text().split()[2] == "Z"
