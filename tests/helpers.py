@@ -27,6 +27,16 @@ def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0
         time.sleep(interval)
 
 
+def planned_not_committed(checkpoint: Path) -> bool:
+    """A streaming query's checkpoint holds a batch that was planned (offsets/N) but not committed (no commits/N):
+    a kill now hits a batch in flight."""
+    def ids(sub: str) -> set[str]:
+        folder = checkpoint / sub
+        return {p.name for p in folder.iterdir() if p.name.isdigit()} if folder.is_dir() else set()
+
+    return bool(ids("offsets") - ids("commits"))
+
+
 def script_env(**extra: str) -> dict[str, str]:
     """The environment a project script runs with in tests: unbuffered, this interpreter's Spark workers."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYSPARK_PYTHON": PYTHON, "PYSPARK_DRIVER_PYTHON": PYTHON}

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from tests.helpers import PYTHON, REPO_ROOT, run_script, script_env, start_script, wait_until
+from tests.helpers import (PYTHON, REPO_ROOT, planned_not_committed, run_script, script_env, start_script,
+                           wait_until)
 
 pytestmark = pytest.mark.integration
 
@@ -101,36 +102,50 @@ def test_every_record_lands_once_with_bytes_unchanged(spark, bootstrap, new_topi
 
 
 def test_kill_9_mid_stream_loses_and_doubles_nothing(spark, bootstrap, new_topic, tmp_path) -> None:
+    """Three kill -9s of the job (driver and JVM) while records flow: the first two while a batch is planned but not
+    committed (its files may be half written), the third at a random moment; then one more run catches up. Bronze
+    holds every record once."""
     topic = new_topic(partitions=3)
     expected: dict = {}
     stop_producing = threading.Event()
+    producer_errors: list[BaseException] = []
 
     def keep_producing() -> None:
         start = 0
-        while not stop_producing.is_set():
-            expected.update(produce(bootstrap, topic, numbered_records(start, 40), first_index=start))
-            start += 40
-            time.sleep(0.05)
+        try:
+            while not stop_producing.is_set():
+                expected.update(produce(bootstrap, topic, numbered_records(start, 40), first_index=start))
+                start += 40
+                time.sleep(0.05)
+        except BaseException as exc:  # seen by the test, not swallowed by the thread
+            producer_errors.append(exc)
 
     producer_thread = threading.Thread(target=keep_producing, daemon=True)
     producer_thread.start()
-    out = tmp_path / "bronze"
+    out, checkpoint = tmp_path / "bronze", tmp_path / "checkpoint"
     rng = random.Random(7)
+    in_flight = []
     try:
         for round_number in range(3):
             job = start_script(JOB, "--bootstrap", bootstrap, "--topic", topic, "--out", str(out),
-                               "--checkpoint", str(tmp_path / "checkpoint"), "--trigger", "300 milliseconds",
+                               "--checkpoint", str(checkpoint), "--trigger", "300 milliseconds",
                                log_path=tmp_path / f"job-{round_number}.log")
-            commits = tmp_path / "checkpoint" / "commits"
+            commits = checkpoint / "commits"
             before = len(list(commits.glob("[0-9]*"))) if commits.exists() else 0
             wait_until(lambda: commits.exists() and len(list(commits.glob("[0-9]*"))) > before, timeout=90,
                        message=f"a committed batch in round {round_number}")
-            time.sleep(rng.uniform(0.1, 1.2))  # land the kill anywhere inside the next batches
+            if round_number < 2:
+                wait_until(lambda: planned_not_committed(checkpoint), 90, 0.01, "a batch in flight")
+            else:
+                time.sleep(rng.uniform(0.1, 1.2))
+            in_flight.append(planned_not_committed(checkpoint))
             os.killpg(job.pid, signal.SIGKILL)  # the Python driver and its JVM, like a machine crash
             job.wait(30)
     finally:
         stop_producing.set()
         producer_thread.join(30)
+    assert not producer_errors, producer_errors
+    assert in_flight[:2] == [True, True], in_flight
 
     land(bootstrap, topic, tmp_path)  # restart once more and catch up on everything
     assert len(expected) > 200
@@ -218,9 +233,11 @@ def test_an_old_output_with_a_new_checkpoint_is_refused(spark, bootstrap, new_to
     assert_exactly(spark, tmp_path / "bronze", expected)  # untouched
 
 
-def test_spark_that_cannot_start_is_one_clear_error(bootstrap, tmp_path) -> None:
-    result = subprocess.run([PYTHON, str(REPO_ROOT / JOB), "--bootstrap", bootstrap, "--out", str(tmp_path / "b"),
-                             "--checkpoint", str(tmp_path / "c")], cwd=REPO_ROOT, capture_output=True, text=True,
+def test_spark_that_cannot_start_is_one_clear_error(bootstrap, new_topic, tmp_path) -> None:
+    """(On a topic that exists: the job waits for a missing topic before it starts Spark.)"""
+    result = subprocess.run([PYTHON, str(REPO_ROOT / JOB), "--bootstrap", bootstrap, "--topic", new_topic(1),
+                             "--out", str(tmp_path / "b"), "--checkpoint", str(tmp_path / "c")], cwd=REPO_ROOT,
+                            capture_output=True, text=True,
                             timeout=120, env=script_env(JAVA_HOME=str(tmp_path / "no-java")))
     assert result.returncode == 1
     assert "error: Spark could not start" in result.stderr and "Java 17" in result.stderr

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import run_script, start_script, wait_until
+from tests.helpers import planned_not_committed, run_script, start_script, wait_until
 from tests.integration.gold_helpers import Trade, bar_states, bars_by_key, read_bars, reference_bars
 from tests.integration.silver_helpers import land_bronze, produce, trade
 
@@ -48,11 +48,6 @@ def make_records(rng: random.Random) -> list[tuple[str, object]]:
         if i % 50 == 17:
             records.append((symbol, b"\x00 not a trade %d" % i))
     return records
-
-
-def planned_not_committed(checkpoint: Path) -> bool:
-    ids = lambda sub: {p.name for p in (checkpoint / sub).iterdir() if p.name.isdigit()} if (checkpoint / sub).is_dir() else set()  # noqa: E731
-    return bool(ids("offsets") - ids("commits"))
 
 
 def kill9(proc: subprocess.Popen) -> None:
@@ -105,15 +100,21 @@ def run(bootstrap, spark, tmp_path_factory):
             jobs[name] = start(SILVER_JOB if name == "silver" else GOLD_JOB,
                                silver_args if name == "silver" else gold_args, f"{name}-{number}")
 
-        # Compaction beside the two running streams
-        wait_until(lambda: (gold / "_delta_log").is_dir(), 300, 0.5, "the Gold table")
+        # Compaction beside the two running streams, once they have written a few files each
+        wait_until(lambda: active_files(silver) >= 4 and active_files(gold) >= 1, 600, 0.5,
+                   "4 files in Silver and 1 in Gold")
         optimize = run_script("spark/jobs/optimize_tables.py", "--table", str(silver), "--table", str(quarantine),
                               "--table", str(gold), timeout=600)
         alive_after_optimize = {name: proc.poll() is None for name, proc in jobs.items()}
         append(chunks[CHUNKS - 1])
         expected = expected_trades(records)
-        wait_until(lambda: silver_ids(spark, silver) == expected, 600, 1, "every trade in Silver")
-        wait_until(lambda: gold_trade_count(spark, gold) == len(expected), 600, 1, "every trade in Gold")
+        try:
+            wait_until(lambda: silver_ids(spark, silver) == expected, 600, 1, "every trade in Silver")
+            wait_until(lambda: gold_trade_count(spark, gold) == len(expected), 600, 1, "every trade in Gold")
+        except AssertionError as exc:
+            held = silver_ids(spark, silver) or set()
+            raise AssertionError(f"{exc}: Silver lacks {sorted(expected - held)[:10]} ({len(expected - held)}), "
+                                 f"has {sorted(held - expected)[:10]} beyond; the jobs' logs:\n{job_logs(root)}")
         codes = {}
         for name, proc in jobs.items():
             proc.send_signal(signal.SIGTERM)  # only the job process (as Ctrl-C would), not its JVM
@@ -125,6 +126,19 @@ def run(bootstrap, spark, tmp_path_factory):
         admin.delete_topics([topic])
     return {"root": root, "records": records, "silver": silver, "quarantine": quarantine, "gold": gold,
             "kills": kills, "optimize": optimize, "alive_after_optimize": alive_after_optimize, "codes": codes}
+
+
+def active_files(table: Path) -> int:
+    """Data files of the table's current version (from its Delta log; 0 before the table exists)."""
+    from deltalake import DeltaTable
+
+    return len(DeltaTable(str(table)).file_uris()) if (table / "_delta_log").is_dir() else 0
+
+
+def job_logs(root: Path) -> str:
+    """The last lines of each job run's log, for a failure message."""
+    return "\n".join(f"--- {log.name}:\n" + "\n".join(log.read_text(errors="replace").splitlines()[-8:])
+                     for log in sorted(root.glob("*.log")))
 
 
 def expected_trades(records) -> set[tuple[str, int]]:

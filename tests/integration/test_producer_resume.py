@@ -198,3 +198,43 @@ def test_restart_without_resume_doubles_the_snapshot(tmp_path: Path, bootstrap: 
     else:
         assert "resume: disabled (--no-resume)" in text and "resuming" not in text
         assert final["dups"] == 0 and final["produced"] == 3 * 55
+
+
+def resume_value(pair: str, tid: int | None, api: str = "v2", ts: str = "2026-01-01T00:00:00.000000Z") -> bytes:
+    import json
+
+    return json.dumps({"symbol": pair, "price": "1.5", "size": "0.1", "side": "buy", "ord_type": "limit",
+                       "trade_id": tid, "ts_event": ts, "ts_ingest": ts, "api": api, "pair_native": pair}).encode()
+
+
+def test_resume_scan_reads_back_through_several_chunks(bootstrap: str, new_topic, caplog):
+    """The real backwards scan on a topic whose newest trade of a pair lies 25,000 records back: chunks of 2,000,
+    then 20,000, then the rest are read until it is found; a newer v1 record of the pair (no id) is not a resume
+    point; a pair the topic never held is not found; --resume-scan-limit stops the scan; a missing topic is {}."""
+    import logging
+
+    from confluent_kafka import Producer
+
+    from kraken_feed.resume import read_resume_points
+
+    topic = new_topic(2)
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "enable.idempotence": True})
+    for tid in range(1, 6):
+        producer.produce(topic, resume_value("XBT/USDT", tid, ts=f"2026-01-01T00:00:0{tid}.000000Z"),
+                         b"XBT/USDT", partition=0)
+    producer.produce(topic, resume_value("XBT/USDT", None, api="v1"), b"XBT/USDT", partition=0)
+    for n in range(25_000):
+        producer.produce(topic, b'{"filler": %d}' % n, b"OTHER/KEY", partition=0)
+        if n % 5000 == 0:
+            producer.poll(0)
+    for tid in (10, 12, 11):
+        producer.produce(topic, resume_value("ETH/USD", tid), b"ETH/USD", partition=1)
+    assert producer.flush(60) == 0
+    times: dict = {}
+    with caplog.at_level(logging.INFO, logger="kraken_feed.resume"):
+        found = read_resume_points(bootstrap, topic, ["XBT/USDT", "ETH/USD", "DOGE/USD"], 200_000, 60, times)
+    assert found == {"XBT/USDT": 5, "ETH/USD": 12}
+    assert times == {"XBT/USDT": "2026-01-01T00:00:05.000000Z", "ETH/USD": "2026-01-01T00:00:00.000000Z"}
+    assert f"resume: read 25009 record(s) of {topic} (2 partition(s), 3 chunk(s) deep)" in caplog.text
+    assert read_resume_points(bootstrap, topic, ["XBT/USDT", "ETH/USD"], 20_000, 60) == {"ETH/USD": 12}
+    assert read_resume_points(bootstrap, f"{topic}-missing", ["XBT/USDT"], 200_000, 10) == {}

@@ -103,3 +103,34 @@ def test_table_pairing(tmp_path: Path):
     (parquet / "part-0.parquet").touch()
     assert "is not a Delta table" in table_pairing_problem(str(parquet), str(tmp_path / "ck2"))
     assert table_pairing_problem("s3a://lake/silver", str(checkpoint)) is None  # not checked off the local disk
+
+
+@pytest.mark.parametrize("job, tables", [
+    ("spark/jobs/bronze_to_silver_trades.py", ["out", "quarantine"]),
+    ("spark/jobs/silver_to_gold_ohlcv.py", ["out"]),
+])
+def test_silver_and_gold_jobs_refuse_a_checkpoint_whose_table_is_gone(tmp_path: Path, job: str, tables: list[str]):
+    """The jobs themselves (run as a user runs them) exit 2 with the reason, before starting Spark, for each of their
+    tables: one table deleted while the other is there is refused too."""
+    import subprocess
+    import sys
+
+    checkpoint = tmp_path / "ck"
+    (checkpoint / "commits").mkdir(parents=True)
+    for n in range(3):
+        (checkpoint / "commits" / str(n)).touch()
+    for missing in tables:
+        paths = {name: tmp_path / name for name in tables}
+        for name, path in paths.items():
+            if name != missing:
+                (path / "_delta_log").mkdir(parents=True, exist_ok=True)
+        argv = [sys.executable, job, "--checkpoint", str(checkpoint)]
+        for name, path in paths.items():
+            argv += [f"--{name}", str(path)]
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2, result.stderr
+        assert (f"error: checkpoint {checkpoint} has committed batches 0..2 but {paths[missing]} is not there: the "
+                "table was deleted or moved" in result.stderr), result.stderr
+        for path in paths.values():
+            if (path / "_delta_log").is_dir():
+                (path / "_delta_log").rmdir()

@@ -230,3 +230,28 @@ def test_chart_bar_state():
     assert bar_state(Bar(t0, 1, 1, 1, 1, 1, 1, 1, True, 0)) == "open"
     assert bar_state(Bar(t0, 1, 1, 1, 1, 1, 1, 1, False, 0)) == "closed"
     assert bar_state(Bar(t0, 1, 1, 1, 1, 1, 1, 1, False, 2)) == "closed, revised 2"
+
+
+def test_chart_table_shows_each_bars_exact_values_under_its_heading(tmp_path):
+    """The page's table: one row per bar, every value under the heading it belongs to, decimals as written."""
+    import re
+
+    from plot_ohlcv import Bar, render_html
+
+    png = tmp_path / "c.png"
+    png.write_bytes(b"\x89PNG")
+    t0 = datetime(2026, 1, 1, 9, 30, tzinfo=timezone.utc)
+    bars = [Bar(t0, Decimal("100.5"), Decimal("101.25"), Decimal("99.75"), Decimal("100"), Decimal("0.5"),
+                Decimal("100.1"), 7, False, 1),
+            Bar(t0.replace(minute=31), Decimal("1"), Decimal("3"), Decimal("0.5"), Decimal("2"), Decimal("4"),
+                Decimal("1.5"), 2, True, 0)]
+    page = render_html(bars, "BTC/USD <1m>", png)
+    heads = re.findall(r"<th>(.*?)</th>", page)
+    rows = [re.findall(r"<td>(.*?)</td>", row) for row in re.findall(r"<tr>(<td>.*?)</tr>", page)]
+    assert heads == ["minute (UTC)", "open", "high", "low", "close", "volume", "vwap", "trades", "state"]
+    assert [dict(zip(heads, row)) for row in rows] == [
+        {"minute (UTC)": "2026-01-01 09:30", "open": "100.5", "high": "101.25", "low": "99.75", "close": "100",
+         "volume": "0.5", "vwap": "100.1", "trades": "7", "state": "closed, revised 1"},
+        {"minute (UTC)": "2026-01-01 09:31", "open": "1", "high": "3", "low": "0.5", "close": "2", "volume": "4",
+         "vwap": "1.5", "trades": "2", "state": "open"}]
+    assert "<title>BTC/USD &lt;1m&gt;</title>" in page and 'src="data:image/png;base64,iVBORw==' in page

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -85,6 +85,8 @@ def test_recordings_cover_every_frame():
     ("XBT/USDT", "v2", "BTC/USDT"), ("BTC/USDT", "v2", "BTC/USDT"), ("XDG/USD", "v2", "DOGE/USD"),
     ("BTC/USDT", "v1", "XBT/USDT"), ("DOGE/USD", "v1", "XDG/USD"), ("XBT/EUR", "v1", "XBT/EUR"),
     ("eth/usd", "v2", "ETH/USD"),
+    ("ETH/XBT", "v2", "ETH/BTC"), ("ETH/BTC", "v1", "ETH/XBT"), ("XDG/XBT", "v2", "DOGE/BTC"),  # the quote too
+    ("DOGE/BTC", "v1", "XDG/XBT"),
 ])
 def test_native_pair(pair, api, native):
     assert records.native_pair(pair, api) == native
@@ -107,9 +109,51 @@ def test_v1_time_exact(text, iso):
     ("2026-09-25T17:48:26Z", "2026-09-25T17:48:26.000000Z"),
     ("2026-09-25T19:48:26.8+02:00", "2026-09-25T17:48:26.800000Z"),
     ("2026-01-01T00:30:00.000001-01:00", "2026-01-01T01:30:00.000001Z"),
+    ("2026-01-01T05:30:00+05:30", "2026-01-01T00:00:00.000000Z"),       # offsets with minutes
+    ("2026-01-01T00:00:00.5-09:45", "2026-01-01T09:45:00.500000Z"),
+    ("2025-12-31T23:59:59.999999-14:00", "2026-01-01T13:59:59.999999Z"),  # the widest offsets, across a year
+    ("2026-01-01T13:59:59+14:00", "2025-12-31T23:59:59.000000Z"),
+    ("2026-09-25t17:48:26z", "2026-09-25T17:48:26.000000Z"), ("2026-09-25 17:48:26.1Z", "2026-09-25T17:48:26.100000Z"),
+    ("1970-01-01T00:00:00.000000Z", "1970-01-01T00:00:00.000000Z"),
+    ("9999-12-31T23:59:59.999999Z", "9999-12-31T23:59:59.999999Z"),
 ])
 def test_rfc3339_exact(text, iso):
     assert records.iso_from_rfc3339(text) == iso
+
+
+# Kraken's own form (6 digits, Z) takes a fast path that checks the calendar only on days 29-31: every month's end.
+REAL_MONTH_ENDS = ["2026-01-31", "2026-02-28", "2024-02-29", "2000-02-29", "2026-03-31", "2026-04-30", "2026-05-31",
+                   "2026-06-30", "2026-07-31", "2026-08-31", "2026-09-30", "2026-10-31", "2026-11-30", "2026-12-31",
+                   "2026-03-29", "2026-03-30", "2026-01-09", "2026-01-19", "2026-01-20", "2026-01-28"]
+NOT_DATES = ["2026-02-29", "2100-02-29", "1900-02-29", "2024-02-30", "2026-02-31", "2026-04-31", "2026-06-31",
+             "2026-09-31", "2026-11-31"]
+
+
+@pytest.mark.parametrize("form", ["T12:00:00.123456Z", "T12:00:00Z", "T12:00:00.123456+00:00"])
+def test_rfc3339_calendar_on_every_path(form):
+    for day in REAL_MONTH_ENDS:
+        if not day.startswith(("1900", "2100")):
+            assert records.iso_from_rfc3339(day + form).startswith(day), day + form
+    for day in NOT_DATES:
+        with pytest.raises(records.BadTrade, match="not a real date and time"):
+            records.iso_from_rfc3339(day + form)
+
+
+@pytest.mark.parametrize("text,reason", [
+    ("2026-01-01T00:00:00+14:01", "offset beyond ±14:00"), ("2026-01-01T00:00:00-15:00", "offset beyond ±14:00"),
+    ("2026-01-01T00:00:00+05:60", "offset beyond ±14:00"),
+    ("1969-12-31T23:59:59.999999Z", "outside 1970..9999"), ("1970-01-01T00:30:00+01:00", "outside 1970..9999"),
+    ("9999-12-31T23:00:00-01:00", "outside 1970..9999"),
+    ("2026-01-01T24:00:00Z", "not a real date and time"), ("2026-01-01T23:60:00Z", "not a real date and time"),
+    ("2026-01-01T23:59:60Z", "not a real date and time"), ("2026-13-01T00:00:00Z", "not a real date and time"),
+    ("2026-00-01T00:00:00Z", "not a real date and time"), ("2026-01-00T00:00:00Z", "not a real date and time"),
+    ("0000-01-01T00:00:00Z", "not a real date and time"),
+    ("2026-01-01T00:00:00.1234567890Z", "bad timestamp: "), ("2026-01-01T00:00:00", "bad timestamp: "),
+    ("2026-01-01", "bad timestamp: "), (1767225600, "bad timestamp: "), (None, "bad timestamp: "),
+])
+def test_rfc3339_refusals_say_why(text, reason):
+    with pytest.raises(records.BadTrade, match=re.escape(reason)):
+        records.iso_from_rfc3339(text)
 
 
 @pytest.mark.parametrize("value", ["abc", "1.5.5", "", 1.5, None, True])
@@ -232,11 +276,14 @@ def test_invalid_utf8_counted_not_fatal(tmp_path):
     assert [x["t"] for x in lines] == [1e9, 1e9] and lines[1]["frame"] == v2_frame("update", [7]).decode()
 
 
-def test_backoff_capped_with_jitter():
+def test_backoff_doubles_per_attempt_up_to_the_cap_with_jitter():
+    """Attempt n waits uniformly in [d/2, d], d = min(cap, initial * 2^n): every attempt checked, and the jitter
+    spans its whole range (the lowest and highest of many draws near both ends)."""
     rng = random.Random(1)
-    delays = [session.backoff_delay(n, 0.5, 30, rng) for n in range(12)]
-    assert all(0.25 <= d <= 0.5 for d in delays[:1]) and all(15 <= d <= 30 for d in delays[7:])
-    assert len(set(delays[7:])) == len(delays[7:])  # jittered
+    for attempt, ceiling in enumerate([0.5, 1, 2, 4, 8, 16, 30, 30, 30, 30, 30, 30, 30, 30, 30, 30, 30]):
+        draws = [session.backoff_delay(attempt, 0.5, 30, rng) for _ in range(400)]
+        assert ceiling / 2 <= min(draws) < ceiling * 0.52 and ceiling * 0.98 < max(draws) <= ceiling, attempt
+    assert session.backoff_delay(10**6, 0.5, 30, rng) <= 30  # a huge attempt number neither overflows nor exceeds
 
 
 def test_producer_config_is_idempotent_and_patient():
@@ -265,6 +312,13 @@ def test_usage_errors_exit_2(argv, msg, capsys):
 
 
 def test_defaults():
+    """The documented defaults (README "Producer"), as literal values: a changed default fails here."""
     args = cli.parse_args([])
     assert (args.pair, args.bootstrap, args.topic, args.api) == (["XBT/USDT"], "localhost:19092", "crypto.trades", "v2")
-    assert isinstance(args, argparse.Namespace)
+    assert (args.ws_url, args.rest_url, args.compression, args.linger_ms) == (None, "https://api.kraken.com", "lz4", 5)
+    assert (args.watchdog, args.ack_timeout, args.connect_timeout, args.stats_interval) == (10, 10, 10, 10)
+    assert (args.backoff_initial, args.backoff_max) == (0.5, 30)
+    assert (args.delivery_timeout, args.flush_timeout, args.startup_timeout) == (300, 30, 5)
+    assert (args.no_resume, args.resume_scan_limit, args.resume_timeout) == (False, 200_000, 15)
+    assert (args.no_backfill, args.rest_interval, args.rest_timeout, args.backfill_give_up) == (False, 1, 10, 3600)
+    assert (args.partitions, args.record, args.log_level) == (3, None, "INFO")

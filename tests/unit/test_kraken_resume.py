@@ -82,6 +82,17 @@ def test_resumed_downtime_longer_than_the_snapshot_is_a_gap():
     assert (a.stats.gaps, a.stats.missing, a.gaps_by_pair) == (1, 30, {"XBT/USDT": [1, 30]})
 
 
+def test_restart_with_no_trades_while_down_produces_nothing_twice():
+    """Kraken's newest trade IS the resume point (nothing traded while the producer was down): the snapshot is all
+    copies, nothing is produced until the next new trade."""
+    a = app("v2", ["XBT/USDT"])
+    a.resume_from({"XBT/USDT": 100})
+    a.handle_text(v2_frame("snapshot", list(range(51, 101))), 0, set())
+    assert produced_ids(a) == [] and a.stats.dups == 50 and a.resumed == {}
+    a.handle_text(v2_frame("update", [101]), 0, set())
+    assert produced_ids(a) == [101] and (a.stats.gaps, a.stats.missing) == (0, 0)
+
+
 def test_resume_point_ahead_of_kraken_is_ignored(caplog):
     """The topic's ids came from another id sequence (e.g. a fake Kraken run): never skip the live market."""
     a = app("v2", ["XBT/USDT", "ETH/USD"])
