@@ -205,21 +205,25 @@ def assert_values_match_market(bootstrap: str, topic: str, server: FakeKraken, p
         assert got == want, (v, want)
 
 
-def bronze_trades(bootstrap: str, topic: str, workdir: Path) -> dict[str, list[tuple[int, str]]]:
-    """Land the topic in Bronze with the unchanged Bronze job (--available-now, a fresh folder) and return what
-    Bronze holds, shaped as topic_trades() returns it: {pair: [(trade_id, source), ...] in trade_id order}."""
+def lake_trades(bootstrap: str, topic: str, workdir: Path) -> tuple[dict, dict]:
+    """Land the topic in Bronze and Silver with the unchanged jobs (all_layers.py --available-now --layers 2, a fresh
+    lake under `workdir`) and return (what Bronze holds, what Silver holds), each shaped as topic_trades() returns it:
+    {pair: [(trade_id, source), ...] in trade_id order}."""
     import pyarrow.parquet as pq
 
+    from lake_reader import read_table
     from tests.helpers import run_script
 
-    out, checkpoint = workdir / "bronze", workdir / "bronze-checkpoint"
-    result = run_script("spark/jobs/kafka_to_bronze_trades.py", "--bootstrap", bootstrap, "--topic", topic,
-                        "--out", str(out), "--checkpoint", str(checkpoint), "--available-now",
-                        "--startingOffsets", "earliest", timeout=300)
+    lake = workdir / "lake"
+    result = run_script("spark/jobs/all_layers.py", "--bootstrap", bootstrap, "--topic", topic, "--data-dir", str(lake),
+                        "--layers", "2", "--available-now", "--maintenance-every", "off", timeout=400)
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = pq.ParquetDataset(str(out)).read(columns=["key", "value_raw"]).to_pylist()  # a fresh sink: no orphans
-    found: dict[str, list[tuple[int, str]]] = {}
-    for row in rows:
+    rows = pq.ParquetDataset(str(lake / "bronze/crypto_trades")).read(columns=["key", "value_raw"]).to_pylist()
+    bronze: dict[str, list[tuple[int, str]]] = {}
+    for row in rows:  # a fresh sink: no orphans to skip
         value = json.loads(row["value_raw"])
-        found.setdefault(row["key"], []).append((value["trade_id"], value["source"]))
-    return {pair: sorted(ids) for pair, ids in found.items()}
+        bronze.setdefault(row["key"], []).append((value["trade_id"], value["source"]))
+    silver: dict[str, list[tuple[int, str]]] = {}
+    for row in read_table(str(lake / "silver/crypto_trades"), columns=["symbol", "trade_id", "source"]).to_pylist():
+        silver.setdefault(row["symbol"], []).append((row["trade_id"], row["source"]))
+    return ({pair: sorted(ids) for pair, ids in bronze.items()}, {pair: sorted(ids) for pair, ids in silver.items()})

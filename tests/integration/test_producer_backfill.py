@@ -1,8 +1,8 @@
 """Gaps filled from Kraken's REST trades (issue 13), against the fake Kraken (WebSocket + REST from one trade history)
 and the real broker: after a disconnect, a kill -9 and REST faults the topic holds every trade_id of each pair
 exactly once, contiguous, the backfilled ones with "source":"rest"; a gap older than REST's history is reported.
-
-Topic-level checks use producer_helpers.topic_trades / assert_each_id_once (reusable for Silver-level checks).
+After the disconnect and the kill -9, Bronze and Silver (landed by the unchanged jobs) hold exactly what the topic
+holds: each id once, with the same source.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 from fake_kraken import FakeKraken
 from tests.helpers import wait_until
 from tests.integration.producer_helpers import (
-    V2_PAIRS, assert_each_id_once, assert_values_match_market, bronze_trades, high_watermarks, start_producer, stats,
+    V2_PAIRS, assert_each_id_once, assert_values_match_market, high_watermarks, lake_trades, start_producer, stats,
     stop_producer, topic_trades, wait_topic_count,
 )
 
@@ -79,6 +79,7 @@ def test_disconnect_of_hundreds_of_trades_filled_from_rest(tmp_path: Path, boots
         assert f"gap on {user}: trade_ids {gap[0]}..{gap[-1]} missing (350 trades): filling from REST" in text
         assert f"backfill {user}: trade_ids {gap[0]}..{gap[-1]} done, 350 trade(s) produced from REST" in text
     assert_values_match_market(bootstrap, topic, server, V2_PAIRS)
+    assert lake_trades(bootstrap, topic, tmp_path) == (got, got)  # Bronze and Silver hold the same, once, sources kept
     final = stats(log, final=True)
     assert (final["gaps"], final["missing"], final["backfilled"], final["unfillable"]) == (3, 1050, 1050, 0)
     assert final["open_gaps"] == 0 and final["delivered"] == final["produced"] + final["backfilled"]
@@ -101,7 +102,7 @@ def test_kill_9_with_500_trades_made_while_down(tmp_path: Path, bootstrap: str, 
     for user in V2_PAIRS:
         assert len(rest[user]) == 450, user
     assert_values_match_market(bootstrap, topic, server, V2_PAIRS)
-    assert bronze_trades(bootstrap, topic, tmp_path) == got  # Bronze (the unchanged job) holds the same, once
+    assert lake_trades(bootstrap, topic, tmp_path) == (got, got)  # Bronze and Silver hold the same, once, sources kept
     final = stats(log, final=True)
     assert (final["backfilled"], final["unfillable"], final["open_gaps"]) == (1350, 0, 0)
 
@@ -189,6 +190,28 @@ def test_broker_down_longer_than_delivery_timeout_every_id_once(tmp_path: Path, 
     final = stats(log, final=True)
     assert final["failed"] >= 300 and final["refilled"] > 0 and final["undelivered"] == 0
     assert high_watermarks(bootstrap, topic) == n
+
+
+def test_trades_undelivered_at_shutdown_exit_1(tmp_path: Path, private_broker):
+    """Stopped while the broker is down: what could not be delivered is counted in the last log line and the exit
+    code is 1, so a supervisor (or a user) knows trades are missing from the topic."""
+    bootstrap, up, down = private_broker
+    topic = f"t-undelivered-{os.getpid()}"
+    with FakeKraken(pairs=list(V2_PAIRS.values()), rate=100, seed=36, history=0, heartbeat_interval=0.5) as server:
+        proc, log = start_producer(tmp_path, server.url("v2"), bootstrap, topic, list(V2_PAIRS), "v2",
+                                   "--delivery-timeout", "3", "--flush-timeout", "3")
+        wait_until(lambda: stats(log).get("delivered", 0) >= 50, 30, message="deliveries before the outage")
+        down()
+        try:
+            wait_until(lambda: stats(log).get("failed", 0) >= 50, 60, message="deliveries failing")
+            code = stop_producer(proc, timeout=60)
+        finally:
+            up()
+    text = log.read_text()
+    assert code == 1, text[-3000:]
+    final = stats(log, final=True)
+    assert final["undelivered"] >= 50 and final["failed"] >= 50, final
+    assert f"{final['undelivered']} message(s) NOT delivered" in text
 
 
 def test_sigterm_during_a_backfill_waits_for_it(tmp_path: Path, bootstrap: str, new_topic):
