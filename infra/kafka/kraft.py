@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import uuid
 from pathlib import Path
+from typing import Callable
 
 from infra.daemon import Daemon, InfraError, port_is_open
 
@@ -48,9 +49,14 @@ def jvm_flags(min_heap: str, max_heap: str) -> list[str]:
             "-XX:InitiatingHeapOccupancyPercent=35", "-XX:+ExplicitGCInvokesConcurrent", "-Djava.awt.headless=true"]
 
 
-def new_cluster_id() -> str:
-    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (what `kafka-storage random-uuid` prints)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+def new_cluster_id(random_bytes: Callable[[], bytes] = lambda: uuid.uuid4().bytes) -> str:
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (what `kafka-storage random-uuid` prints).
+    Like Kafka's Uuid.randomUuid, never one starting with "-" (1 in 64 would): kafka-storage's argument parser would
+    take `--cluster-id -x...` for a missing value."""
+    while True:
+        text = base64.urlsafe_b64encode(random_bytes()).rstrip(b"=").decode()
+        if not text.startswith("-"):
+            return text
 
 
 def java_major_version(version_output: str) -> int | None:
