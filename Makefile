@@ -7,6 +7,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+MUTMUT_VERSION := 3.8.1
 PAIRS ?= XBT/USDT
 TOPIC ?= crypto.trades
 N ?= 5
@@ -16,7 +17,7 @@ SILVER ?= data/silver/crypto_trades
 .DEFAULT_GOAL := help
 .PHONY: help setup connector broker-up broker-down broker-status cluster-up cluster-down cluster-status run demo audit \
 	audit-completeness consume chart gold-recompute optimize clean-data test test-unit test-integration bench \
-	bench-quick
+	bench-quick mutants
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 20
@@ -88,11 +89,18 @@ clean-data:  ## dev reset: delete every layer, checkpoint and log under data/ (k
 test: setup broker-up  ## run all tests (unit + integration) against the real broker and Spark
 	$(PY) -m pytest tests/unit tests/integration
 
-test-unit: $(VENV)/.installed  ## unit tests only: no broker, no Spark
+test-unit: $(VENV)/.installed  ## unit tests only: no broker (one local Spark session, no jars)
 	$(PY) -m pytest tests/unit
 
 test-integration: setup broker-up  ## integration tests only
 	$(PY) -m pytest tests/integration
+
+mutants: $(VENV)/.installed  ## mutation testing of the pure core with mutmut (slow: ~40 min; not in CI); see README
+	$(PY) -m pip install --quiet mutmut==$(MUTMUT_VERSION)
+	$(PY) tests/mutation/stage.py data/mutants
+	cd data/mutants && $(abspath $(PY)) -m mutmut run --max-children 2 > mutmut-run.log 2>&1 || \
+		{ tail -c 3000 mutmut-run.log; exit 1; }
+	$(PY) tests/mutation/report.py data/mutants
 
 bench: setup broker-up  ## benchmarks vs the real broker, Spark and fake Kraken (~8 min, max 15); see BENCHMARKS.md
 	$(PY) bench/run_all.py

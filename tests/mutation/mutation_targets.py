@@ -1,0 +1,25 @@
+"""What `make mutants` mutates: the pure core, as paths under ingestion/ or spark/jobs/ (the names the tests import),
+and the unit tests it runs against each mutant (mutmut runs only the tests that call the mutated function).
+
+Left out on purpose: the Hypothesis fuzz test (40 s per mutant of the parsing code; the tests below check the same
+functions with exact values) and the unit test that starts a local Spark session (test_gold_minute_sums.py: 15 s per
+mutant). What only Spark runs (the jobs' DataFrame code) is covered by the integration tests, not measured here."""
+
+PATHS = [
+    "kraken_feed/records.py",       # the producer's parsing, pair translation, timestamps, decimals
+    "kraken_feed/protocol.py",      # frames: v1/v2 classification, subscription acks and errors
+    "kraken_feed/resume.py",        # resume from the topic: scan windows, newest trade_id per pair
+    "kraken_feed/gaps.py",          # gaps: id ranges, the gap book, undelivered records
+    "kraken_feed/rest.py",          # Kraken REST replies
+    "bronze_audit.py",              # the Bronze audit's offset arithmetic
+    "silver_completeness_audit.py",  # the Silver audit's id ranges, holes and doubles
+    "plot_ohlcv.py",                # the chart: values in the table, scales, spans
+]
+TESTS = [
+    "tests/unit/test_kraken_producer.py",
+    "tests/unit/test_kraken_resume.py",
+    "tests/unit/test_kraken_backfill.py",
+    "tests/unit/test_bronze_audit.py",
+    "tests/unit/test_silver_completeness_audit.py",
+    "tests/unit/test_gold_ohlcv.py",
+]
