@@ -24,6 +24,12 @@ def spark():
                .config("spark.sql.session.timeZone", "UTC").getOrCreate())
     yield session
     session.stop()
+    # Also end this JVM: it was started without the Kafka/Delta jars, and a later session in the same pytest process
+    # (the integration tests' `spark` fixture) must start its own JVM with them.
+    from pyspark import SparkContext
+
+    SparkContext._gateway.shutdown()
+    SparkContext._gateway, SparkContext._jvm = None, None
 
 
 def bars(spark, trades):
