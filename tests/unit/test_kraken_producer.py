@@ -341,3 +341,48 @@ def test_defaults():
     assert (args.no_resume, args.resume_scan_limit, args.resume_timeout) == (False, 200_000, 15)
     assert (args.no_backfill, args.rest_interval, args.rest_timeout, args.backfill_give_up) == (False, 1, 10, 3600)
     assert (args.partitions, args.record, args.log_level) == (3, None, "INFO")
+
+
+@pytest.mark.parametrize("msg,expected", [
+    ({"event": "heartbeat"}, (protocol.HEARTBEAT,)),
+    ({"event": "pong", "reqid": 3}, (protocol.PONG,)),
+    ({"event": "systemStatus", "status": "online", "connectionID": 8628615390848610000, "version": "1.9.5"},
+     (protocol.STATUS, "online", 8628615390848610000, "1.9.5")),
+    ({"event": "systemStatus", "status": "maintenance"}, (protocol.STATUS, "maintenance", None, None)),
+    ({"event": "systemStatus", "status": 1}, (protocol.MALFORMED, "systemStatus without a status text")),
+    ({"event": "systemStatus", "status": "online", "version": 2}, (protocol.MALFORMED,
+                                                                    "systemStatus without a status text")),
+    ({"event": "systemStatus", "status": "online", "connectionID": "7"}, (protocol.MALFORMED,
+                                                                           "systemStatus without a status text")),
+    ({"event": "subscriptionStatus", "status": "subscribed", "pair": "XBT/USD"},
+     (protocol.ACK, "XBT/USD", True, None, "subscribe")),
+    ({"event": "subscriptionStatus", "status": "unsubscribed", "pair": "XBT/USD"},
+     (protocol.ACK, "XBT/USD", True, None, "unsubscribe")),
+    ({"event": "subscriptionStatus", "status": "error", "pair": "XBT/USDX", "errorMessage": "Currency pair not supported"},
+     (protocol.ACK, "XBT/USDX", False, "Currency pair not supported", "subscribe")),
+    ({"event": "subscriptionStatus", "status": "error", "errorMessage": ["x"] * 3},
+     (protocol.ACK, None, False, "['x', 'x', 'x']", "subscribe")),
+    ({"event": "subscriptionStatus", "status": "subscribed", "pair": ["XBT/USD"]},
+     (protocol.MALFORMED, "subscriptionStatus with a pair that is not text: ['XBT/USD']")),
+    ({"event": "subscriptionStatus", "status": "pending", "pair": "XBT/USD"},
+     (protocol.UNKNOWN, "subscriptionStatus 'pending'")),
+    ({"event": "error", "errorMessage": "Exceeded msg rate"}, (protocol.ERROR, "Exceeded msg rate")),
+    ({"event": "error", "errorMessage": "e" * 400}, (protocol.ERROR, "e" * 300)),
+    ({"event": "error"}, (protocol.ERROR, "None")),
+    ({"event": "addOrder"}, (protocol.UNKNOWN, "event 'addOrder'")),
+    ({"event": ["error"]}, (protocol.UNKNOWN, "event ['error']")),
+])
+def test_v1_events_each_kind_exactly(msg, expected):
+    """Every v1 event kind, well-formed and not, as parse_frame reports it (reasons and texts exact)."""
+    assert protocol.parse_frame(json.dumps(msg), "2026-01-01T00:00:00.000000Z", codecs("v1", ["XBT/USD"]),
+                                "v1") == expected
+
+
+def test_v1_event_values_in_reasons_are_cut_at_40_characters():
+    for msg, head in [({"event": "subscriptionStatus", "status": "x" * 80, "pair": "XBT/USD"}, "subscriptionStatus "),
+                      ({"event": "e" * 80}, "event "),
+                      ({"event": "subscriptionStatus", "status": "subscribed", "pair": ["p" * 80]},
+                       "subscriptionStatus with a pair that is not text: ")]:
+        kind, reason = protocol.parse_frame(json.dumps(msg), "2026-01-01T00:00:00.000000Z", codecs("v1", ["XBT/USD"]),
+                                            "v1")
+        assert reason.startswith(head) and reason.endswith("...") and len(reason) == len(head) + 40, reason
