@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import time
 
+import re
+
 import pytest
 
 import kraken_trades_ws as cli
@@ -64,6 +66,14 @@ def run_until_idle(w: backfill.Backfiller, limit: int = 50) -> None:
     raise AssertionError("the backfill did not finish")
 
 
+def test_reply_parser_cursor_bounds():
+    """`last` as a number or as up to 30 digits of text."""
+    assert rest.parse_trades_reply(b'{"error":[],"result":{"A":[],"last":' + b"7" * 30 + b"}}")[1] == int("7" * 30)
+    assert rest.parse_trades_reply(b'{"error":[],"result":{"A":[],"last":"' + b"7" * 30 + b'"}}')[1] == int("7" * 30)
+    assert rest.parse_trades_reply(b'{"error":[],"result":{"A":[["1","2",3,"b","m","",4]],"last":5}}') == (
+        [["1", "2", 3, "b", "m", "", 4]], 5)
+
+
 def test_reply_parser_takes_the_legacy_key_and_the_cursor():
     body = (b'{"error":[],"result":{"XXBTZUSD":[["1.5","2",1688669597.8277369,"b","m","",61044952]],'
             b'"last":"1688671969993150842"}}')
@@ -73,14 +83,24 @@ def test_reply_parser_takes_the_legacy_key_and_the_cursor():
 
 @pytest.mark.parametrize("body,message,limited", [
     (b'{"error":["EAPI:Rate limit exceeded"]}', "Kraken error: EAPI:Rate limit exceeded", True),
+    (b'{"error":["EGeneral:Too many requests"]}', "Kraken error: EGeneral:Too many requests", True),
     (b'{"error":["EQuery:Unknown asset pair"]}', "Kraken error: EQuery:Unknown asset pair", False),
-    (b"<html>502</html>", "reply is not JSON", False),
-    (b'{"error":[],"result":{"A":[],"B":[],"last":"1"}}', "reply without one list of trades", False),
-    (b'{"error":[],"result":{"A":[]}}', "reply without a `last` cursor", False),
-    (b"[1]", "reply is not a JSON object", False),
+    (b'{"error":["EQuery:Unknown asset pair", {"code": 7}]}',
+     "Kraken error: EQuery:Unknown asset pair; {'code': 7}", False),
+    (b'{"error":"EService:Unavailable"}', "Kraken error: 'EService:Unavailable'", False),
+    (b"<html>502</html>", "reply is not JSON: b'<html>502</html>'", False),
+    (b'{"error":[],"result":{"A":[],"B":[],"last":"1"}}',
+     "reply without one list of trades: {'A': [], 'B': [], 'last': '1'}", False),
+    (b'{"error":[],"result":{"A":{}, "last":"1"}}', "reply without one list of trades: {'A': {}, 'last': '1'}", False),
+    (b'{"error":[],"result":[[1]]}', "reply without one list of trades: [[1]]", False),
+    (b'{"error":[],"result":{"A":[]}}', "reply without a `last` cursor: None", False),
+    (b'{"error":[],"result":{"A":[],"last":"12a"}}', "reply without a `last` cursor: '12a'", False),
+    (b'{"error":[],"result":{"A":[],"last":"' + b"1" * 31 + b'"}}',
+     "reply without a `last` cursor: '" + "1" * 31 + "'", False),
+    (b"[1]", "reply is not a JSON object: [1]", False),
 ])
 def test_reply_parser_errors(body, message, limited):
-    with pytest.raises(rest.RestError, match=message) as exc:
+    with pytest.raises(rest.RestError, match="^" + re.escape(message) + "$") as exc:
         rest.parse_trades_reply(body)
     assert exc.value.rate_limited is limited
 
