@@ -198,8 +198,15 @@ def docker_engine_answers() -> bool:
     if not shutil.which("docker"):
         return False
     try:
-        return subprocess.run(["docker", "info"], capture_output=True, timeout=DOCKER_INFO_TIMEOUT_S).returncode == 0
-    except (subprocess.SubprocessError, OSError):
+        proc = subprocess.Popen(["docker", "info"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)  # its own process group: a hung CLI's helpers die with it
+    except OSError:
+        return False
+    try:
+        return proc.wait(DOCKER_INFO_TIMEOUT_S) == 0
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
         return False
 
 

@@ -28,7 +28,11 @@ def spark():
     # (the integration tests' `spark` fixture) must start its own JVM with them.
     from pyspark import SparkContext
 
-    SparkContext._gateway.shutdown()
+    gateway = SparkContext._gateway
+    gateway.shutdown()
+    if getattr(gateway, "proc", None) is not None:  # the JVM process pyspark launched (else it idles until exit)
+        gateway.proc.kill()
+        gateway.proc.wait(30)
     SparkContext._gateway, SparkContext._jvm = None, None
 
 
