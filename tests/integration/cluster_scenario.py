@@ -8,6 +8,9 @@ Usage:
     unshare -n bash -c 'ip link set lo up; exec .venv/bin/python tests/integration/cluster_scenario.py \
         --data-dir /tmp/cluster-scenario'
 
+After the cluster's own failures, the pipeline runs on it while a broker, a second broker and a Spark worker are
+killed (pipeline_failover); `--pipeline-only` starts the cluster and runs that phase alone (to work on it).
+
 Each line is `{"step": NAME, ...}`; the last is `{"step": "end", "error": null | "what failed"}`. Whatever happens,
 the cluster and the single broker it starts are stopped before it exits.
 """

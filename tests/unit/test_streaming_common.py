@@ -216,6 +216,12 @@ def test_a_loopback_cluster_master_ships_code_jars_python_and_binds_the_driver_t
     }
 
 
+@pytest.mark.parametrize("master", ["spark://localhost:7077", "spark://[::1]:7077"])
+def test_any_loopback_master_gets_a_loopback_driver(master: str) -> None:
+    conf = master_conf(master, [], ["/z.zip"], python="python3")
+    assert (conf["spark.driver.host"], conf["spark.driver.bindAddress"]) == ("127.0.0.1", "127.0.0.1")
+
+
 def test_a_remote_master_leaves_the_driver_address_to_spark() -> None:
     conf = master_conf("spark://spark-master.internal:7077", JARS, ["/z.zip"], python="python3")
     assert "spark.driver.host" not in conf and "spark.driver.bindAddress" not in conf
