@@ -318,9 +318,11 @@ def brokers_down_and_back(cluster: Cluster, cluster_dir: Path, topic: str, produ
     emit("pipeline_one_broker_down", killed=first, out_of_sync=out_of_sync, later=stats(producer_log),
          isr=topic_facts(cluster, topic)["isr"])
     second = next(b for b in BROKERS if b != first)
+    before = stats(producer_log)
     cluster.kill_broker(second)
-    wait_for(lambda: stats(producer_log).get("failed", 0) >= 20, 120, "deliveries failing with two brokers down")
-    emit("pipeline_two_brokers_down", killed=second, stats=stats(producer_log))
+    wait_for(lambda: (lambda s: s["failed"] >= before["failed"] + 20 and s["undelivered"] > 0)(stats(producer_log)),
+             120, "deliveries failing with two brokers down")
+    emit("pipeline_two_brokers_down", killed=second, before=before, stats=stats(producer_log))
     restarts = [cluster_cli("start", f"broker-{b}", "--data-dir", str(cluster_dir))["rc"] for b in (first, second)]
     wait_for(lambda: (lambda s: s.get("undelivered", 1) == 0 and s.get("failed", 0) == s.get("refilled", 0)
                       + s.get("refill_found", 0))(stats(producer_log)), 180, "every failed delivery made again")
