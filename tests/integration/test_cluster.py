@@ -2,8 +2,9 @@
 
 The cluster needs the host's 19092 (the shared broker's), so tests/integration/cluster_scenario.py runs it inside a
 private network namespace (`unshare -n`, as root) and prints one JSON line per step; the tests below assert on those
-lines. The scenario runs once for the module (about two minutes on 2 cores). Whatever happens, every process left in
-the namespace is killed afterwards, and a test checks that the scenario had stopped them all itself.
+lines. The scenario runs once for the module (about 11 minutes on a busy 2-core machine, 8 of them the pipeline's
+failover phase). Whatever happens, every process left in the namespace is killed afterwards, and a test checks that
+the scenario had stopped them all itself.
 """
 
 from __future__ import annotations
