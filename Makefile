@@ -56,11 +56,11 @@ cluster-down: $(VENV)/.installed  ## stop the cluster cleanly (its data stays un
 cluster-status: $(VENV)/.installed  ## per cluster process: pid, port, alive; brokers in the metadata, ALIVE Spark workers
 	@$(PY) infra/cluster.py status
 
-run: setup  ## the whole pipeline on live Kraken (PAIRS="XBT/USDT ETH/USD" to choose); Ctrl-C stops it
-	$(PY) infra/run_pipeline.py --topic $(TOPIC) $(foreach p,$(PAIRS),--pair $(p))
+run: setup  ## the whole pipeline on live Kraken (PAIRS="XBT/USDT ETH/USD" to choose; CLUSTER=1 on make cluster-up's cluster); Ctrl-C stops it
+	$(PY) infra/run_pipeline.py --topic $(TOPIC) $(foreach p,$(PAIRS),--pair $(p)) $(if $(CLUSTER),--cluster)
 
-demo: setup  ## the whole pipeline offline: a fake Kraken replays a recording shipped in the repo
-	$(PY) infra/run_pipeline.py --demo --topic $(TOPIC)
+demo: setup  ## the whole pipeline offline: a fake Kraken replays a recording shipped in the repo (CLUSTER=1: on the cluster)
+	$(PY) infra/run_pipeline.py --demo --topic $(TOPIC) $(if $(CLUSTER),--cluster)
 
 audit: setup  ## Bronze vs the broker, then Silver's trade ids per pair (exit non-zero if either finds a problem)
 	@rc=0; $(PY) spark/jobs/bronze_audit.py --topic $(TOPIC) || rc=$$?; \

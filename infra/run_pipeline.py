@@ -15,15 +15,20 @@ Usage:
     python infra/run_pipeline.py                        # live Kraken, pair XBT/USDT (make run)
     python infra/run_pipeline.py --pair XBT/USDT --pair ETH/USD
     python infra/run_pipeline.py --demo                 # offline: a fake Kraken replays a shipped recording (make demo)
+    python infra/run_pipeline.py --demo --cluster       # on make cluster-up's 3 brokers and Spark (make demo CLUSTER=1)
+
+With --cluster the pipeline runs on the local cluster (`make cluster-up`): Kafka at its three brokers, the topic
+created with replication factor 3, the Spark layers on its standalone master. The runner does not start the cluster.
 
 Exit codes: 0 every process stopped cleanly; 1 a process failed or a layer did not catch up (the summary says
-which); 2 a usage error or no broker.
+which); 2 a usage error, no broker, or (--cluster) the cluster not up.
 """
 
 from __future__ import annotations
 
 import argparse
 import ctypes
+import json
 import logging
 import os
 import shutil
@@ -49,6 +54,9 @@ DEFAULT_LOG_DIR = REPO_ROOT / "data" / "logs"
 DEMO_RECORDING = REPO_ROOT / "ingestion" / "recordings" / "kraken_v2_demo.jsonl"
 DEMO_PORT = 8765
 BOOTSTRAP = "localhost:19092"
+CLUSTER_BOOTSTRAP = "localhost:19092,localhost:19094,localhost:19096"  # infra/cluster.py's brokers
+CLUSTER_MASTER = "spark://127.0.0.1:7077"
+CLUSTER_REPLICATION_FACTOR = 3
 BROKER_PORT = 19092
 DOCKER_INFO_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = {"kraken": 10.0, "producer": 15.0}  # the Spark layers: --drain-timeout per layer, plus this grace
@@ -76,30 +84,31 @@ def spark_plans(args: argparse.Namespace) -> list[Plan]:
     """The Spark processes: one (all_layers.py) or, with --separate-jobs, one per layer, each with --drain-on-stop.
     A Spark process that outlives the runner is killed (-9 is safe: every layer is exactly once)."""
     drain = ["--drain-timeout", str(args.drain_timeout)]
+    master = ("--master", args.master) if args.master else ()
     if not args.separate_jobs:
         return [Plan("spark", "spark/jobs/all_layers.py",
-                     ("--bootstrap", BOOTSTRAP, "--topic", args.topic, "--data-dir", str(args.data_dir),
+                     (*master, "--bootstrap", args.bootstrap, "--topic", args.topic, "--data-dir", str(args.data_dir),
                       "--layers", str(args.layers), "--bronze-trigger", args.trigger,
                       "--silver-trigger", args.trigger, "--gold-trigger", args.trigger, *drain), signal.SIGKILL)]
     paths = layer_paths(str(args.data_dir))
     plans = [
         Plan("bronze", "spark/jobs/kafka_to_bronze_trades.py",
-             ("--bootstrap", BOOTSTRAP, "--topic", args.topic, "--out", paths["bronze"], "--checkpoint",
+             (*master, "--bootstrap", args.bootstrap, "--topic", args.topic, "--out", paths["bronze"], "--checkpoint",
               paths["bronze_checkpoint"], "--startingOffsets", "earliest", "--trigger", args.trigger,
               "--drain-on-stop", *drain), signal.SIGKILL),
         Plan("silver", "spark/jobs/bronze_to_silver_trades.py",
-             ("--bronze", paths["bronze"], "--out", paths["silver"], "--quarantine", paths["quarantine"],
+             (*master, "--bronze", paths["bronze"], "--out", paths["silver"], "--quarantine", paths["quarantine"],
               "--checkpoint", paths["silver_checkpoint"], "--trigger", args.trigger, "--drain-on-stop", *drain),
              signal.SIGKILL),
         Plan("gold", "spark/jobs/silver_to_gold_ohlcv.py",
-             ("--silver", paths["silver"], "--out", paths["gold"], "--checkpoint", paths["gold_checkpoint"],
+             (*master, "--silver", paths["silver"], "--out", paths["gold"], "--checkpoint", paths["gold_checkpoint"],
               "--trigger", args.trigger, "--drain-on-stop", *drain), signal.SIGKILL),
     ]
     return plans[: args.layers]
 
 
 def producer_plan(args: argparse.Namespace) -> Plan:
-    producer_args = ["--bootstrap", BOOTSTRAP, "--topic", args.topic, "--flush-timeout", "10"]
+    producer_args = ["--bootstrap", args.bootstrap, "--topic", args.topic, "--flush-timeout", "10"]
     for pair in args.pair:
         producer_args += ["--pair", pair]
     if args.ws_url or args.demo:
@@ -224,10 +233,33 @@ def ensure_broker() -> None:
         subprocess.run([sys.executable, "infra/kafka/broker.py", "up"], cwd=REPO_ROOT, check=True)
 
 
-def create_topic(topic: str, partitions: int) -> None:
+def cluster_problem(status: dict) -> str | None:
+    """Why the local cluster cannot take the pipeline (from `infra/cluster.py status --json`); None when it is up."""
+    if status.get("up"):
+        return None
+    down = [p["name"] for p in status.get("processes", []) if not p.get("alive")]
+    return (f"the local cluster is not up ({', '.join(down) or 'nothing'} down): start it with `make cluster-up` "
+            f"(`make cluster-status` shows it), or run without CLUSTER=1 / --cluster")
+
+
+def ensure_cluster() -> None:
+    """--cluster: the cluster must already be up; the runner never starts or stops it."""
+    result = subprocess.run([sys.executable, "infra/cluster.py", "status", "--json"], cwd=REPO_ROOT,
+                            capture_output=True, text=True, timeout=120)
+    try:
+        status = json.loads(result.stdout)
+    except json.JSONDecodeError:
+        status = {}
+    problem = cluster_problem(status)
+    if problem:
+        raise RuntimeError(problem)
+    log.info("using the local cluster: kafka %s, spark %s", CLUSTER_BOOTSTRAP, CLUSTER_MASTER)
+
+
+def create_topic(bootstrap: str, topic: str, partitions: int, replication_factor: int | None = None) -> None:
     """The topic, before anything reads it, as the producer creates it (an existing one is left as it is)."""
     try:
-        factor = ensure_topic(BOOTSTRAP, topic, partitions=partitions)
+        factor = ensure_topic(bootstrap, topic, partitions=partitions, replication_factor=replication_factor)
     except Exception as exc:  # noqa: BLE001 - KafkaException: the cluster refused or did not answer
         raise RuntimeError(f"could not create topic {topic}: {exc}") from exc
     if factor is not None:
@@ -345,6 +377,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--pair", action="append", help="trading pair, repeatable (default XBT/USDT; demo: the "
                                                         "recording's pairs)")
     parser.add_argument("--topic", default="crypto.trades", help="Kafka topic (default %(default)s)")
+    parser.add_argument("--cluster", action="store_true",
+                        help=f"run on the local cluster (make cluster-up): Kafka {CLUSTER_BOOTSTRAP}, topic with "
+                             f"replication factor {CLUSTER_REPLICATION_FACTOR}, Spark {CLUSTER_MASTER}; refused "
+                             f"(exit 2) when the cluster is not up")
+    parser.add_argument("--bootstrap", help=f"Kafka bootstrap servers (default {BOOTSTRAP}; --cluster: its brokers)")
+    parser.add_argument("--master", help="Spark master for the layers (default: the jobs' own, local[*]; --cluster: "
+                                         f"{CLUSTER_MASTER})")
     parser.add_argument("--partitions", type=int, default=3,
                         help="partitions of the topic when it is created (default %(default)s)")
     parser.add_argument("--trigger", default="2 seconds", help='Spark trigger for every layer (default "2 seconds")')
@@ -366,6 +405,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--drain-timeout", type=float, default=60.0,
                         help="on stop, how long each layer may take to land what its input holds (default 60 s)")
     args = parser.parse_args(argv)
+    args.bootstrap = args.bootstrap or (CLUSTER_BOOTSTRAP if args.cluster else BOOTSTRAP)
+    args.master = args.master or (CLUSTER_MASTER if args.cluster else None)
+    args.replication_factor = CLUSTER_REPLICATION_FACTOR if args.cluster else None
     args.demo_pairs = ["BTC/USDT", "ETH/USD", "DOGE/USD"]
     if not args.pair:
         args.pair = ["XBT/USDT", "ETH/USD", "XDG/USD"] if args.demo else ["XBT/USDT"]
@@ -379,10 +421,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level="INFO", format="[pipeline] %(asctime)s %(levelname)s %(message)s")
     args.log_dir.mkdir(parents=True, exist_ok=True)
     try:
-        ensure_broker()
-        create_topic(args.topic, args.partitions)
+        if args.cluster:
+            ensure_cluster()
+        elif args.bootstrap == BOOTSTRAP:
+            ensure_broker()  # another --bootstrap: the brokers there, as they are
+        create_topic(args.bootstrap, args.topic, args.partitions, args.replication_factor)
     except (subprocess.SubprocessError, OSError, RuntimeError) as exc:
-        log.error("could not start a broker on %s: %s", BOOTSTRAP, exc)
+        log.error("cannot use Kafka at %s: %s", args.bootstrap, exc)
         return 2
     stop = threading.Event()
     pipeline = Pipeline(args)
@@ -413,7 +458,9 @@ def main(argv: list[str] | None = None) -> int:
                     "lands on the next run)", name, code, pipeline.children[name].log_path)
     for line in layer_summary(args.data_dir) + (draw_charts(args.data_dir, args.pair) if args.demo else []):
         print(line, flush=True)
-    print(f"logs in {args.log_dir}; the broker is still running (make broker-down stops it)", flush=True)
+    still = "the cluster is still running (make cluster-down" if args.cluster else \
+        "the broker is still running (make broker-down"
+    print(f"logs in {args.log_dir}; {still} stops it)", flush=True)
     return 1 if ended or failed else 0
 
 

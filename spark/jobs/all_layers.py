@@ -33,8 +33,9 @@ import kafka_to_bronze_trades as bronze_job
 import silver_to_gold_ohlcv as gold_job
 from delta_tables import (DEFAULT_MAINTENANCE_EVERY, WRITER_SESSION_CONF, Maintenance, is_delta_table,
                           parse_maintenance_every, table_pairing_problem)
-from streaming_common import (DEFAULT_DRAIN_TIMEOUT_S, StopRequest, build_spark, configure_logging, drain_restart,
-                              format_progress, parse_trigger, run_queries, sink_pairing_problem, wait_until_ready)
+from streaming_common import (DEFAULT_DRAIN_TIMEOUT_S, StopRequest, add_master_argument, build_spark,
+                              configure_logging, drain_restart, format_progress, parse_trigger, run_queries,
+                              sink_pairing_problem, wait_until_ready)
 
 DEFAULT_DATA_DIR = "data"
 DEFAULT_TRIGGERS = {"bronze": "2 seconds", "silver": "2 seconds", "gold": "2 seconds"}
@@ -152,6 +153,7 @@ def run_available_now(layers: Layers, stop: StopRequest) -> int:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_master_argument(parser)
     parser.add_argument("--bootstrap", default=bronze_job.DEFAULT_BOOTSTRAP,
                         help="Kafka bootstrap servers (default %(default)s; env KAFKA_BOOTSTRAP)")
     parser.add_argument("--topic", default=bronze_job.DEFAULT_TOPIC, help="topic to land (default %(default)s)")
@@ -197,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     stop = StopRequest().install()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    spark = build_spark("all_layers", kafka=True, delta=args.layers > 1, conf=WRITER_SESSION_CONF)
+    spark = build_spark("all_layers", kafka=True, delta=args.layers > 1, conf=WRITER_SESSION_CONF, master=args.master)
     layers = Layers(spark, args.layer_args)
     tables = [t for name, a in args.layer_args.items() if name != "bronze"
               for t in ([a.out, a.quarantine] if name == "silver" else [a.out])]

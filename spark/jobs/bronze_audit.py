@@ -50,7 +50,7 @@ from urllib.parse import unquote, urlparse
 
 from kafka_to_bronze_trades import (DEFAULT_BOOTSTRAP, DEFAULT_OUT, DEFAULT_TOPIC, add_kafka_properties_argument,
                                     broker_unreachable_error, load_kafka_properties)
-from streaming_common import build_spark, configure_logging, describe_error
+from streaming_common import add_master_argument, build_spark, configure_logging, describe_error
 
 SINK_LOG_DIR = "_spark_metadata"
 SINK_LOG_NAME_RE = re.compile(r"^(\d+)(\.compact)?$")
@@ -486,6 +486,7 @@ def run_audit(spark, args: argparse.Namespace, broker: dict[int, tuple[int, int]
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_master_argument(parser)
     parser.add_argument("--bootstrap", default=DEFAULT_BOOTSTRAP,
                         help="Kafka bootstrap servers (default %(default)s; env KAFKA_BOOTSTRAP)")
     parser.add_argument("--topic", default=DEFAULT_TOPIC, help="the topic Bronze lands (default %(default)s)")
@@ -543,7 +544,7 @@ def main(argv: list[str] | None = None) -> int:
     from pyspark.sql import SparkSession
 
     reuse = SparkSession.getActiveSession() is not None  # called in-process by a caller that owns the session
-    spark = build_spark("bronze_audit")
+    spark = build_spark("bronze_audit", master=args.master)
     try:
         report = run_audit(spark, args, broker)
     except Exception as exc:  # noqa: BLE001 - a committed file Spark cannot read is a finding, not a crash

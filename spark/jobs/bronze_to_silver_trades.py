@@ -70,8 +70,8 @@ from typing import Any, Callable
 
 from delta_tables import (WRITER_SESSION_CONF, BatchWriter, Maintenance, add_maintenance_argument, ensure_table,
                           in_list, retry_on_conflict, sql_string, table_pairing_problem)
-from streaming_common import (StopRequest, add_drain_arguments, build_spark, configure_logging, drain_restart,
-                              parse_trigger, path_exists, positive_int, run_queries, trigger_kwargs,
+from streaming_common import (StopRequest, add_drain_arguments, add_master_argument, build_spark, configure_logging,
+                              drain_restart, parse_trigger, path_exists, positive_int, run_queries, trigger_kwargs,
                               wait_until_ready)
 
 DEFAULT_BRONZE = "data/bronze/crypto_trades"
@@ -404,6 +404,7 @@ def start_query(spark, args: argparse.Namespace, query_name: str = QUERY_NAME):
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_master_argument(parser)
     parser.add_argument("--bronze", default=DEFAULT_BRONZE, help="Bronze Parquet folder to read (default %(default)s)")
     parser.add_argument("--out", default=DEFAULT_OUT, help="Silver Delta table (default %(default)s)")
     parser.add_argument("--quarantine", default=DEFAULT_QUARANTINE,
@@ -435,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {mismatch}", file=sys.stderr)
             return 2
     stop = StopRequest().install()
-    spark = build_spark(QUERY_NAME, delta=True, conf=WRITER_SESSION_CONF)
+    spark = build_spark(QUERY_NAME, delta=True, conf=WRITER_SESSION_CONF, master=args.master)
     if not wait_until_ready(lambda: bronze_ready(spark, args.bronze), stop,
                             f"Bronze at {args.bronze} has no committed batch yet: waiting for it"):
         spark.stop()

@@ -25,7 +25,7 @@ from typing import Iterator
 from delta_tables import table_owner
 from silver_to_gold_ohlcv import (DEFAULT_SILVER, QUERY_NAME, bars_dataframe, finish_bars, from_micros, minute_sums,
                                   read_silver)
-from streaming_common import build_spark, configure_logging
+from streaming_common import add_master_argument, build_spark, configure_logging
 
 DEFAULT_OUT = "data/gold/ohlcv_1m_recompute"
 
@@ -79,6 +79,7 @@ def newest_minutes(trades) -> dict[str, datetime]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_master_argument(parser)
     parser.add_argument("--silver", default=DEFAULT_SILVER, help="Silver trades Delta table (default %(default)s)")
     parser.add_argument("--from", dest="start", required=True, type=parse_minute,
                         help="first minute to recompute, UTC, e.g. 2026-01-01T00:00 (inclusive)")
@@ -96,7 +97,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging()
-    spark = build_spark("gold_ohlcv_batch", delta=True)
+    spark = build_spark("gold_ohlcv_batch", delta=True, master=args.master)
     if table_owner(spark, args.out) == QUERY_NAME:
         print(f"error: --out {args.out} is the stream's Gold table (written by {QUERY_NAME}); the batch recompute "
               f"writes its own table, e.g. {DEFAULT_OUT}", file=sys.stderr)

@@ -39,8 +39,8 @@ import socket
 import sys
 from pathlib import Path
 
-from streaming_common import (StopRequest, add_drain_arguments, build_spark, configure_logging, drain_restart,
-                              parse_bool, parse_trigger, positive_int, run_query, sink_pairing_problem,
+from streaming_common import (StopRequest, add_drain_arguments, add_master_argument, build_spark, configure_logging,
+                              drain_restart, parse_bool, parse_trigger, positive_int, run_query, sink_pairing_problem,
                               start_parquet_sink, wait_until_ready)
 
 DEFAULT_BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP", "localhost:19092")
@@ -210,6 +210,7 @@ def load_kafka_properties(parser: argparse.ArgumentParser, args: argparse.Namesp
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_master_argument(parser)
     parser.add_argument("--bootstrap", default=DEFAULT_BOOTSTRAP,
                         help="Kafka bootstrap servers (default %(default)s; env KAFKA_BOOTSTRAP)")
     parser.add_argument("--topic", default=DEFAULT_TOPIC, help="topic to land (default %(default)s)")
@@ -254,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     stop = StopRequest().install()
     if not wait_for_topic(args.bootstrap, args.topic, args.client_props, stop):
         return 0
-    spark = build_spark(QUERY_NAME, kafka=True)
+    spark = build_spark(QUERY_NAME, kafka=True, master=args.master)
     query = start_query(spark, args)
     log.info("landing topic %s from %s into %s (checkpoint %s, %s)", args.topic, args.bootstrap, args.out,
              args.checkpoint, "available-now" if args.available_now else f"trigger every {args.trigger}")

@@ -26,7 +26,7 @@ from bronze_to_silver_trades import DEFAULT_OUT as DEFAULT_SILVER
 from bronze_to_silver_trades import DEFAULT_QUARANTINE
 from delta_tables import DEFAULT_RETENTION_HOURS, WRITER_SESSION_CONF, compact_and_vacuum, is_delta_table
 from silver_to_gold_ohlcv import DEFAULT_OUT as DEFAULT_GOLD
-from streaming_common import build_spark, configure_logging, describe_error
+from streaming_common import add_master_argument, build_spark, configure_logging, describe_error
 
 log = logging.getLogger("optimize_tables")
 
@@ -43,6 +43,7 @@ def non_negative_hours(text: str) -> float:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_master_argument(parser)
     parser.add_argument("--table", action="append",
                         help=f"a Delta table to compact, repeatable (default: {DEFAULT_SILVER}, {DEFAULT_QUARANTINE}, "
                              f"{DEFAULT_GOLD})")
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("VACUUM retention %.1f h is below Delta's default %d h: time travel beyond it, and a stopped Gold "
                     "stream restarted after it, may fail", args.retain_hours, DEFAULT_RETENTION_HOURS)
         conf["spark.databricks.delta.retentionDurationCheck.enabled"] = "false"
-    spark = build_spark("optimize_tables", delta=True, conf=conf)
+    spark = build_spark("optimize_tables", delta=True, conf=conf, master=args.master)
     failed = False
     for table in args.table:
         if not is_delta_table(spark, table):

@@ -55,8 +55,8 @@ from typing import Any, Callable, Iterable
 
 from delta_tables import (WRITER_SESSION_CONF, BatchWriter, Maintenance, add_maintenance_argument, ensure_table,
                           in_list, is_delta_table, retry_on_conflict, sql_string, table_pairing_problem)
-from streaming_common import (StopRequest, add_drain_arguments, build_spark, configure_logging, drain_restart,
-                              parse_trigger, run_queries, trigger_kwargs, wait_until_ready)
+from streaming_common import (StopRequest, add_drain_arguments, add_master_argument, build_spark, configure_logging,
+                              drain_restart, parse_trigger, run_queries, trigger_kwargs, wait_until_ready)
 
 DEFAULT_SILVER = "data/silver/crypto_trades"
 DEFAULT_OUT = "data/gold/ohlcv_1m"
@@ -326,6 +326,7 @@ def start_query(spark, args: argparse.Namespace, query_name: str = QUERY_NAME):
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_master_argument(parser)
     parser.add_argument("--silver", default=DEFAULT_SILVER,
                         help="Silver trades Delta table written by bronze_to_silver_trades.py (default %(default)s)")
     parser.add_argument("--out", default=DEFAULT_OUT, help="Gold bars Delta table (default %(default)s)")
@@ -353,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {mismatch}", file=sys.stderr)
         return 2
     stop = StopRequest().install()
-    spark = build_spark(QUERY_NAME, delta=True, conf=WRITER_SESSION_CONF)
+    spark = build_spark(QUERY_NAME, delta=True, conf=WRITER_SESSION_CONF, master=args.master)
     if not wait_until_ready(lambda: is_delta_table(spark, args.silver), stop,
                             f"Silver at {args.silver} is not a Delta table yet: waiting for the Silver job to create "
                             f"it"):

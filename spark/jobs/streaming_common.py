@@ -1,5 +1,5 @@
-"""What every streaming job in spark/jobs/ shares: building the SparkSession, reading the --trigger flag, logging one
-line per micro-batch, and stopping cleanly on Ctrl-C or SIGTERM.
+"""What every streaming job in spark/jobs/ shares: building the SparkSession (on this machine or on a cluster:
+--master), reading the --trigger flag, logging one line per micro-batch, and stopping cleanly on Ctrl-C or SIGTERM.
 
 Not a job itself; the jobs import it (they run as scripts, so their folder is on sys.path).
 """
@@ -11,8 +11,11 @@ import logging
 import os
 import re
 import signal
+import sys
+import tempfile
 import threading
 import time
+import zipfile
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -29,6 +32,8 @@ DELTA_SESSION_CONF = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
 }
+JOBS_DIR = Path(__file__).resolve().parent  # the jobs' own modules: what executors on a cluster must import
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 STOP_GRACE_S = 60.0  # how long a stop request waits for the running micro-batch to finish
 DEFAULT_DRAIN_TIMEOUT_S = 60.0  # how long --drain-on-stop may take to land what the input holds
 STOP_TIMEOUT_S = 20.0  # how long stopping one query may take
@@ -130,6 +135,60 @@ def cached_connector_jars(cache_dir: Path, version: str, spark_jars_dir: Path,
     return [str(j) for j in jars if jar_artifact(j.name) not in shipped]
 
 
+def chosen_master(flag: str | None, environ: dict[str, str] | os._Environ) -> str:
+    """The Spark master: --master, else SPARK_MASTER, else local[*] (what a plain `python job.py` always ran on)."""
+    return flag or environ.get("SPARK_MASTER") or "local[*]"
+
+
+def is_local_master(master: str) -> bool:
+    """local, local[4], local[*], local[2,3]: Spark in this process, no executors elsewhere."""
+    return re.fullmatch(r"local(\[[^\]]*\])?", master.strip()) is not None
+
+
+def master_host(master: str) -> str | None:
+    """spark://host:port (or spark://h1:p,h2:p) -> the first host; None for yarn, k8s://..., local."""
+    match = re.match(r"^spark://(\[[^\]]+\]|[^,:/]+)", master.strip())
+    return match.group(1).strip("[]") if match else None
+
+
+def master_conf(master: str, jars: Sequence[str], py_files: Sequence[str], python: str) -> dict[str, str]:
+    """The session settings a master needs beyond the job's own.
+
+    Local: the master and the jars (as before). A cluster: also every executor's Python (the driver's interpreter,
+    so the workers use the same packages), the jobs' modules (py_files, a zip) for the executors to import, and the
+    same local jar paths (Spark's driver serves spark.jars to the executors, which fetch them). A master on the
+    loopback interface gets a driver on it too: executors on this machine reach the driver there, whatever the
+    host name resolves to (in a network namespace it may resolve to an address that is not up)."""
+    conf = {"spark.master": master}
+    if jars:
+        conf["spark.jars"] = ",".join(jars)
+    if is_local_master(master):
+        return conf
+    conf["spark.pyspark.python"] = python
+    if py_files:
+        conf["spark.submit.pyFiles"] = ",".join(py_files)
+    if master_host(master) in LOOPBACK_HOSTS:
+        conf["spark.driver.host"] = "127.0.0.1"
+        conf["spark.driver.bindAddress"] = "127.0.0.1"
+    return conf
+
+
+def zip_job_modules(dest_dir: Path, jobs_dir: Path = JOBS_DIR) -> Path:
+    """spark/jobs/*.py in one zip under dest_dir (the modules at its root, as the jobs import them); its path."""
+    archive = dest_dir / "spark_jobs.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped:
+        for module in sorted(jobs_dir.glob("*.py")):
+            zipped.write(module, module.name)
+    return archive
+
+
+def add_master_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--master", default=None,
+                        help="Spark master, e.g. spark://127.0.0.1:7077 (make cluster-up's); default $SPARK_MASTER, "
+                             "else local[*]. On a cluster the job ships its Python modules and the Kafka/Delta jars "
+                             "to the executors itself. Under spark-submit, spark-submit's own --master applies")
+
+
 def latest_batch_id(log_dir: Path) -> int:
     """The highest batch id in a Spark log folder (checkpoint commits/ or offsets/, or a sink's _spark_metadata);
     -1 when there is none."""
@@ -192,29 +251,38 @@ def format_progress(progress: dict[str, Any]) -> str:
 # Spark
 
 
-def build_spark(app_name: str, *, kafka: bool = False, delta: bool = False, conf: dict[str, str] | None = None):
+def build_spark(app_name: str, *, kafka: bool = False, delta: bool = False, conf: dict[str, str] | None = None,
+                master: str | None = None):
     """A SparkSession for one job (or for several jobs' queries in one application).
 
-    The master is never fixed here: under spark-submit the session takes whatever --master said; run as a plain
-    script it uses SPARK_MASTER or local[*]. kafka=True adds Spark's Kafka connector, delta=True Delta Lake (its jars,
-    SQL extension and catalog). Each is asked for through spark.jars.packages (the seed's way); when `make setup`
-    already resolved the same coordinates with Maven, Spark is handed those jars instead, so no resolver runs at
-    start-up (this is the path tests and CI take).
+    Under spark-submit the session takes whatever spark-submit said (--master, --jars, --py-files). Run as a plain
+    script it runs on `master` (a job's --master), else SPARK_MASTER, else local[*]; on a cluster master it ships
+    the jobs' modules and jars to the executors (master_conf). kafka=True adds Spark's Kafka connector, delta=True
+    Delta Lake (its jars, SQL extension and catalog). Each is asked for through spark.jars.packages (the seed's way);
+    when `make setup` already resolved the same coordinates with Maven, Spark is handed those jars instead, so no
+    resolver runs at start-up (this is the path tests and CI take).
     """
     import pyspark
     from pyspark.sql import SparkSession
 
     under_spark_submit = "PYSPARK_GATEWAY_PORT" in os.environ
     builder = SparkSession.builder.appName(app_name)
+    settings: dict[str, str] = {}
     if not under_spark_submit:
-        builder = builder.master(os.environ.get("SPARK_MASTER", "local[*]"))
+        chosen = chosen_master(master, os.environ)
         jars, packages = extra_jars(kafka=kafka, delta=delta, spark_version=pyspark.__version__,
                                     spark_jars_dir=Path(pyspark.__file__).parent / "jars")
-        if jars:
-            builder = builder.config("spark.jars", ",".join(jars))
+        cluster = not is_local_master(chosen)
+        py_files = [str(zip_job_modules(Path(tempfile.mkdtemp(prefix="spark-jobs-"))))] if cluster else []
+        settings.update(master_conf(chosen, jars, py_files, python=sys.executable))
         if packages:
-            builder = builder.config("spark.jars.packages", ",".join(packages))
-        builder = builder.config("spark.driver.extraJavaOptions", log4j_java_options(app_name))
+            settings["spark.jars.packages"] = ",".join(packages)
+        settings["spark.driver.extraJavaOptions"] = log4j_java_options(app_name)
+        if cluster:
+            # the Python that runs tasks on the executors: read from the environment when the context starts
+            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+            log.info("Spark master %s: shipping %s and %d jars to the executors", chosen, ", ".join(py_files),
+                     len(jars))
     defaults = {
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.shuffle.partitions": os.environ.get("SPARK_SHUFFLE_PARTITIONS", "4"),
@@ -226,7 +294,7 @@ def build_spark(app_name: str, *, kafka: bool = False, delta: bool = False, conf
         "spark.sql.streaming.stopTimeout": str(int(STOP_TIMEOUT_S * 1000)),
         **(DELTA_SESSION_CONF if delta else {}),
     }
-    for key, value in {**defaults, **(conf or {})}.items():
+    for key, value in {**settings, **defaults, **(conf or {})}.items():
         builder = builder.config(key, value)
     try:
         spark = builder.getOrCreate()

@@ -8,6 +8,9 @@ Usage:
     unshare -n bash -c 'ip link set lo up; exec .venv/bin/python tests/integration/cluster_scenario.py \
         --data-dir /tmp/cluster-scenario'
 
+After the cluster's own failures, the pipeline runs on it while a broker, a second broker and a Spark worker are
+killed (pipeline_failover); `--pipeline-only` starts the cluster and runs that phase alone (to work on it).
+
 Each line is `{"step": NAME, ...}`; the last is `{"step": "end", "error": null | "what failed"}`. Whatever happens,
 the cluster and the single broker it starts are stopped before it exits.
 """
@@ -26,10 +29,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO_ROOT))
+sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "ingestion"), str(REPO_ROOT / "spark" / "jobs")]  # as pytest's
 
 from infra.cluster import Cluster  # noqa: E402
 from infra.daemon import InfraError, port_is_open  # noqa: E402
+from tests.integration.producer_helpers import (V2_PAIRS, committed_rows, delta_rows, high_watermarks,  # noqa: E402
+                                                start_producer, stats, stop_producer, total)
 
 PYTHON = sys.executable
 PORTS = (19092, 19093, 19094, 19095, 19096, 19097, 7077, 8080, 8081, 8082)
@@ -143,9 +148,13 @@ TOPIC = "failover"
 BROKERS = (1, 2, 3)
 
 
-def scenario(data_dir: Path) -> None:
+def scenario(data_dir: Path, pipeline_only: bool = False) -> None:
     cluster_dir, broker_dir = data_dir / "cluster", data_dir / "broker"
     cluster = Cluster(cluster_dir)
+    if pipeline_only:  # for working on that phase alone
+        assert cluster_cli("up", "--data-dir", str(cluster_dir))["rc"] == 0
+        pipeline_failover(cluster, cluster_dir, data_dir / "pipeline")
+        return
     start_and_inspect(cluster_dir, broker_dir)
     # Kafka's failures mostly wait (for the controllers to notice a broker gone, for replicas to catch up) while
     # Spark's keep the CPU busy: run both at once.
@@ -157,6 +166,7 @@ def scenario(data_dir: Path) -> None:
         finally:
             kafka_done.set()
         spark.result()
+    pipeline_failover(cluster, cluster_dir, data_dir / "pipeline")
     down_refuse_and_up(cluster, cluster_dir, broker_dir)
 
 
@@ -234,6 +244,136 @@ def spark_failures(cluster: Cluster, cluster_dir: Path, kafka_done: threading.Ev
          alive_after_up=sorted(w.ui_port for w in back.alive_workers), isr=topic_facts(cluster, TOPIC)["isr"])
 
 
+PIPELINE_TOPIC = "trades"
+TRADES_PER_SECOND = 20  # the fake Kraken's steady rate, over its 3 pairs
+DELIVERY_TIMEOUT_S = "3"  # the producer's: with two brokers down, deliveries fail (and are counted) after 3 s
+GOLD_COLUMNS = ["symbol", "window_start", "open", "high", "low", "close", "volume", "vwap", "trade_count", "is_open"]
+
+
+def pipeline_failover(cluster: Cluster, cluster_dir: Path, work: Path) -> None:
+    """The pipeline on the cluster while nodes die: the producer fed by the fake Kraken at a steady rate into a topic
+    with 3 replicas; Bronze, Silver and Gold in one Spark application on the standalone master. Mid-stream the
+    broker leading partition 0 is killed (-9), then a second broker; both come back; then a Spark worker is killed
+    and comes back. The producer is stopped, the layers drain on SIGTERM, and the audits and the batch recompute
+    of Gold run."""
+    from fake_kraken import FakeKraken
+    from kraken_feed.kafka_sink import ensure_topic
+    from tests.helpers import start_script
+
+    work.mkdir(parents=True)
+    lake, topic, bootstrap = work / "lake", PIPELINE_TOPIC, cluster.bootstrap
+    emit("pipeline_topic", created_with_factor=ensure_topic(bootstrap, topic, partitions=3, replication_factor=3))
+    bronze = lake / "bronze" / "crypto_trades"
+    with FakeKraken(pairs=list(V2_PAIRS.values()), rate=TRADES_PER_SECOND, seed=41, history=0,
+                    heartbeat_interval=0.5) as server:
+        producer, producer_log = start_producer(work, server.url("v2"), bootstrap, topic, list(V2_PAIRS), "v2",
+                                                "--delivery-timeout", DELIVERY_TIMEOUT_S)
+        layers = start_script("spark/jobs/all_layers.py", "--master", cluster.master_url, "--bootstrap", bootstrap,
+                              "--topic", topic, "--data-dir", str(lake), "--bronze-trigger", "2 seconds",
+                              "--silver-trigger", "2 seconds", "--gold-trigger", "2 seconds",
+                              "--maintenance-every", "off", "--drain-timeout", "300", log_path=work / "layers.log")
+        try:
+            wait_for(lambda: committed_rows(bronze) > 0 or layers.poll() is not None, 240, "Bronze's first rows")
+            emit("pipeline_started", layers_running=layers.poll() is None, bronze_rows=committed_rows(bronze),
+                 apps=running_apps(cluster), stats=stats(producer_log))
+            brokers_down_and_back(cluster, cluster_dir, topic, producer_log)
+            worker_down_and_back(cluster, cluster_dir, bronze, layers)
+            made = server.halt_market()
+            wait_for(lambda: high_watermarks(bootstrap, topic) >= total(server, "v2"), 120, "every trade in the topic")
+            producer_rc = stop_producer(producer, timeout=60)
+            layers.send_signal(15)  # SIGTERM: each layer lands what its input holds, then the job exits
+            layers_rc = layers.wait(600)
+        finally:
+            for proc in (producer, layers):
+                if proc.poll() is None:
+                    os.killpg(proc.pid, 9)
+        sent = {user: [t["trade_id"] for t in server.sent_trades("v2")[native]] for user, native in V2_PAIRS.items()}
+    emit("pipeline_stopped", made=made, sent=sent, producer_rc=producer_rc, final=stats(producer_log, final=True),
+         layers_rc=layers_rc, layers_log_tail=(work / "layers.log").read_text(errors="replace")[-3000:])
+    audit_the_lake(cluster, work, lake, topic)
+
+
+def running_apps(cluster: Cluster) -> list[dict]:
+    """The applications running on the master (its /json/ page): name and the cores they hold."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{cluster.master_ui_port}/json/", timeout=10) as answer:
+        state = json.load(answer)
+    return [{"name": app["name"], "cores": app["cores"]} for app in state.get("activeapps", [])]
+
+
+def brokers_down_and_back(cluster: Cluster, cluster_dir: Path, topic: str, producer_log: Path) -> None:
+    """kill -9 the leader of partition 0: the producer keeps delivering (2 of 3 in sync). Then a second broker: its
+    deliveries fail after --delivery-timeout and are counted, not lost. Both brokers back: it delivers them again."""
+    first = cluster.leaders(topic)[0]
+    cluster.kill_broker(first)
+    cluster.wait_out_of_sync(first, [topic], timeout=60)  # the partitions it led have new leaders
+    # Writes caught in the leader change may time out (--delivery-timeout 3 s): wait until they are made again, then
+    # watch a stretch with 2 of 3 replicas in sync.
+    wait_for(lambda: (lambda s: s["undelivered"] == 0 and s["failed"] == s["refilled"] + s["refill_found"])(
+        stats(producer_log)), 120, "writes caught in the leader change made again")
+    out_of_sync = stats(producer_log)
+    wait_for(lambda: stats(producer_log).get("delivered", 0) >= out_of_sync["delivered"] + 3 * TRADES_PER_SECOND,
+             120, "deliveries with one broker down")
+    emit("pipeline_one_broker_down", killed=first, out_of_sync=out_of_sync, later=stats(producer_log),
+         isr=topic_facts(cluster, topic)["isr"])
+    second = next(b for b in BROKERS if b != first)
+    before = stats(producer_log)
+    cluster.kill_broker(second)
+    wait_for(lambda: (lambda s: s["failed"] >= before["failed"] + 20 and s["undelivered"] > 0)(stats(producer_log)),
+             120, "deliveries failing with two brokers down")
+    emit("pipeline_two_brokers_down", killed=second, before=before, stats=stats(producer_log))
+    restarts = [cluster_cli("start", f"broker-{b}", "--data-dir", str(cluster_dir))["rc"] for b in (first, second)]
+    wait_for(lambda: (lambda s: s.get("undelivered", 1) == 0 and s.get("failed", 0) == s.get("refilled", 0)
+                      + s.get("refill_found", 0))(stats(producer_log)), 180, "every failed delivery made again")
+    emit("pipeline_brokers_back", restart_rcs=restarts, stats=stats(producer_log),
+         isr=topic_facts(cluster, topic)["isr"])
+
+
+def worker_down_and_back(cluster: Cluster, cluster_dir: Path, bronze: Path, layers) -> None:
+    """kill -9 worker-1 (and with it an executor) while the layers run: the application goes on with the other
+    worker's executor (Bronze commits more rows); the worker comes back."""
+    killed = cluster_cli("kill", "worker-1", "--data-dir", str(cluster_dir))
+    cluster.wait_worker(1, alive=False, timeout=60)
+    rows_at_kill = committed_rows(bronze)
+    wait_for(lambda: committed_rows(bronze) > rows_at_kill + 2 * TRADES_PER_SECOND or layers.poll() is not None,
+             240, "Bronze rows landed with one worker")
+    landed = committed_rows(bronze)
+    back = cluster_cli("start", "worker-1", "--data-dir", str(cluster_dir))
+    emit("pipeline_worker", kill_rc=killed["rc"], start_rc=back["rc"], layers_running=layers.poll() is None,
+         rows_at_kill=rows_at_kill, rows_with_one_worker=landed,
+         alive=sorted(w.ui_port for w in cluster.master_state().alive_workers))
+
+
+def audit_the_lake(cluster: Cluster, work: Path, lake: Path, topic: str) -> None:
+    """The Bronze audit, the completeness audit, Silver's trades, Gold and its batch recompute."""
+    from datetime import timedelta
+
+    # These run in local[*]: they only read the lake and the topic, and start faster than an application on the
+    # cluster (a driver in this namespace needs SPARK_LOCAL_IP; on the cluster, build_spark binds it to 127.0.0.1).
+    spark_env = {"PYSPARK_PYTHON": PYTHON, "PYSPARK_DRIVER_PYTHON": PYTHON, "SPARK_LOCAL_IP": "127.0.0.1"}
+    silver, gold = lake / "silver" / "crypto_trades", lake / "gold" / "ohlcv_1m"
+    bronze_audit = run(PYTHON, "spark/jobs/bronze_audit.py", "--bootstrap",
+                       cluster.bootstrap, "--topic", topic, "--bronze", str(lake / "bronze" / "crypto_trades"),
+                       env_extra=spark_env, timeout=600)
+    completeness = run(PYTHON, "spark/jobs/silver_completeness_audit.py", "--silver", str(silver), "--json")
+    trades = delta_rows(silver, ["symbol", "trade_id", "source", "ts_event"])
+    minutes = sorted(r["ts_event"].replace(second=0, microsecond=0) for r in trades)
+    first, end = minutes[0], minutes[-1] + timedelta(minutes=1)
+    recompute = run(PYTHON, "spark/jobs/gold_ohlcv_batch.py", "--silver", str(silver),
+                    "--from", first.strftime("%Y-%m-%dT%H:%M"), "--to", end.strftime("%Y-%m-%dT%H:%M"), "--out",
+                    str(work / "recompute"), env_extra=spark_env, timeout=600)
+    as_text = lambda rows: sorted([str(r[c]) for c in GOLD_COLUMNS] for r in rows)  # noqa: E731 - exact values
+    emit("pipeline_audits", bronze_audit={"rc": bronze_audit["rc"], "tail": (bronze_audit["stdout"]
+                                                                              + bronze_audit["stderr"])[-2000:]},
+         completeness={"rc": completeness["rc"], "report": completeness["stdout"][-3000:]},
+         silver={pair: sorted([r["trade_id"], r["source"]] for r in trades if r["symbol"] == pair)
+                 for pair in sorted({r["symbol"] for r in trades})},
+         recompute={"rc": recompute["rc"], "stderr_tail": recompute["stderr"][-2000:]},
+         gold=as_text(delta_rows(gold, GOLD_COLUMNS)),
+         recomputed=as_text(delta_rows(work / "recompute", GOLD_COLUMNS)))
+
+
 def down_refuse_and_up(cluster: Cluster, cluster_dir: Path, broker_dir: Path) -> None:
     """Down: nothing answers any more. A single broker on 19092 keeps the cluster from starting. Up again: the topic
     and its data are still there."""
@@ -253,10 +393,11 @@ def down_refuse_and_up(cluster: Cluster, cluster_dir: Path, broker_dir: Path) ->
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", type=Path, required=True, help="the cluster's and the single broker's data")
+    parser.add_argument("--pipeline-only", action="store_true", help="only the pipeline's failover phase (to work on it)")
     args = parser.parse_args(argv)
     error = None
     try:
-        scenario(args.data_dir)
+        scenario(args.data_dir, args.pipeline_only)
     except BaseException as exc:  # noqa: BLE001 - reported on the last line; the test shows it
         error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
     finally:

@@ -227,3 +227,24 @@ def lake_trades(bootstrap: str, topic: str, workdir: Path) -> tuple[dict, dict]:
     for row in read_table(str(lake / "silver/crypto_trades"), columns=["symbol", "trade_id", "source"]).to_pylist():
         silver.setdefault(row["symbol"], []).append((row["trade_id"], row["source"]))
     return ({pair: sorted(ids) for pair, ids in bronze.items()}, {pair: sorted(ids) for pair, ids in silver.items()})
+
+
+def committed_rows(path: Path) -> int:
+    """Rows in the Parquet files a sink committed in its _spark_metadata (0 before its first batch)."""
+    import pyarrow.parquet as pq
+
+    from bronze_audit import read_sink_log
+
+    if not (path / "_spark_metadata").is_dir():
+        return 0
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in read_sink_log(path).files)
+
+
+def delta_rows(path: Path, columns: list[str]) -> list[dict]:
+    """The rows of a Delta table (read as the README shows, without Spark); [] before the table exists."""
+    from lake_reader import TableUnreadable, read_table
+
+    try:
+        return read_table(str(path), columns=columns).to_pylist()
+    except TableUnreadable:
+        return []

@@ -2,8 +2,9 @@
 
 The cluster needs the host's 19092 (the shared broker's), so tests/integration/cluster_scenario.py runs it inside a
 private network namespace (`unshare -n`, as root) and prints one JSON line per step; the tests below assert on those
-lines. The scenario runs once for the module (about two minutes on 2 cores). Whatever happens, every process left in
-the namespace is killed afterwards, and a test checks that the scenario had stopped them all itself.
+lines. The scenario runs once for the module (about 11 minutes on a busy 2-core machine, 8 of them the pipeline's
+failover phase). Whatever happens, every process left in the namespace is killed afterwards, and a test checks that
+the scenario had stopped them all itself.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from tests.helpers import network_namespace_supported, run_in_network_namespace
 
 pytestmark = pytest.mark.integration
 
-SCENARIO_TIMEOUT_S = 600
+SCENARIO_TIMEOUT_S = 1500
 ALL_PORTS = "19092-19097 for Kafka, 7077 and 8080-8082 for Spark"
 
 
@@ -183,3 +184,64 @@ def test_namespace_runner_kills_what_a_script_leaves_behind(tmp_path: Path) -> N
     # The namespace has its own loopback: the host's shared broker on 19092 is out of reach.
     refused = run_in_network_namespace(str(script), "0", "connect", timeout=60, logs=tmp_path / "c")
     assert refused.returncode == 1 and "ConnectionRefusedError" in refused.stderr
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The pipeline on the cluster: fake Kraken -> producer -> topic with 3 replicas -> Bronze, Silver, Gold in one Spark
+# application on the standalone master; two brokers and a worker killed (-9) and brought back mid-stream.
+
+
+def test_pipeline_runs_on_the_spark_cluster_with_a_replicated_topic(scenario: dict) -> None:
+    assert step(scenario, "pipeline_topic")["created_with_factor"] == 3
+    started = step(scenario, "pipeline_started")
+    assert started["layers_running"] and started["bronze_rows"] > 0
+    assert started["apps"] == [{"name": "all_layers", "cores": 2}]  # one application, on both one-core workers
+
+
+def test_producer_keeps_delivering_with_one_broker_down(scenario: dict) -> None:
+    one = step(scenario, "pipeline_one_broker_down")
+    survivors = sorted({1, 2, 3} - {one["killed"]})
+    assert set(map(tuple, one["isr"].values())) == {tuple(survivors)}  # 2 of 3 in sync
+    before, later = one["out_of_sync"], one["later"]
+    assert later["delivered"] >= before["delivered"] + 60
+    assert later["failed"] == before["failed"]  # no delivery failed while 2 of 3 replicas were in sync
+
+
+def test_producer_reports_what_two_brokers_down_keep_it_from_delivering_then_delivers_it(scenario: dict) -> None:
+    two = step(scenario, "pipeline_two_brokers_down")
+    before, down = two["before"], two["stats"]
+    assert down["failed"] >= before["failed"] + 20  # deliveries that failed after --delivery-timeout: counted...
+    assert down["undelivered"] > 0  # ... and kept, to be delivered again
+    back = step(scenario, "pipeline_brokers_back")
+    assert back["restart_rcs"] == [0, 0]
+    assert back["isr"] == {"0": [1, 2, 3], "1": [1, 2, 3], "2": [1, 2, 3]}
+    stats = back["stats"]
+    assert stats["undelivered"] == 0 and stats["failed"] == stats["refilled"] + stats["refill_found"]
+    stopped = step(scenario, "pipeline_stopped")
+    final = stopped["final"]
+    assert stopped["producer_rc"] == 0
+    assert final["trades"] == stopped["made"] and final["undelivered"] == 0
+    assert final["delivered"] + final["refill_found"] == final["produced"] == stopped["made"]
+
+
+def test_a_killed_worker_does_not_stop_the_application(scenario: dict) -> None:
+    worker = step(scenario, "pipeline_worker")
+    assert (worker["kill_rc"], worker["start_rc"], worker["layers_running"]) == (0, 0, True)
+    assert worker["rows_with_one_worker"] > worker["rows_at_kill"]  # Bronze went on landing with one worker
+    assert worker["alive"] == [8081, 8082]
+
+
+def test_after_the_failures_the_lake_is_complete_once_and_gold_equals_the_recompute(scenario: dict) -> None:
+    from tests.integration.producer_helpers import assert_each_id_once
+
+    stopped = step(scenario, "pipeline_stopped")
+    assert stopped["layers_rc"] == 0, stopped["layers_log_tail"]  # SIGTERM: each layer drained, then a clean exit
+    audits = step(scenario, "pipeline_audits")
+    assert audits["bronze_audit"]["rc"] == 0, audits["bronze_audit"]["tail"]
+    assert audits["completeness"]["rc"] == 0, audits["completeness"]["report"]
+    silver = {pair: [tuple(row) for row in rows] for pair, rows in audits["silver"].items()}
+    assert sum(map(len, stopped["sent"].values())) == stopped["made"]
+    assert_each_id_once(silver, stopped["sent"])  # every trade the fake Kraken sent, once
+    assert audits["recompute"]["rc"] == 0, audits["recompute"]["stderr_tail"]
+    assert audits["gold"] and audits["gold"] == audits["recomputed"]  # bar for bar, to the last digit
+    assert sum(int(bar[8]) for bar in audits["gold"]) == stopped["made"]  # trade_count: every trade in a bar

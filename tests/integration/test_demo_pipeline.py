@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import PYTHON, REPO_ROOT, run_script, script_env, wait_until
+from tests.integration.producer_helpers import delta_rows
 
 pytestmark = pytest.mark.integration
 
@@ -62,27 +63,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def committed_rows(path: Path) -> int:
-    """Rows in the Parquet files a sink committed in its _spark_metadata (0 before its first batch)."""
-    import pyarrow.parquet as pq
-
-    from bronze_audit import read_sink_log
-
-    if not (path / "_spark_metadata").is_dir():
-        return 0
-    return sum(pq.ParquetFile(f).metadata.num_rows for f in read_sink_log(path).files)
-
-
-def delta_rows(path: Path, columns: list[str]) -> list[dict]:
-    """The rows of a Delta table (read as the README shows, without Spark); [] before the table exists."""
-    from lake_reader import TableUnreadable, read_table
-
-    try:
-        return read_table(str(path), columns=columns).to_pylist()
-    except TableUnreadable:
-        return []
 
 
 def processes_mentioning(text: str) -> list[str]:

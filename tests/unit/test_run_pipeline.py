@@ -104,3 +104,44 @@ time.sleep(300)
             break
         time.sleep(0.1)
     assert not Path(f"/proc/{child}").exists() or Path(f"/proc/{child}/stat").read_text().split()[2] == "Z"
+
+
+def test_cluster_runs_every_process_on_the_clusters_brokers_and_master():
+    args = run_pipeline.parse_args(["--cluster", "--data-dir", "/d", "--drain-timeout", "20"])
+    assert (args.bootstrap, args.master, args.replication_factor) == (
+        "localhost:19092,localhost:19094,localhost:19096", "spark://127.0.0.1:7077", 3)
+    [plan] = run_pipeline.spark_plans(args)
+    assert plan.args[:4] == ("--master", "spark://127.0.0.1:7077", "--bootstrap",
+                             "localhost:19092,localhost:19094,localhost:19096")
+    assert run_pipeline.producer_plan(args).args[:2] == ("--bootstrap", args.bootstrap)
+    separate = run_pipeline.spark_plans(run_pipeline.parse_args(["--cluster", "--separate-jobs"]))
+    assert [p.args[:2] for p in separate] == [("--master", "spark://127.0.0.1:7077")] * 3
+
+
+def test_without_cluster_nothing_changes_and_bootstrap_and_master_are_flags():
+    args = run_pipeline.parse_args([])
+    assert (args.bootstrap, args.master, args.replication_factor) == ("localhost:19092", None, None)
+    assert "--master" not in run_pipeline.spark_plans(args)[0].args
+    custom = run_pipeline.parse_args(["--cluster", "--bootstrap", "k1:9092", "--master", "spark://m:7077"])
+    assert (custom.bootstrap, custom.master) == ("k1:9092", "spark://m:7077")
+    assert run_pipeline.spark_plans(custom)[0].args[:4] == ("--master", "spark://m:7077", "--bootstrap", "k1:9092")
+
+
+def test_cluster_problem_names_what_is_down():
+    assert run_pipeline.cluster_problem({"up": True, "processes": []}) is None
+    problem = run_pipeline.cluster_problem({"up": False, "processes": [{"name": "broker-2", "alive": False},
+                                                                         {"name": "master", "alive": True}]})
+    assert problem.startswith("the local cluster is not up (broker-2 down): start it with `make cluster-up`")
+    assert run_pipeline.cluster_problem({}).startswith("the local cluster is not up (nothing down)")
+
+
+def test_cluster_refuses_with_exit_2_when_the_cluster_is_not_up(tmp_path):
+    """The real check (infra/cluster.py status --json) against a cluster folder where nothing runs."""
+    result = subprocess.run([sys.executable, "infra/run_pipeline.py", "--cluster", "--data-dir", str(tmp_path / "d"),
+                             "--log-dir", str(tmp_path / "logs")], cwd=REPO_ROOT, capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "CLUSTER_DATA_DIR": str(tmp_path / "cluster")})
+    assert result.returncode == 2, result.stderr
+    assert ("ERROR cannot use Kafka at localhost:19092,localhost:19094,localhost:19096: the local cluster is not up "
+            "(controller-1, controller-2, controller-3, broker-1, broker-2, broker-3, master, worker-1, worker-2 "
+            "down): start it with `make cluster-up`") in result.stderr
+    assert not (tmp_path / "d").exists()

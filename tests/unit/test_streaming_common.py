@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from streaming_common import (cached_connector_jars, delta_coordinate, extra_jars, format_progress, jar_artifact,
-                              kafka_connector_coordinate, local_folder, parse_bool, parse_trigger, positive_int,
-                              sink_pairing_problem, spark_start_hint, trigger_kwargs)
+from streaming_common import (cached_connector_jars, chosen_master, delta_coordinate, extra_jars, format_progress,
+                              is_local_master, jar_artifact, kafka_connector_coordinate, local_folder, master_conf,
+                              master_host, parse_bool, parse_trigger, positive_int, sink_pairing_problem,
+                              spark_start_hint, trigger_kwargs, zip_job_modules)
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -166,3 +167,86 @@ def test_spark_start_hint_names_the_likely_causes() -> None:
     assert hint.startswith("Spark could not start ([JAVA_GATEWAY_EXITED] Java gateway process exited).")
     assert "run `make setup`" in hint and "Java 17" in hint
     assert "make setup" not in spark_start_hint(False, RuntimeError("x"))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# --master: which master, and what a cluster master adds to the session
+
+
+def test_chosen_master_is_the_flag_then_spark_master_then_local() -> None:
+    assert chosen_master("spark://h:7077", {"SPARK_MASTER": "local[2]"}) == "spark://h:7077"
+    assert chosen_master(None, {"SPARK_MASTER": "spark://127.0.0.1:7077"}) == "spark://127.0.0.1:7077"
+    assert chosen_master(None, {}) == "local[*]"
+    assert chosen_master("", {"SPARK_MASTER": ""}) == "local[*]"
+
+
+@pytest.mark.parametrize("master, local", [
+    ("local", True), ("local[*]", True), ("local[2]", True), ("local[2,3]", True), (" local[4] ", True),
+    ("spark://127.0.0.1:7077", False), ("yarn", False), ("k8s://https://k8s:6443", False), ("localhost", False),
+])
+def test_is_local_master(master: str, local: bool) -> None:
+    assert is_local_master(master) is local
+
+
+@pytest.mark.parametrize("master, host", [
+    ("spark://127.0.0.1:7077", "127.0.0.1"), ("spark://localhost:7077", "localhost"),
+    ("spark://m1:7077,m2:7077", "m1"), ("spark://[::1]:7077", "::1"), ("yarn", None), ("local[*]", None),
+])
+def test_master_host(master: str, host: str | None) -> None:
+    assert master_host(master) == host
+
+
+JARS = ["/c/spark-sql-kafka-0-10_2.12-3.5.7.jar", "/c/delta-spark_2.12-3.2.1.jar"]
+
+
+def test_a_local_master_gets_only_the_master_and_the_jars() -> None:
+    assert master_conf("local[*]", JARS, ["/tmp/x/spark_jobs.zip"], python="/venv/bin/python") == {
+        "spark.master": "local[*]", "spark.jars": ",".join(JARS)}
+    assert master_conf("local[2]", [], [], python="/venv/bin/python") == {"spark.master": "local[2]"}
+
+
+def test_a_loopback_cluster_master_ships_code_jars_python_and_binds_the_driver_to_loopback() -> None:
+    assert master_conf("spark://127.0.0.1:7077", JARS, ["/tmp/x/spark_jobs.zip"], python="/venv/bin/python") == {
+        "spark.master": "spark://127.0.0.1:7077",
+        "spark.jars": ",".join(JARS),  # the same local paths: the driver serves them, the executors fetch them
+        "spark.submit.pyFiles": "/tmp/x/spark_jobs.zip",
+        "spark.pyspark.python": "/venv/bin/python",
+        "spark.driver.host": "127.0.0.1",
+        "spark.driver.bindAddress": "127.0.0.1",
+    }
+
+
+@pytest.mark.parametrize("master", ["spark://localhost:7077", "spark://[::1]:7077"])
+def test_any_loopback_master_gets_a_loopback_driver(master: str) -> None:
+    conf = master_conf(master, [], ["/z.zip"], python="python3")
+    assert (conf["spark.driver.host"], conf["spark.driver.bindAddress"]) == ("127.0.0.1", "127.0.0.1")
+
+
+def test_a_remote_master_leaves_the_driver_address_to_spark() -> None:
+    conf = master_conf("spark://spark-master.internal:7077", JARS, ["/z.zip"], python="python3")
+    assert "spark.driver.host" not in conf and "spark.driver.bindAddress" not in conf
+    assert (conf["spark.submit.pyFiles"], conf["spark.jars"]) == ("/z.zip", ",".join(JARS))
+    assert master_conf("yarn", [], [], python="python3") == {"spark.master": "yarn", "spark.pyspark.python": "python3"}
+
+
+def test_zip_job_modules_holds_every_job_module_at_its_root(tmp_path: Path) -> None:
+    import zipfile
+
+    archive = zip_job_modules(tmp_path)
+    names = zipfile.ZipFile(archive).namelist()
+    assert archive == tmp_path / "spark_jobs.zip"
+    assert {"streaming_common.py", "all_layers.py", "kafka_to_bronze_trades.py", "bronze_to_silver_trades.py",
+            "silver_to_gold_ohlcv.py", "delta_tables.py", "gold_ohlcv_batch.py"} <= set(names)
+    assert names == sorted(names) and all("/" not in n for n in names)
+
+
+@pytest.mark.parametrize("module", ["all_layers", "kafka_to_bronze_trades", "bronze_to_silver_trades",
+                                    "silver_to_gold_ohlcv", "gold_ohlcv_batch", "optimize_tables", "bronze_audit"])
+def test_every_spark_job_takes_master(module: str, monkeypatch) -> None:
+    import importlib
+
+    monkeypatch.delenv("SPARK_MASTER", raising=False)
+    parse_args = importlib.import_module(module).parse_args
+    required = ["--from", "2026-01-01T00:00", "--to", "2026-01-01T01:00"] if module == "gold_ohlcv_batch" else []
+    assert parse_args([*required, "--master", "spark://127.0.0.1:7077"]).master == "spark://127.0.0.1:7077"
+    assert parse_args(required).master is None  # then SPARK_MASTER, else local[*] (chosen_master)
