@@ -17,7 +17,7 @@ SILVER ?= data/silver/crypto_trades
 .DEFAULT_GOAL := help
 .PHONY: help setup connector broker-up broker-down broker-status cluster-up cluster-down cluster-status run demo audit \
 	audit-completeness consume chart gold-recompute optimize clean-data test test-unit test-integration bench \
-	bench-quick mutants
+	bench-quick mutants test-failover
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 20
@@ -94,6 +94,9 @@ test-unit: $(VENV)/.installed  ## unit tests only: no broker (one local Spark se
 
 test-integration: setup broker-up  ## integration tests only
 	$(PY) -m pytest tests/integration
+
+test-failover: setup  ## the cluster's test with the pipeline's failover phase (about 11 minutes; not in make test)
+	CLUSTER_FAILOVER=1 $(PY) -m pytest tests/integration/test_cluster.py
 
 mutants: $(VENV)/.installed  ## mutation testing of the pure core with mutmut (slow: ~40 min; not in CI); see README
 	$(PY) -m pip install --quiet mutmut==$(MUTMUT_VERSION)

@@ -9,7 +9,8 @@ Usage:
         --data-dir /tmp/cluster-scenario'
 
 After the cluster's own failures, the pipeline runs on it while a broker, a second broker and a Spark worker are
-killed (pipeline_failover); `--pipeline-only` starts the cluster and runs that phase alone (to work on it).
+killed (pipeline_failover), with `--with-pipeline` (about 8 more minutes); `--pipeline-only` starts the cluster
+and runs that phase alone (to work on it).
 
 Each line is `{"step": NAME, ...}`; the last is `{"step": "end", "error": null | "what failed"}`. Whatever happens,
 the cluster and the single broker it starts are stopped before it exits.
@@ -148,7 +149,7 @@ TOPIC = "failover"
 BROKERS = (1, 2, 3)
 
 
-def scenario(data_dir: Path, pipeline_only: bool = False) -> None:
+def scenario(data_dir: Path, pipeline_only: bool = False, with_pipeline: bool = False) -> None:
     cluster_dir, broker_dir = data_dir / "cluster", data_dir / "broker"
     cluster = Cluster(cluster_dir)
     if pipeline_only:  # for working on that phase alone
@@ -166,7 +167,8 @@ def scenario(data_dir: Path, pipeline_only: bool = False) -> None:
         finally:
             kafka_done.set()
         spark.result()
-    pipeline_failover(cluster, cluster_dir, data_dir / "pipeline")
+    if with_pipeline:
+        pipeline_failover(cluster, cluster_dir, data_dir / "pipeline")
     down_refuse_and_up(cluster, cluster_dir, broker_dir)
 
 
@@ -394,10 +396,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", type=Path, required=True, help="the cluster's and the single broker's data")
     parser.add_argument("--pipeline-only", action="store_true", help="only the pipeline's failover phase (to work on it)")
+    parser.add_argument("--with-pipeline", action="store_true",
+                        help="also the pipeline's failover phase (about 8 more minutes on 2 cores)")
     args = parser.parse_args(argv)
     error = None
     try:
-        scenario(args.data_dir, args.pipeline_only)
+        scenario(args.data_dir, args.pipeline_only, args.with_pipeline)
     except BaseException as exc:  # noqa: BLE001 - reported on the last line; the test shows it
         error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
     finally:

@@ -2,14 +2,16 @@
 
 The cluster needs the host's 19092 (the shared broker's), so tests/integration/cluster_scenario.py runs it inside a
 private network namespace (`unshare -n`, as root) and prints one JSON line per step; the tests below assert on those
-lines. The scenario runs once for the module (about 11 minutes on a busy 2-core machine, 8 of them the pipeline's
-failover phase). Whatever happens, every process left in the namespace is killed afterwards, and a test checks that
+lines. The scenario runs once for the module (about 3 minutes on a busy 2-core machine). The pipeline's failover
+phase adds about 8 minutes, more than the CI budget (30 minutes for everything) leaves, so it runs only with
+CLUSTER_FAILOVER=1 (`make test-failover`); without it its tests are skipped, saying so. Whatever happens, every process left in the namespace is killed afterwards, and a test checks that
 the scenario had stopped them all itself.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,10 @@ from tests.helpers import network_namespace_supported, run_in_network_namespace
 
 pytestmark = pytest.mark.integration
 
-SCENARIO_TIMEOUT_S = 1500
+WITH_FAILOVER = os.environ.get("CLUSTER_FAILOVER") == "1"
+SCENARIO_TIMEOUT_S = 1500 if WITH_FAILOVER else 600
+needs_failover = pytest.mark.skipif(not WITH_FAILOVER, reason="the pipeline's failover phase (~8 min) runs only with "
+                                                              "CLUSTER_FAILOVER=1: make test-failover")
 ALL_PORTS = "19092-19097 for Kafka, 7077 and 8080-8082 for Spark"
 
 
@@ -29,6 +34,7 @@ def scenario(tmp_path_factory) -> dict:
         pytest.skip("a private network namespace (unshare -n) needs root")
     data_dir = tmp_path_factory.mktemp("cluster")
     run = run_in_network_namespace("tests/integration/cluster_scenario.py", "--data-dir", str(data_dir),
+                                   *(["--with-pipeline"] if WITH_FAILOVER else []),
                                    timeout=SCENARIO_TIMEOUT_S, logs=data_dir / "scenario")  # `at`: seconds into it
     steps = {line["step"]: line for line in map(json.loads, filter(None, run.stdout.splitlines()))}
     return {**steps, "leftovers": run.leftovers, "stderr": run.stderr[-5000:], "returncode": run.returncode}
@@ -191,6 +197,7 @@ def test_namespace_runner_kills_what_a_script_leaves_behind(tmp_path: Path) -> N
 # application on the standalone master; two brokers and a worker killed (-9) and brought back mid-stream.
 
 
+@needs_failover
 def test_pipeline_runs_on_the_spark_cluster_with_a_replicated_topic(scenario: dict) -> None:
     assert step(scenario, "pipeline_topic")["created_with_factor"] == 3
     started = step(scenario, "pipeline_started")
@@ -198,6 +205,7 @@ def test_pipeline_runs_on_the_spark_cluster_with_a_replicated_topic(scenario: di
     assert started["apps"] == [{"name": "all_layers", "cores": 2}]  # one application, on both one-core workers
 
 
+@needs_failover
 def test_producer_keeps_delivering_with_one_broker_down(scenario: dict) -> None:
     one = step(scenario, "pipeline_one_broker_down")
     survivors = sorted({1, 2, 3} - {one["killed"]})
@@ -207,6 +215,7 @@ def test_producer_keeps_delivering_with_one_broker_down(scenario: dict) -> None:
     assert later["failed"] == before["failed"]  # no delivery failed while 2 of 3 replicas were in sync
 
 
+@needs_failover
 def test_producer_reports_what_two_brokers_down_keep_it_from_delivering_then_delivers_it(scenario: dict) -> None:
     two = step(scenario, "pipeline_two_brokers_down")
     before, down = two["before"], two["stats"]
@@ -224,6 +233,7 @@ def test_producer_reports_what_two_brokers_down_keep_it_from_delivering_then_del
     assert final["delivered"] + final["refill_found"] == final["produced"] == stopped["made"]
 
 
+@needs_failover
 def test_a_killed_worker_does_not_stop_the_application(scenario: dict) -> None:
     worker = step(scenario, "pipeline_worker")
     assert (worker["kill_rc"], worker["start_rc"], worker["layers_running"]) == (0, 0, True)
@@ -231,6 +241,7 @@ def test_a_killed_worker_does_not_stop_the_application(scenario: dict) -> None:
     assert worker["alive"] == [8081, 8082]
 
 
+@needs_failover
 def test_after_the_failures_the_lake_is_complete_once_and_gold_equals_the_recompute(scenario: dict) -> None:
     from tests.integration.producer_helpers import assert_each_id_once
 
