@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import pytest
@@ -21,7 +22,8 @@ def no_producer_left_running():
 def private_broker(tmp_path_factory: pytest.TempPathFactory):
     """A second broker we may stop (never the shared one on 19092), started once for the session: a test that stops
     it starts it again (up) before it ends."""
-    port, ctrl = 29192, 29193
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0)  # one per pytest-xdist worker
+    port, ctrl = 29192 + 100 * worker, 29193 + 100 * worker
     data = tmp_path_factory.mktemp("broker-b")
     script = str(REPO_ROOT / "infra/kafka/broker.py")
 
