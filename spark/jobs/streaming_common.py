@@ -411,6 +411,11 @@ def run_queries(queries: dict[str, Any], stop: StopRequest, describe: BatchDescr
             stop_query(query)
             batch_log.new_batches(name, query)
             if stopping and drain and name in drain and query.exception() is None:
+                if query.isActive:  # did not stop in time (e.g. a fetch from a broker that is gone): no drain
+                    log.warning("%s did not stop in time, so it does not land what its input holds now; the rest "
+                                "lands on its next start (it is safe in its checkpointed input)", name)
+                    failed = True
+                    continue
                 queries[name], drained = _drain(name, drain[name], drain_timeout)
                 failed |= not drained
                 batch_log.new_batches(name, queries[name])
@@ -427,11 +432,29 @@ def run_queries(queries: dict[str, Any], stop: StopRequest, describe: BatchDescr
     return 1 if failed else 0
 
 
+class _NotStarted:
+    """Stands for a drain query that could not start: inactive, no exception of its own, no progress."""
+    isActive = False
+    lastProgress = None
+    recentProgress: list = []
+
+    def exception(self) -> None:
+        return None
+
+    def stop(self) -> None:
+        pass
+
+
 def _drain(name: str, restart: Restart, timeout: float) -> tuple[Any, bool]:
     """Start `name` again with availableNow and wait for it to land what its input holds now; (query, finished)."""
     log.info("%s: landing what its input holds now (up to %.0fs)", name, timeout)
     started = time.monotonic()
-    query = restart()
+    try:
+        query = restart()
+    except Exception as exc:  # noqa: BLE001 - e.g. its input is unreachable now: reported, never a traceback
+        log.warning("%s could not start to land what its input holds (%s); the rest lands on its next start",
+                    name, describe_error(exc))
+        return _NotStarted(), False
     try:
         finished = query.awaitTermination(timeout)
     except Exception:  # noqa: BLE001 - a failed drain is reported through query.exception() by the caller

@@ -69,14 +69,14 @@ def run(bootstrap, spark, tmp_path_factory):
     bronze, silver, quarantine, gold = root / "bronze", root / "silver", root / "quarantine", root / "gold"
     silver_cp, gold_cp = root / "ck_silver", root / "ck_gold"
     silver_args = ["--bronze", str(bronze), "--out", str(silver), "--quarantine", str(quarantine), "--checkpoint",
-                   str(silver_cp), "--trigger", "300 milliseconds", "--max-files-per-trigger", "6",
+                   str(silver_cp), "--trigger", "300 milliseconds", "--max-files-per-trigger", "50",
                    "--maintenance-every", "off"]
     gold_args = ["--silver", str(silver), "--out", str(gold), "--checkpoint", str(gold_cp), "--trigger",
                  "300 milliseconds", "--maintenance-every", "off"]
 
     def append(chunk):
         produce(bootstrap, topic, chunk)
-        land_bronze(spark, bootstrap, topic, bronze, root / "ck_bronze", max_offsets_per_trigger=50)
+        land_bronze(spark, bootstrap, topic, bronze, root / "ck_bronze", max_offsets_per_trigger=200)
 
     def start(job, args, name):
         return start_script(job, *args, log_path=root / f"{name}.log")

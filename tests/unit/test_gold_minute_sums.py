@@ -17,8 +17,15 @@ SILVER_DDL = ("symbol string, price decimal(38,18), size decimal(38,18), trade_i
 
 @pytest.fixture(scope="module")
 def spark():
+    """A local session of our own; or, when this pytest process already runs one (the integration tests' session,
+    in the same xdist worker), that one, left running (its time zone is UTC too)."""
     from pyspark.sql import SparkSession
 
+    running = SparkSession.getActiveSession()
+    if running is not None:
+        assert running.conf.get("spark.sql.session.timeZone") == "UTC"
+        yield running
+        return
     session = (SparkSession.builder.master("local[1]").appName("unit-gold-minute-sums")
                .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "1")
                .config("spark.sql.session.timeZone", "UTC").getOrCreate())

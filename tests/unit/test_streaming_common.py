@@ -250,3 +250,49 @@ def test_every_spark_job_takes_master(module: str, monkeypatch) -> None:
     required = ["--from", "2026-01-01T00:00", "--to", "2026-01-01T01:00"] if module == "gold_ohlcv_batch" else []
     assert parse_args([*required, "--master", "spark://127.0.0.1:7077"]).master == "spark://127.0.0.1:7077"
     assert parse_args(required).master is None  # then SPARK_MASTER, else local[*] (chosen_master)
+
+
+class StuckQuery:
+    """A streaming query as run_queries sees it; `stuck`: stop() times out and it stays active (a fetch from a broker
+    that is gone)."""
+
+    def __init__(self, name: str, stuck: bool = False) -> None:
+        self.name, self.stuck, self.isActive = name, stuck, True
+        self.status, self.recentProgress = {"isTriggerActive": False}, []
+
+    def awaitTermination(self, timeout: float) -> bool:
+        return not self.isActive
+
+    def stop(self) -> None:
+        if self.stuck:
+            raise RuntimeError("java.util.concurrent.TimeoutException: Stream Execution thread did not stop")
+        self.isActive = False
+
+    def exception(self) -> None:
+        return None
+
+
+def test_a_layer_that_does_not_stop_in_time_is_not_drained_and_a_drain_that_cannot_start_is_reported(caplog):
+    """Ctrl-C with the broker gone: Bronze's stop times out, so its drain is skipped (starting it again would clash
+    with the query still running); Silver's drain cannot start. Both are warnings and exit 1, never a traceback."""
+    import logging
+
+    from streaming_common import StopRequest, run_queries
+
+    stop = StopRequest()
+    stop.event.set()
+    stop.signal_name = "SIGINT"
+    started = []
+
+    def cannot_start():
+        started.append("silver")
+        raise RuntimeError("org.apache.kafka.common.errors.TimeoutException: Timed out waiting for a node")
+
+    queries = {"bronze": StuckQuery("bronze", stuck=True), "silver": StuckQuery("silver")}
+    with caplog.at_level(logging.WARNING, logger="spark_jobs"):
+        code = run_queries(queries, stop, drain={"bronze": lambda: started.append("bronze"), "silver": cannot_start},
+                           drain_timeout=1)
+    assert code == 1 and started == ["silver"]
+    assert "bronze did not stop in time, so it does not land what its input holds now" in caplog.text
+    assert ("silver could not start to land what its input holds (org.apache.kafka.common.errors.TimeoutException: "
+            "Timed out waiting for a node)") in caplog.text
