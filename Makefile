@@ -87,7 +87,7 @@ clean-data:  ## dev reset: delete every layer, checkpoint and log under data/ (k
 	rm -rf data/bronze data/silver data/gold data/checkpoints data/logs data/charts
 
 test: setup broker-up  ## run all tests (unit + integration) against the real broker and Spark (2 workers)
-	$(PY) -m pytest -n 2 --dist loadfile tests/unit tests/integration
+	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder tests/unit tests/integration
 
 test-unit: $(VENV)/.installed  ## unit tests only: no broker (one local Spark session, no jars)
 	$(PY) -m pytest tests/unit
