@@ -100,9 +100,9 @@ def run(bootstrap, spark, tmp_path_factory):
             jobs[name] = start(SILVER_JOB if name == "silver" else GOLD_JOB,
                                silver_args if name == "silver" else gold_args, f"{name}-{number}")
 
-        # Compaction beside the two running streams, once they have written a few files each
-        wait_until(lambda: active_files(silver) >= 4 and active_files(gold) >= 1, 600, 0.5,
-                   "4 files in Silver and 1 in Gold")
+        # Compaction beside the two running streams, once Silver has two files to compact (one per batch here)
+        wait_until(lambda: active_files(silver) >= 2 and active_files(gold) >= 1, 600, 0.5,
+                   "2 files in Silver and 1 in Gold")
         optimize = run_script("spark/jobs/optimize_tables.py", "--table", str(silver), "--table", str(quarantine),
                               "--table", str(gold), timeout=600)
         alive_after_optimize = {name: proc.poll() is None for name, proc in jobs.items()}
