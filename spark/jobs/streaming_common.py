@@ -31,6 +31,11 @@ SCALA_BINARY_VERSION = "2.12"  # the PyPI pyspark 3.5 wheels are built for Scala
 DELTA_SESSION_CONF = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+    # The tasks that rebuild a table's state (its file list) from the Delta log, at every MERGE and read. Delta's
+    # default, 50, is sized for tables of millions of files; ours hold hundreds to thousands after compaction, and 50
+    # tasks per commit were half of each MERGE's time on 2 cores (measured: 4.3 s -> 2.2 s median per small MERGE).
+    # Raise it (DELTA_SNAPSHOT_PARTITIONS) on a cluster whose tables hold millions of files.
+    "spark.databricks.delta.snapshotPartitions": os.environ.get("DELTA_SNAPSHOT_PARTITIONS", "2"),
 }
 JOBS_DIR = Path(__file__).resolve().parent  # the jobs' own modules: what executors on a cluster must import
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
