@@ -1,5 +1,7 @@
 """Summarise a `mutmut run` (make mutants): mutants, killed, survived, per module, and each survivor either with the
-reason it was accepted (tests/mutation/survivors.md) or marked UNEXPLAINED.
+reason it may live (tests/mutation/survivors/*.md) or marked UNEXPLAINED. A mutant no unit test reaches ("no tests")
+needs a reason as much as a survivor does: its function is listed whole (I/O, covered by integration tests) or it is
+UNEXPLAINED.
 
 Usage:
     python tests/mutation/report.py data/mutants     # exit 1 when a survivor is unexplained
@@ -18,9 +20,15 @@ STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests"
           24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout", None: "not checked"}
 
 
-def accepted_survivors(text: str) -> dict[str, str]:
-    """survivors.md lines "- `module.x_function__mutmut_N`: reason" -> {mutant: reason}."""
+def accepted(text: str) -> dict[str, str]:
+    """Lines "- `module.x_function__mutmut_N`: reason" (one mutant) or "- `module.x_function`: reason" (every mutant
+    of the function) -> {name: reason}."""
     return {m.group(1): m.group(2).strip() for m in re.finditer(r"^- `([^`]+)`: (.+)$", text, re.MULTILINE)}
+
+
+def reason_for(mutant: str, reasons: dict[str, str]) -> str | None:
+    """The accepted reason for one mutant: its own line, else its whole function's line, else None."""
+    return reasons.get(mutant) or reasons.get(mutant.rsplit("__mutmut_", 1)[0])
 
 
 def results(mutants_dir: Path) -> dict[str, str]:
@@ -38,7 +46,9 @@ def main(argv: list[str]) -> int:
     if not found:
         print(f"no mutmut results under {mutants_dir}/mutants: run `make mutants` first", file=sys.stderr)
         return 2
-    accepted = accepted_survivors((HERE / "survivors.md").read_text())
+    reasons: dict[str, str] = {}
+    for listing in sorted((HERE / "survivors").glob("*.md")):
+        reasons.update(accepted(listing.read_text()))
     by_module: dict[str, Counter] = defaultdict(Counter)
     for name, status in found.items():
         by_module[name.split(".x")[0]][status] += 1
@@ -47,12 +57,12 @@ def main(argv: list[str]) -> int:
     for module, counts in sorted(by_module.items()):
         print(f"  {module}: " + ", ".join(f"{n} {s}" for s, n in counts.most_common()))
     unexplained = 0
-    for name in sorted(n for n, s in found.items() if s in ("survived", "timeout", "suspicious")):
-        reason = accepted.get(name)
+    for name in sorted(n for n, s in found.items() if s in ("survived", "no tests", "timeout", "suspicious")):
+        reason = reason_for(name, reasons)
         unexplained += reason is None
         print(f"  {name}: {found[name]}: {reason or 'UNEXPLAINED (mutmut show ' + name + ')'}")
-    score = total["killed"] / max(1, total["killed"] + total["survived"])
-    print(f"score {score:.1%} (killed / (killed + survived)); {unexplained} unexplained survivor(s)")
+    score = total["killed"] / max(1, total["killed"] + total["survived"] + total["no tests"])
+    print(f"score {score:.1%} (killed / (killed + survived + no tests)); {unexplained} unexplained mutant(s)")
     return 1 if unexplained else 0
 
 
