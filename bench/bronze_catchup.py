@@ -16,6 +16,8 @@ the fake Kraken's generator made (unique trade_id per record), key the pair. The
 Usage:
     python bench/bronze_catchup.py             # 1,000,000 records; consumer x3, Bronze x3
     python bench/bronze_catchup.py --quick     # 200,000 records; consumer x3, Bronze x2
+    python bench/bronze_catchup.py --quick --master spark://127.0.0.1:7077   # the Bronze job on `make cluster-up`'s
+                                               # Spark (its brokers answer on localhost:19092 too)
 """
 
 from __future__ import annotations
@@ -97,7 +99,8 @@ def run_consumer(topic: str, n: int, fetch: Optional[dict[str, str]] = None) -> 
     return {"rate": count / wall, "wall_s": wall, "records": count, "mb": nbytes / 1e6}
 
 
-def run_bronze(topic: str, n: int, workdir: Path, rep: str, fetch: Optional[dict[str, str]] = None) -> dict[str, Any]:
+def run_bronze(topic: str, n: int, workdir: Path, rep: str, fetch: Optional[dict[str, str]] = None,
+               master: str = "local[2]") -> dict[str, Any]:
     out, ckpt, log_path = workdir / f"bronze-{rep}", workdir / f"ckpt-{rep}", workdir / f"bronze-{rep}.log"
     extra = []
     if fetch:  # the job's --kafka-properties file carries Kafka client settings to Spark's consumer
@@ -107,7 +110,7 @@ def run_bronze(topic: str, n: int, workdir: Path, rep: str, fetch: Optional[dict
     t0 = time.time()
     proc = bc.start_script(bc.BRONZE_JOB, ["--bootstrap", bc.BOOTSTRAP, "--topic", topic, "--out", str(out),
                                            "--checkpoint", str(ckpt), "--startingOffsets", "earliest",
-                                           "--available-now", *extra], log_path, SPARK_MASTER="local[2]")
+                                           "--available-now", *extra], log_path, SPARK_MASTER=master)
     rc = proc.wait(1800)
     wall = time.time() - t0
     text = log_path.read_text(errors="replace")
@@ -125,7 +128,7 @@ def run_bronze(topic: str, n: int, workdir: Path, rep: str, fetch: Optional[dict
 
 
 def summarize(consumer: list[dict], bronze: list[dict], n: int, consumer_big: list[dict],
-              bronze_big: list[dict]) -> dict[str, Any]:
+              bronze_big: list[dict], master: str = "local[2]") -> dict[str, Any]:
     c_rate = median([r["rate"] for r in consumer])
     b_rate = median([r["rate"] for r in bronze])
     b_wall = median([r["wall_rate"] for r in bronze])
@@ -138,7 +141,8 @@ def summarize(consumer: list[dict], bronze: list[dict], n: int, consumer_big: li
         "target": verdict(r, 1.0),
         "fetch_16mb": {"consumer_rate": median([x["rate"] for x in consumer_big]),
                        "bronze_rate": median([x["rate"] for x in bronze_big])},
-        "bound": "Spark on local[2]: 3 Kafka partitions = 3 tasks on 2 cores, each fetching (Kafka's default "
+        "master": master,
+        "bound": f"Spark on {master}: 3 Kafka partitions = 3 tasks on 2 cores, each fetching (Kafka's default "
                  "1 MB per partition per fetch), converting to rows and writing Parquet (snappy); the plain consumer "
                  "only fetches (same 1 MB default)",
     }
@@ -164,6 +168,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     p.add_argument("--records", type=int, help="backlog size (default 1,000,000; quick 200,000)")
     p.add_argument("--reps", type=int, help="Bronze job runs (default 3; quick 2); the consumer runs 3 times")
     p.add_argument("--fetch-reps", type=int, help="runs of both with 16 MB fetches (default 2; quick 1)")
+    p.add_argument("--master", default="local[2]",
+                   help="where the Bronze job runs (default local[2]; e.g. spark://127.0.0.1:7077 for make cluster-up)")
     args = p.parse_args(argv)
     args.records = args.records or (200_000 if args.quick else 1_000_000)
     args.reps = args.reps or (2 if args.quick else 3)
@@ -188,17 +194,17 @@ def main(argv: Optional[list[str]] = None) -> int:
                 consumer.append(run_consumer(topic, args.records))
                 log.info("consumer %d: %.0f rows/s", i, consumer[-1]["rate"])
                 if i < args.reps:
-                    bronze.append(run_bronze(topic, args.records, Path(tmp), str(i)))
+                    bronze.append(run_bronze(topic, args.records, Path(tmp), str(i), master=args.master))
                     log.info("bronze %d: %.0f rows/s in batches, %.0f rows/s wall, %d files", i, bronze[-1]["rate"],
                              bronze[-1]["wall_rate"], bronze[-1]["files"])
                 if i < args.fetch_reps:
                     consumer_big.append(run_consumer(topic, args.records, BIG_FETCH))
-                    bronze_big.append(run_bronze(topic, args.records, Path(tmp), f"big-{i}", BIG_FETCH))
+                    bronze_big.append(run_bronze(topic, args.records, Path(tmp), f"big-{i}", BIG_FETCH, args.master))
                     log.info("16 MB fetches %d: consumer %.0f rows/s, bronze %.0f rows/s in batches", i,
                              consumer_big[-1]["rate"], bronze_big[-1]["rate"])
     finally:
         bc.delete_topics([topic])
-    s = summarize(consumer, bronze, args.records, consumer_big, bronze_big)
+    s = summarize(consumer, bronze, args.records, consumer_big, bronze_big, args.master)
     rows = summary_rows(s)
     payload = {"name": NAME, "quick": args.quick, "params": vars(args), "load_before": load_before,
                "load_after": bc.load_average(), "machine": bc.machine_info(), "summary": s,
