@@ -165,8 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     small, large = figures["small"], figures["large"]
     silver_ratio = round(large["silver_median_s"] / small["silver_median_s"], 2)
     gold_ratio = round(large["gold_median_s"] / small["gold_median_s"], 2)
-    print(table(["table", "rows", "Silver batch s (median)", "Gold batch s (median)"],
-                [[k, f"{v['rows']:,}", v["silver_median_s"], v["gold_median_s"]] for k, v in figures.items()]))
+    print(table([[k, f"{v['rows']:,}", v["silver_median_s"], v["gold_median_s"]] for k, v in figures.items()],
+                ["table", "rows", "Silver batch s (median)", "Gold batch s (median)"]))
     print(f"large / small: Silver {silver_ratio}, Gold {gold_ratio}; the same Silver MERGE on the large table "
           f"without pruning: {large['unpruned_merge_s']} s ({large['unpruned_merge_s'] / large['silver_median_s']:.1f}x "
           f"a whole pruned batch)")
