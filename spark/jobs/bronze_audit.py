@@ -193,6 +193,12 @@ def partition_audit(partition: int, broker: tuple[int, int] | None,
     return audit
 
 
+def audit_partitions(broker: dict[int, tuple[int, int]],
+                     landed: dict[int, tuple[int, int, int, int]]) -> list[PartitionAudit]:
+    """One PartitionAudit per partition the broker or Bronze has, in partition order."""
+    return [partition_audit(p, broker.get(p), landed.get(p)) for p in sorted(set(broker) | set(landed))]
+
+
 def format_ranges(ranges: list[list[int]]) -> str:
     """[[3, 5], [9, 9]] -> '3-5, 9'."""
     return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges)
@@ -466,7 +472,7 @@ def run_audit(spark, args: argparse.Namespace, broker: dict[int, tuple[int, int]
     sink = read_sink_log(bronze)
     files = file_summary(sink, parquet_files_on_disk(bronze))
     landed, others, df, note = landed_figures(spark, sink, files, bronze, args.topic)
-    parts = [partition_audit(p, broker.get(p), landed.get(p)) for p in sorted(set(broker) | set(landed))]
+    parts = audit_partitions(broker, landed)
     if any(p.holes for p in parts):
         listed, counts = hole_ranges(df)
         for p in parts:

@@ -74,6 +74,36 @@ def test_unreadable_log_file(text: str, message: str) -> None:
     assert len(sink.errors) == 1 and message in sink.errors[0]
 
 
+def entry(path: str, **fields) -> str:
+    return json.dumps({"path": path, **fields})
+
+
+def test_skipped_entries_and_batches_do_not_end_the_listing() -> None:
+    sink = audit.committed_files({
+        "0": "\n".join(["v1", entry("file:///b/dir", isDir=True), entry("file:///b/a.parquet", action="add")]),
+        "1": "not a log",
+        "2": "\n".join(["v1", entry("s3a://lake/x.parquet"), "", entry("file:///b/c.parquet", size=7)]),
+        "3": "\n".join(["v1", entry("file:///b/never.parquet", action="delete"), entry("file:///b/d.parquet")]),
+    })
+    assert sink.files == {"/b/a.parquet": None, "/b/c.parquet": 7, "/b/d.parquet": None}
+    assert sink.errors == ["1: the first line is not a log version like v1",
+                           "2: s3a://lake/x.parquet: only local (file://) paths can be audited"]
+
+
+def test_read_sink_log_reads_only_batch_files(tmp_path: Path) -> None:
+    log_dir = tmp_path / "_spark_metadata"
+    log_dir.mkdir()
+    (log_dir / "0").write_text(log_text("/b/a.parquet"))
+    (log_dir / "1.compact").write_text(log_text("/b/a.parquet", "/b/b.parquet"))
+    (log_dir / ".1.compact.crc").write_text("junk")
+    (log_dir / "2").write_bytes(b"v1\xff\n")
+    (log_dir / "3").mkdir()
+    sink = audit.read_sink_log(tmp_path)
+    assert list(sink.files) == ["/b/a.parquet", "/b/b.parquet"]
+    assert (sink.latest_batch, sink.compact_batch, sink.missing_batches) == (2, 1, [])
+    assert sink.errors == ["2: the first line is not a log version like v1"]
+
+
 def test_uri_to_local_path() -> None:
     assert audit.uri_to_local_path("file:///data/bronze/part-0%20a.parquet") == "/data/bronze/part-0 a.parquet"
     assert audit.uri_to_local_path("file:/data/x/../bronze/p.parquet") == "/data/bronze/p.parquet"
@@ -102,6 +132,8 @@ def test_other_file_systems_are_errors_not_crashes() -> None:
     ((0, 3), (10, 0, 9, 10), dict(holes=0, head_not_landed=0, duplicates=0, lag=0, beyond_end=7)),
     # nothing landed yet: all lag
     ((2, 10), None, dict(rows=0, first=None, holes=0, head_not_landed=0, duplicates=0, lag=8, beyond_end=0)),
+    # neither the broker nor Bronze has it
+    (None, None, dict(log_start=None, rows=0, holes=0, head_not_landed=0, duplicates=0, lag=0, beyond_end=0)),
 ])
 def test_partition_audit(broker, landed, expected) -> None:
     result = audit.partition_audit(0, broker, landed)
@@ -111,6 +143,11 @@ def test_partition_audit(broker, landed, expected) -> None:
 def test_partition_unknown_to_the_broker() -> None:
     result = audit.partition_audit(7, None, (3, 0, 2, 3))
     assert (result.log_start, result.end, result.rows, result.lag) == (None, None, 3, 0)
+
+
+def test_audit_partitions_covers_the_broker_and_bronze_in_order() -> None:
+    parts = audit.audit_partitions({1: (0, 4), 0: (0, 10)}, {5: (1, 0, 0, 1), 0: (10, 0, 9, 10)})
+    assert [(p.partition, p.log_start, p.rows, p.lag) for p in parts] == [(0, 0, 10, 0), (1, 0, 0, 4), (5, None, 1, 0)]
 
 
 def test_format_ranges() -> None:
@@ -211,6 +248,72 @@ def test_table_has_one_row_per_partition_and_a_total() -> None:
     assert lines[5].split() == ["total", "10", "0", "0", "0", "4"]
 
 
+def test_report_text_lists_ranges_runs_and_files() -> None:
+    p0 = audit.partition_audit(0, (0, 30), (25, 0, 29, 24))
+    p0.hole_ranges, p0.hole_range_count = [[3, 5], [9, 9]], 3
+    p1 = audit.partition_audit(1, (0, 12), (9, 0, 9, 9))
+    p1.hole_ranges, p1.hole_range_count = [[4, 4]], 1
+    report, _ = make_report([p0, p1])
+    report.duplicated_offsets = [{"partition": 0, "offset": offset, "copies": 2,
+                                  "files": ["/b/x.parquet", "/b/y.parquet"]} for offset in (7, 8)]
+    assert audit.format_report(report).splitlines() == [
+        "Bronze audit of /b against topic t on localhost:19092",
+        "",
+        "partition  broker log start  broker end  bronze rows  first  last  holes  head not landed  duplicates  lag",
+        "        0                 0          30           25      0    29      6                0           1    0",
+        "        1                 0          12            9      0     9      1                0           0    2",
+        "    total                                         34                   7                0           1    2",
+        "holes in partition 0: 3-5, 9 (first 2 of 3 ranges)",
+        "holes in partition 1: 4",
+        "duplicate: partition 0 offsets 7-8 x2 in /b/x.parquet, /b/y.parquet",
+        "",
+        "files: 1 committed in _spark_metadata (latest batch 0), 10 bytes (min 10, max 10); "
+        "0 committed but missing on disk; 0 not committed (orphans)",
+        "lag: 2 records on the broker not landed yet (not a failure)",
+        "PROBLEM: 7 offsets missing inside the landed range (holes; p0: 6, p1: 1)",
+        "PROBLEM: 1 duplicate rows (the same offset more than once; p0: 1)",
+        "verdict: FAIL (2 problems)"]
+
+
+def test_report_text_of_an_empty_bronze() -> None:
+    report, _ = make_report([], log={"0": "v1"}, on_disk={})
+    assert audit.format_report(report).splitlines()[3:] == [
+        "    total                                          0                   0                0           0    0",
+        "",
+        "files: 0 committed in _spark_metadata (latest batch 0); 0 committed but missing on disk; "
+        "0 not committed (orphans)",
+        "lag: 0 records on the broker not landed yet",
+        "verdict: OK: 0 rows, no holes, no duplicates, every committed file present"]
+
+
+def test_problem_and_warning_texts_name_every_partition_and_file() -> None:
+    parts = [audit.partition_audit(0, (0, 10), (6, 4, 9, 6)), audit.partition_audit(1, (0, 10), (8, 2, 9, 8))]
+    sink = audit.committed_files({"0": log_text("/b/a.parquet", "/b/b.parquet")})
+    files = audit.file_summary(sink, {"/b/x.parquet": 1, "/b/y.parquet": 2})
+    orphans = ("2 Parquet files (3 bytes) are not committed in _spark_metadata (orphans of failed batches): Spark "
+               "readers ignore them, glob readers (pyarrow, DuckDB, *.parquet) would count them: "
+               "/b/x.parquet, /b/y.parquet")
+    other_topics = "Bronze also holds rows of other topics, not audited: {'other': 5}"
+    head = "6 records at the head of the log not landed (p0: 4, p1: 2)"
+
+    report = audit.Report("t", "localhost:19092", "/b", parts, files, other_topic_rows={"other": 5})
+    audit.judge(report, sink, allow_head_gap=False, fail_on_orphans=False)
+    assert report.problems == [
+        head + "; pass --allow-head-gap if the job was deliberately started at latest",
+        "2 committed files missing on disk (Spark readers of Bronze fail on them): /b/a.parquet, /b/b.parquet"]
+    assert report.warnings == [orphans, other_topics]
+
+    report = audit.Report("t", "localhost:19092", "/b", parts, files, other_topic_rows={"other": 5})
+    audit.judge(report, sink, allow_head_gap=True, fail_on_orphans=False)
+    assert report.warnings == [head + "; allowed by --allow-head-gap (job started at latest)", orphans, other_topics]
+
+
+def test_json_report_is_indented_with_sorted_keys() -> None:
+    report, _ = make_report([])
+    assert audit.report_json(report).startswith('{\n  "bootstrap": "localhost:19092",\n  "bronze": "/b",\n'
+                                                '  "duplicated_offsets": [],\n  "exit_code": 0,\n')
+
+
 def test_json_report_round_trips() -> None:
     report, _ = make_report([audit.partition_audit(0, (0, 10), (10, 0, 9, 10))])
     data = json.loads(audit.report_json(report))
@@ -246,8 +349,33 @@ def test_parquet_files_on_disk_skips_the_log_and_hidden_files(tmp_path: Path) ->
     (tmp_path / "part-0.parquet").write_bytes(b"123")
     (tmp_path / "date=2026").mkdir()
     (tmp_path / "date=2026" / "part-1.parquet").write_bytes(b"1234")
+    (tmp_path / ".hidden").mkdir()
+    (tmp_path / ".hidden" / "part-2.parquet").write_bytes(b"1")
+    (tmp_path / ".part-3.parquet").write_bytes(b"1")
+    (tmp_path / "_part-4.parquet").write_bytes(b"1")
+    (tmp_path / "notes.txt").write_bytes(b"1")
     assert audit.parquet_files_on_disk(tmp_path) == {str(tmp_path / "part-0.parquet"): 3,
                                                      str(tmp_path / "date=2026" / "part-1.parquet"): 4}
+
+
+def test_default_arguments() -> None:
+    args = audit.parse_args([])
+    assert (args.bootstrap, args.topic, args.bronze, args.master) == (
+        audit.DEFAULT_BOOTSTRAP, "crypto.trades", "data/bronze/crypto_trades", None)
+    assert (args.json, args.allow_head_gap, args.fail_on_orphans, args.client_props) == (False, False, False, {})
+
+
+def test_arguments() -> None:
+    args = audit.parse_args(["--bootstrap", "b:9093", "--topic", "t", "--bronze", "/lake/bronze", "--json",
+                             "--allow-head-gap", "--fail-on-orphans", "--master", "local[2]"])
+    assert (args.bootstrap, args.topic, args.bronze, args.master) == ("b:9093", "t", "/lake/bronze", "local[2]")
+    assert (args.json, args.allow_head_gap, args.fail_on_orphans) == (True, True, True)
+
+
+def test_unreachable_broker_exits_2(tmp_path: Path, capsys) -> None:
+    (tmp_path / "_spark_metadata").mkdir()
+    assert audit.main(["--bronze", str(tmp_path), "--bootstrap", "localhost:1"]) == 2
+    assert capsys.readouterr().err.startswith("error: cannot reach the Kafka broker at --bootstrap localhost:1 (")
 
 
 def test_missing_bronze_exits_2(capsys) -> None:
