@@ -280,8 +280,8 @@ class GoldBatchWriter(BatchWriter):
 
         started = time.monotonic()
         session = batch_df.sparkSession
-        touched = (batch_df.select("symbol", F.unix_micros(F.date_trunc("minute", "ts_event")).alias("m"))
-                   .distinct().collect())
+        touched = (batch_df.groupBy("symbol", F.unix_micros(F.date_trunc("minute", "ts_event")).alias("m"))
+                   .count().collect())  # one pass over the batch: its minutes and its number of trades
         keys: dict[str, set[datetime]] = {}
         for row in touched:
             keys.setdefault(row.symbol, set()).add(from_micros(row.m))
@@ -305,7 +305,7 @@ class GoldBatchWriter(BatchWriter):
         result = retry_on_conflict(merge, f"gold batch MERGE into {self.gold}")
         metrics = result[0].asDict() if result else {}
         log.info("gold batch=%d trades=%d bars=%d inserted=%s updated=%s duration_ms=%d", batch_id,
-                 batch_df.count(), len(bars), metrics.get("num_inserted_rows", 0),
+                 sum(row["count"] for row in touched), len(bars), metrics.get("num_inserted_rows", 0),
                  metrics.get("num_updated_rows", 0), int((time.monotonic() - started) * 1000))
 
 
