@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from typing import Optional
 
 import pytest
 
@@ -219,27 +220,40 @@ class Clock:
 class FakeTopic:
     """A topic's partitions in memory behind the consumer calls the readers make (list_topics, watermarks,
     offsets_for_times, assign, consume, unassign, close). consume() hands out `batch` records per assigned partition
-    and call, then that partition's end-of-partition event once, as a consumer with enable.partition.eof does."""
+    and call, then that partition's end-of-partition event once, as a consumer with enable.partition.eof does.
+    A row None is a transaction marker (it takes an offset, it is never delivered); `high` puts a partition's end
+    before its last rows (rows produced after the reader asked for the end); each timeout given is recorded."""
 
-    def __init__(self, partitions: dict[int, list[tuple]], low: int = 0, batch: int = 700, missing: bool = False,
-                 fail_at: int = -1) -> None:
+    def __init__(self, partitions: dict[int, list], low: int = 0, batch: int = 700, missing: bool = False,
+                 fail_at: int = -1, high: Optional[dict[int, int]] = None, error: Optional[str] = None) -> None:
         from confluent_kafka import KafkaError
         self.eof = KafkaError._PARTITION_EOF
-        self.records = {p: [Record(p, o, *r) for o, r in enumerate(rows)] for p, rows in partitions.items()}
+        self.records = {p: [Record(p, o, *r) if r is not None else None for o, r in enumerate(rows)]
+                        for p, rows in partitions.items()}
         self.low, self.batch, self.missing, self.fail_at = low, batch, missing, fail_at
+        self.high, self.error = high or {}, error
         self.clock, self.position, self.assigned, self.closed, self.read = Clock(), {}, [], False, 0
+        self.opened, self.timeouts, self.polls = [], [], set()
+
+    def open(self, bootstrap: str, purpose: str) -> "FakeTopic":
+        self.opened.append((bootstrap, purpose))
+        return self
 
     def list_topics(self, topic: str, timeout: float):
-        meta = type("Meta", (), {"partitions": dict.fromkeys(self.records), "error": None})()
+        self.timeouts.append(timeout)
+        meta = type("Meta", (), {"partitions": dict.fromkeys(self.records), "error": self.error})()
         return type("Cluster", (), {"topics": {} if self.missing else {topic: meta}})()
 
     def get_watermark_offsets(self, tp, timeout: float):
-        return self.low, len(self.records[tp.partition])
+        self.timeouts.append(timeout)
+        return self.low, self.high.get(tp.partition, len(self.records[tp.partition]))
 
     def offsets_for_times(self, tps, timeout: float):
         from confluent_kafka import TopicPartition
+        self.timeouts.append(timeout)
         return [TopicPartition(tp.topic, tp.partition, next(
-            (r.offset() for r in self.records[tp.partition][self.low:] if r.ts_ms >= tp.offset), -1)) for tp in tps]
+            (r.offset() for r in self.records[tp.partition][self.low:] if r is not None and r.ts_ms >= tp.offset),
+            -1)) for tp in tps]
 
     def assign(self, tps) -> None:
         self.assigned.append(sorted((tp.partition, tp.offset) for tp in tps))
@@ -249,13 +263,14 @@ class FakeTopic:
         self.position = {}
 
     def consume(self, num_messages: int, timeout: float):
+        self.polls.add((num_messages, timeout))
         self.clock.now += 0.2
         out = []
         for p, at in list(self.position.items()):
             if at is None:
                 continue
             rows = self.records[p][at:at + self.batch]
-            out += rows
+            out += [r for r in rows if r is not None]
             self.position[p] = at + len(rows)
             if not rows:
                 out.append(Record(p, at, error=KafkaErr(self.eof, "end of partition")))
@@ -273,10 +288,10 @@ class FakeTopic:
 def topic(monkeypatch):
     made = []
 
-    def install(partitions: dict[int, list[tuple]], **kw) -> FakeTopic:
+    def install(partitions: dict[int, list], **kw) -> FakeTopic:
         fake = FakeTopic(partitions, **kw)
         made.append(fake)
-        monkeypatch.setattr(resume, "topic_reader", lambda bootstrap, purpose: fake)
+        monkeypatch.setattr(resume, "topic_reader", fake.open)
         monkeypatch.setattr(resume, "time", fake.clock)
         return fake
 
@@ -309,6 +324,7 @@ def test_read_resume_points_chunk_by_chunk_until_every_pair_is_found(topic, capl
     assert times == {"XBT/USDT": "2026-01-01T00:00:09.000000Z", "ETH/USD": "2026-01-01T00:00:41.000000Z"}
     assert open_gaps == {"XBT/USDT": [(20, 30, 1700000000000000000, 5)]}
     assert fake.assigned == [[(0, 1000), (1, 500)], [(0, 0), (1, 0)]]
+    assert (fake.opened, fake.timeouts, fake.polls) == ([("b:9", "resume")], [5.0, 5.0, 5.0], {(5000, 0.2)})
     assert caplog.messages == ["resume: read 5500 record(s) of t (2 partition(s), 2 chunk(s) deep) in 1.00s"]
 
 
@@ -373,9 +389,21 @@ def test_read_since_visits_each_partition_from_its_time_to_its_end(topic):
     assert fake.assigned == [[(0, 7), (1, 2)]]
     assert sorted(seen) == [b"a7", b"a8", b"a9"] + [b"b%d" % i for i in range(2, 10)]
     seen.clear()
-    resume.read_since("b:9", "t", {-1: 9500, 1: 10_000}, 5.0, lambda msg: seen.append(msg.value()))
-    assert fake.assigned[1:] == [[(0, 9), (1, 9), (2, 9)]]
-    assert sorted(seen) == [b"a9", b"b9", b"c9"]
+    resume.read_since("b:9", "t", {-1: 8500, 1: 5000}, 5.0, lambda msg: seen.append(msg.value()))
+    assert fake.assigned[1:] == [[(0, 8), (1, 4), (2, 8)]]
+    assert sorted(seen) == [b"a8", b"a9"] + [b"b%d" % i for i in range(4, 10)] + [b"c8", b"c9"]
+    assert (fake.opened, set(fake.timeouts), fake.polls) == ([("b:9", "read-back")] * 2, {5.0}, {(5000, 0.2)})
+
+
+def test_read_since_reads_to_the_end_it_found_first(topic):
+    """Records produced meanwhile are not waited for; a partition that ends on a transaction marker (never
+    delivered) ends with its end-of-partition event."""
+    busy = stamped([(b"k", b"a%d" % i, None) for i in range(5000)])
+    marked = stamped([(b"k", b"b%d" % i, None) for i in range(9)]) + [None]
+    topic({0: busy, 1: marked}, high={0: 10}, batch=3)
+    seen = []
+    resume.read_since("b:9", "t", {-1: 0}, 5.0, lambda msg: seen.append(msg.value()))
+    assert sorted(seen) == sorted([b"a%d" % i for i in range(10)] + [b"b%d" % i for i in range(9)])
 
 
 def test_read_since_with_nothing_to_read(topic):
@@ -388,6 +416,9 @@ def test_read_since_refuses_a_missing_topic_and_times_out(topic):
     topic({0: []}, missing=True)
     with pytest.raises(RuntimeError, match="^topic t is not readable: missing$"):
         resume.read_since("b:9", "t", {-1: 0}, 5.0, print)
+    topic({0: []}, error="Broker: Topic authorization failed")
+    with pytest.raises(RuntimeError, match="^topic t is not readable: Broker: Topic authorization failed$"):
+        resume.read_since("b:9", "t", {-1: 0}, 5.0, print)
     topic({0: stamped([OTHER] * 5000)}, batch=100)
     with pytest.raises(TimeoutError, match="^reading t back took more than 2s$"):
         resume.read_since("b:9", "t", {-1: 0}, 2.0, lambda msg: None)
@@ -396,18 +427,20 @@ def test_read_since_refuses_a_missing_topic_and_times_out(topic):
 def test_values_and_trade_ids_in_topic(topic):
     rows = stamped([trade("XBT/USDT", 5), trade("XBT/USDT", 6), trade("ETH/USD", 7), (b"XBT/USDT", b"junk", None),
                     trade("XBT/USDT", 8), trade("XBT/USDT", 20)])
-    topic({0: rows, 1: stamped([trade("XBT/USDT", 9)], 5000)})
+    fake = topic({0: rows, 1: stamped([trade("XBT/USDT", 9)], 5000)})
     assert resume.values_in_topic("b:9", "t", {-1: 0}, {rows[1][1], rows[2][1], b"absent"}, 5.0) == {rows[1][1],
                                                                                                    rows[2][1]}
     assert resume.trade_ids_in_topic("b:9", "t", "XBT/USDT", 2000, 6, 9, 5.0) == {6, 8, 9}
+    assert fake.opened == [("b:9", "read-back")] * 2
 
 
 def test_topic_reader_only_reads(monkeypatch):
     import confluent_kafka
     monkeypatch.setattr(confluent_kafka, "Consumer", lambda config: config)
+    groups = {resume.topic_reader("b:9", "resume")["group.id"] for _ in range(20)}
+    assert len(groups) == 20 and all(re.fullmatch("kraken-trades-ws-resume-[0-9a-f]{16}", g) for g in groups)
     config = resume.topic_reader("b:9", "resume")
-    assert re.fullmatch("kraken-trades-ws-resume-[0-9a-f]{16}", config.pop("group.id"))
+    del config["group.id"]
     assert config == {"bootstrap.servers": "b:9", "client.id": "kraken-trades-ws-resume", "enable.auto.commit": False,
                       "enable.auto.offset.store": False, "enable.partition.eof": True,
                       "auto.offset.reset": "earliest", "allow.auto.create.topics": False, "fetch.wait.max.ms": 50}
-    assert resume.topic_reader("b:9", "resume")["group.id"] != resume.topic_reader("b:9", "resume")["group.id"]
