@@ -220,7 +220,8 @@ class Clock:
 class FakeTopic:
     """A topic's partitions in memory behind the consumer calls the readers make (list_topics, watermarks,
     offsets_for_times, assign, consume, unassign, close). consume() hands out `batch` records per assigned partition
-    and call, then that partition's end-of-partition event once, as a consumer with enable.partition.eof does.
+    and call, partitions in descending order (a consumer keeps no order across partitions), and right after a
+    partition's last record its end-of-partition event, as a consumer with enable.partition.eof does.
     A row None is a transaction marker (it takes an offset, it is never delivered); `high` puts a partition's end
     before its last rows (rows produced after the reader asked for the end); each timeout given is recorded."""
 
@@ -266,13 +267,13 @@ class FakeTopic:
         self.polls.add((num_messages, timeout))
         self.clock.now += 0.2
         out = []
-        for p, at in list(self.position.items()):
+        for p, at in sorted(self.position.items(), reverse=True):
             if at is None:
                 continue
             rows = self.records[p][at:at + self.batch]
             out += [r for r in rows if r is not None]
             self.position[p] = at + len(rows)
-            if not rows:
+            if at + len(rows) == len(self.records[p]):
                 out.append(Record(p, at, error=KafkaErr(self.eof, "end of partition")))
                 self.position[p] = None
         self.read += len(out)
@@ -316,6 +317,8 @@ def test_read_resume_points_chunk_by_chunk_until_every_pair_is_found(topic, capl
     part0[2985] = (b"XBT/USDT", b"not json", None)
     part1 = [OTHER] * 2500
     part1[400] = trade("ETH/USD", 41, "2026-01-01T00:00:41.000000Z")   # only in the second chunk
+    part1[499] = None                                                  # a transaction marker ends that chunk
+    part1[2499] = None                                                 # and the partition
     fake = topic({0: part0, 1: part1})
     times, open_gaps = {}, {}
     with caplog.at_level(logging.INFO, logger="kraken_feed"):
@@ -325,18 +328,19 @@ def test_read_resume_points_chunk_by_chunk_until_every_pair_is_found(topic, capl
     assert open_gaps == {"XBT/USDT": [(20, 30, 1700000000000000000, 5)]}
     assert fake.assigned == [[(0, 1000), (1, 500)], [(0, 0), (1, 0)]]
     assert (fake.opened, fake.timeouts, fake.polls) == ([("b:9", "resume")], [5.0, 5.0, 5.0], {(5000, 0.2)})
-    assert caplog.messages == ["resume: read 5500 record(s) of t (2 partition(s), 2 chunk(s) deep) in 1.00s"]
+    assert caplog.messages == ["resume: read 5498 record(s) of t (2 partition(s), 2 chunk(s) deep) in 1.00s"]
 
 
 def test_read_resume_points_stops_when_every_pair_is_found(topic, caplog):
     part0 = [OTHER] * 5000
     part0[4000] = trade("XBT/USDT", 9)
     part0[100] = trade("ETH/USD", 1)
+    part0[4999] = None                                                 # a transaction marker ends the partition
     fake = topic({0: part0})
     with caplog.at_level(logging.INFO, logger="kraken_feed"):
         assert resume.read_resume_points("b:9", "t", ["XBT/USDT"], 200_000, 5.0) == {"XBT/USDT": 9}
     assert fake.assigned == [[(0, 3000)]]
-    assert caplog.messages == ["resume: read 2000 record(s) of t (1 partition(s), 1 chunk(s) deep) in 0.60s"]
+    assert caplog.messages == ["resume: read 1999 record(s) of t (1 partition(s), 1 chunk(s) deep) in 0.60s"]
 
 
 def test_read_resume_points_reads_at_most_the_limit(topic, caplog):
@@ -360,10 +364,12 @@ def test_read_resume_points_gives_up_after_the_timeout_with_what_it_found(topic,
 
 
 def test_read_resume_points_of_a_missing_topic(topic, caplog):
-    topic({0: []}, missing=True)
     with caplog.at_level(logging.INFO, logger="kraken_feed"):
+        topic({0: []}, missing=True)
         assert resume.read_resume_points("b:9", "t", ["XBT/USDT"], 200_000, 5.0) == {}
-    assert caplog.messages == ["resume: topic t does not exist yet: nothing to resume from"]
+        topic({0: [trade("XBT/USDT", 9)]}, error="Broker: Unknown topic or partition")
+        assert resume.read_resume_points("b:9", "t", ["XBT/USDT"], 200_000, 5.0) == {}
+    assert caplog.messages == ["resume: topic t does not exist yet: nothing to resume from"] * 2
 
 
 def test_read_resume_points_and_read_since_raise_on_a_broker_error(topic):
@@ -400,10 +406,12 @@ def test_read_since_reads_to_the_end_it_found_first(topic):
     delivered) ends with its end-of-partition event."""
     busy = stamped([(b"k", b"a%d" % i, None) for i in range(5000)])
     marked = stamped([(b"k", b"b%d" % i, None) for i in range(9)]) + [None]
-    topic({0: busy, 1: marked}, high={0: 10}, batch=3)
+    produced_meanwhile = stamped([(b"k", b"c%d" % i, None) for i in range(9)]) + [None] + stamped([OTHER] * 50)
+    topic({0: busy, 1: marked, 2: produced_meanwhile}, high={0: 10, 2: 10}, batch=3)
     seen = []
     resume.read_since("b:9", "t", {-1: 0}, 5.0, lambda msg: seen.append(msg.value()))
-    assert sorted(seen) == sorted([b"a%d" % i for i in range(10)] + [b"b%d" % i for i in range(9)])
+    assert sorted(seen) == sorted([b"a%d" % i for i in range(10)] + [b"b%d" % i for i in range(9)]
+                                  + [b"c%d" % i for i in range(9)])
 
 
 def test_read_since_with_nothing_to_read(topic):
