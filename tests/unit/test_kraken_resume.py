@@ -223,16 +223,18 @@ class FakeTopic:
     and call, partitions in descending order (a consumer keeps no order across partitions), and right after a
     partition's last record its end-of-partition event, as a consumer with enable.partition.eof does.
     A row None is a transaction marker (it takes an offset, it is never delivered); `high` puts a partition's end
-    before its last rows (rows produced after the reader asked for the end); each timeout given is recorded."""
+    before its last rows (rows produced after the reader asked for the end); list_topics takes `metadata_s` on the
+    clock; each timeout given is recorded."""
 
     def __init__(self, partitions: dict[int, list], low: int = 0, batch: int = 700, missing: bool = False,
-                 fail_at: int = -1, high: Optional[dict[int, int]] = None, error: Optional[str] = None) -> None:
+                 fail_at: int = -1, high: Optional[dict[int, int]] = None, error: Optional[str] = None,
+                 metadata_s: float = 0.0) -> None:
         from confluent_kafka import KafkaError
         self.eof = KafkaError._PARTITION_EOF
         self.records = {p: [Record(p, o, *r) if r is not None else None for o, r in enumerate(rows)]
                         for p, rows in partitions.items()}
         self.low, self.batch, self.missing, self.fail_at = low, batch, missing, fail_at
-        self.high, self.error = high or {}, error
+        self.high, self.error, self.metadata_s = high or {}, error, metadata_s
         self.clock, self.position, self.assigned, self.closed, self.read = Clock(), {}, [], False, 0
         self.opened, self.timeouts, self.polls = [], [], set()
 
@@ -242,6 +244,7 @@ class FakeTopic:
 
     def list_topics(self, topic: str, timeout: float):
         self.timeouts.append(timeout)
+        self.clock.now += self.metadata_s
         meta = type("Meta", (), {"partitions": dict.fromkeys(self.records), "error": self.error})()
         return type("Cluster", (), {"topics": {} if self.missing else {topic: meta}})()
 
@@ -361,6 +364,12 @@ def test_read_resume_points_gives_up_after_the_timeout_with_what_it_found(topic,
     with caplog.at_level(logging.INFO, logger="kraken_feed"):
         assert resume.read_resume_points("b:9", "t", ["XBT/USDT", "ETH/USD"], 200_000, 0.5) == {"XBT/USDT": 9}
     assert caplog.messages == ["resume: gave up reading t after 0.5s (1500 records read)"]
+
+
+def test_read_resume_points_asks_for_partition_ends_with_at_least_a_tenth_of_a_second(topic):
+    fake = topic({0: [OTHER] * 10, 1: [OTHER] * 10}, metadata_s=0.45)
+    assert resume.read_resume_points("b:9", "t", ["XBT/USDT"], 200_000, 0.5) == {}
+    assert fake.timeouts == [0.5, 0.1, 0.1]
 
 
 def test_read_resume_points_of_a_missing_topic(topic, caplog):
