@@ -21,6 +21,7 @@ from kraken_feed.records import short
 
 DEFAULT_REST_URL = "https://api.kraken.com"
 MAX_COUNT = 1000  # trades per call (Kraken's maximum)
+MAX_REPLY_BYTES = 64 * 1024 * 1024  # a longer reply is cut here, and then refused as not JSON
 
 
 class RestError(Exception):
@@ -70,7 +71,7 @@ def fetch_trades(base: str, pair: str, since_ns: int, timeout: float) -> tuple[l
     request = urllib.request.Request(url, headers={"User-Agent": "kraken-trades-ws-backfill"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            body = response.read(64 * 1024 * 1024)
+            body = response.read(MAX_REPLY_BYTES)
     except urllib.error.HTTPError as exc:
         raise RestError(f"HTTP {exc.code} {exc.reason} from {base}", rate_limited=exc.code == 429) from exc
     except (urllib.error.URLError, OSError, ValueError) as exc:

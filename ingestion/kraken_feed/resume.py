@@ -190,9 +190,7 @@ def read_since(bootstrap: str, topic: str, since_ms: dict[int, int], timeout: fl
         meta = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
         if meta is None or meta.error is not None:
             raise RuntimeError(f"topic {topic} is not readable: {meta.error if meta else 'missing'}")
-        floor = min(since_ms.values())
-        starts = {p: since_ms.get(p, since_ms.get(-1, floor)) for p in meta.partitions
-                  if p in since_ms or -1 in since_ms}
+        starts = {p: since_ms.get(p, since_ms.get(-1)) for p in meta.partitions if p in since_ms or -1 in since_ms}
         offsets = consumer.offsets_for_times([TopicPartition(topic, p, ts) for p, ts in starts.items()],
                                              timeout=timeout)
         ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)[1] for p in starts}

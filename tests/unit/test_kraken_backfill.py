@@ -3,10 +3,12 @@ the refill of undelivered records, and the fake Kraken's REST trades against its
 
 from __future__ import annotations
 
+import http.server
 import json
-import time
-
 import re
+import socket
+import threading
+import time
 
 import pytest
 
@@ -103,6 +105,115 @@ def test_reply_parser_errors(body, message, limited):
     with pytest.raises(rest.RestError, match="^" + re.escape(message) + "$") as exc:
         rest.parse_trades_reply(body)
     assert exc.value.rate_limited is limited
+
+
+LONG = ["x" * 50] * 8  # its repr is over 400 characters
+OK_REPLY = b'{"error":[],"result":{"XXBTZUSD":[["1.5","2",1688669597.8277369,"b","m","",7]],"last":"9"}}'
+
+
+@pytest.mark.parametrize("reply,prefix,quoted,limit", [
+    (LONG, "reply is not a JSON object: ", LONG, 120),
+    ({"error": {"EService": LONG}}, "Kraken error: ", {"EService": LONG}, 120),
+    ({"error": ["EQuery:Unknown asset pair", {"detail": LONG}]}, "Kraken error: EQuery:Unknown asset pair; ",
+     {"detail": LONG}, 80),
+    ({"error": [], "result": {"A": LONG, "B": []}}, "reply without one list of trades: ", {"A": LONG, "B": []}, 120),
+    ({"error": [], "result": {"A": [], "last": LONG}}, "reply without a `last` cursor: ", LONG, 60),
+])
+def test_reply_parser_errors_quote_the_reply_cut_short(reply, prefix, quoted, limit):
+    with pytest.raises(rest.RestError) as exc:
+        rest.parse_trades_reply(json.dumps(reply).encode())
+    assert str(exc.value) == prefix + records.short(quoted, limit)
+    assert len(str(exc.value)) == len(prefix) + limit
+
+
+def test_kraken_error_text_cut_at_200_characters():
+    with pytest.raises(rest.RestError) as exc:
+        rest.parse_trades_reply(json.dumps({"error": ["E" * 300]}).encode())
+    assert str(exc.value) == "Kraken error: " + "E" * 200
+
+
+@pytest.mark.parametrize("base,url", [
+    ("https://api.kraken.com", "https://api.kraken.com/0/public/Trades?pair=XBTUSDT&since=0&count=1000"),
+    ("https://api.kraken.com/", "https://api.kraken.com/0/public/Trades?pair=XBTUSDT&since=0&count=1000"),
+    ("http://proxy.example:8080/KRAKEN-BOX/",
+     "http://proxy.example:8080/KRAKEN-BOX/0/public/Trades?pair=XBTUSDT&since=0&count=1000"),
+])
+def test_trades_url_asks_for_1000_trades_under_the_base_path(base, url):
+    assert rest.trades_url(base, "XBTUSDT", 0) == url
+    assert rest.trades_url(base, "XBT/USDT", 1688671969993150842, 10) == url.replace("XBTUSDT", "XBT%2FUSDT").replace(
+        "since=0", "since=1688671969993150842").replace("count=1000", "count=10")
+
+
+class RestStub(http.server.BaseHTTPRequestHandler):
+    """Answers by the first path segment of the base URL: /ok (a reply of one trade), /429 and /503 (HTTP errors),
+    /silent (no answer for a second, then the connection is closed); records each request's User-Agent."""
+
+    user_agents: list = []
+
+    def do_GET(self) -> None:
+        RestStub.user_agents.append(self.headers.get("User-Agent"))
+        mode = self.path.split("/")[1]
+        if mode == "ok":
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(OK_REPLY)))
+            self.end_headers()
+            self.wfile.write(OK_REPLY)
+        elif mode == "silent":
+            time.sleep(1.0)
+            self.close_connection = True
+        else:
+            self.send_error(int(mode))
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def rest_stub():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RestStub)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_fetch_trades_reads_one_reply_and_names_itself(rest_stub):
+    RestStub.user_agents.clear()
+    assert rest.fetch_trades(rest_stub + "/ok", "XBTUSD", 0, 5) == ([["1.5", "2", "1688669597.8277369", "b", "m", "", 7]],
+                                                                    9)
+    assert RestStub.user_agents == ["kraken-trades-ws-backfill"]
+
+
+def test_fetch_trades_refuses_a_reply_longer_than_the_cap(rest_stub, monkeypatch):
+    monkeypatch.setattr(rest, "MAX_REPLY_BYTES", 40)
+    with pytest.raises(rest.RestError) as exc:
+        rest.fetch_trades(rest_stub + "/ok", "XBTUSD", 0, 5)
+    assert str(exc.value) == f"reply is not JSON: {OK_REPLY[:40]!r}"
+
+
+@pytest.mark.parametrize("path,message,limited", [
+    ("/429", "HTTP 429 Too Many Requests from {base}", True),
+    ("/503", "HTTP 503 Service Unavailable from {base}", False),
+    ("/silent", "{base} unreachable: timed out", False),
+])
+def test_fetch_trades_failures(rest_stub, path, message, limited):
+    base = rest_stub + path
+    started = time.monotonic()
+    with pytest.raises(rest.RestError) as exc:
+        rest.fetch_trades(base, "XBTUSD", 0, 0.3)
+    assert (str(exc.value), exc.value.rate_limited) == (message.format(base=base), limited)
+    assert time.monotonic() - started < 0.9
+
+
+def test_fetch_trades_from_a_closed_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        base = f"http://127.0.0.1:{s.getsockname()[1]}"
+    with pytest.raises(rest.RestError) as exc:
+        rest.fetch_trades(base, "XBTUSD", 0, 5)
+    assert (str(exc.value), exc.value.rate_limited) == (f"{base} unreachable: [Errno 111] Connection refused", False)
 
 
 def test_rest_time_truncated_to_the_microsecond_and_source_rest():

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+from typing import Optional
 
 import pytest
 
-from kraken_feed import resume, session
+from kraken_feed import gaps, resume, session
 import kraken_trades_ws as cli
 from tests.unit.test_kraken_producer import app, v2_frame
 
@@ -58,6 +60,19 @@ def test_latest_trade_ids_only_matching_keys_and_v2_ids():
     assert resume.latest_trade_ids([(b"ETH/USD", value("ETH/USD", 41)), (b"XBT/USDT", value("XBT/USDT", 19))], keys,
                               acc) is acc
     assert acc == {"ETH/USD": 41, "XBT/USDT": 20}
+
+
+def test_latest_trade_ids_read_past_records_they_ignore_and_keep_the_newest_time():
+    keys = {b"XBT/USDT": "XBT/USDT"}
+    newest = json.loads(value("XBT/USDT", 12))
+    newest["ts_event"] = "2026-01-01T00:00:05.000000Z"
+    for ignored in [(b"ETH/USD", value("ETH/USD", 99)), (b"XBT/USDT", None), (b"XBT/USDT", b"not json"),
+                    (b"XBT/USDT", value("XBT/USDT", 50, "v1"))]:
+        times: dict = {}
+        records = [(b"XBT/USDT", value("XBT/USDT", 10)), ignored, (b"XBT/USDT", json.dumps(newest).encode()),
+                   (b"XBT/USDT", value("XBT/USDT", 11))]
+        assert resume.latest_trade_ids(records, keys, None, times) == {"XBT/USDT": 12}
+        assert times == {"XBT/USDT": "2026-01-01T00:00:05.000000Z"}
 
 
 def produced_ids(a: session.TradeProducer) -> list[int]:
@@ -120,26 +135,30 @@ def test_resume_check_only_on_the_first_snapshot():
 
 
 @pytest.mark.parametrize("argv,msg", [
-    (["--api", "v1"], "not available with --api v1"),
-    (["--no-resume"], "disabled (--no-resume)"),
+    (["--api", "v1"], "resume: not available with --api v1 (v1 trades have no trade_id); producing live trades only"),
+    (["--no-resume"], "resume: disabled (--no-resume): the first snapshot is produced in full"),
 ])
 def test_no_resume_for_v1_or_when_disabled(argv, msg, caplog, monkeypatch):
     monkeypatch.setattr(resume, "read_resume_points", lambda *a: pytest.fail("must not read the topic"))
     with caplog.at_level(logging.INFO, logger="kraken_feed"):
         assert resume.resume_points(cli.parse_args(["--bootstrap", "127.0.0.1:9", *argv])) == {}
-    assert msg in caplog.text
+    assert caplog.messages == [msg]
 
 
 def test_resume_points_logs_found_and_missing(caplog, monkeypatch):
     calls = []
     monkeypatch.setattr(resume, "read_resume_points", lambda *a: calls.append(a) or {"XBT/USDT": 42})
     args = cli.parse_args(["--pair", "XBT/USDT", "--pair", "ETH/USD", "--topic", "t", "--resume-scan-limit", "300"])
+    times, open_gaps = {}, {}
     with caplog.at_level(logging.INFO, logger="kraken_feed"):
-        assert resume.resume_points(args) == {"XBT/USDT": 42}
-    assert calls == [("localhost:19092", "t", ["XBT/USDT", "ETH/USD"], 300, cli.DEFAULT_RESUME_TIMEOUT, None,
-                      None)]
-    assert "resuming XBT/USDT after trade_id 42" in caplog.text
-    assert "no earlier v2 trade of ETH/USD in the last 300 record(s) of each partition of t" in caplog.text
+        assert resume.resume_points(args, times, open_gaps) == {"XBT/USDT": 42}
+    assert calls == [("localhost:19092", "t", ["XBT/USDT", "ETH/USD"], 300, cli.DEFAULT_RESUME_TIMEOUT, times,
+                      open_gaps)]
+    assert calls[0][5] is times and calls[0][6] is open_gaps
+    assert caplog.messages == [
+        "resuming XBT/USDT after trade_id 42",
+        "resume: no earlier v2 trade of ETH/USD in the last 300 record(s) of each partition of t: starting without "
+        "memory (the first snapshot is produced in full)"]
 
 
 def test_resume_flags(capsys):
@@ -149,3 +168,296 @@ def test_resume_flags(capsys):
         with pytest.raises(SystemExit) as exc:
             cli.parse_args(bad)
         assert exc.value.code == 2 and "must be > 0" in capsys.readouterr().err
+
+
+class Record:
+    """One Kafka record in a FakeTopic partition, or the end-of-partition event (`error` set)."""
+
+    def __init__(self, part: int, offset: int, key=None, value=None, headers=None, ts_ms: int = 0, error=None):
+        self._part, self._offset, self._key, self._value, self._headers = part, offset, key, value, headers
+        self.ts_ms, self._error = ts_ms, error
+
+    def partition(self):
+        return self._part
+
+    def offset(self):
+        return self._offset
+
+    def key(self):
+        return self._key
+
+    def value(self):
+        return self._value
+
+    def headers(self):
+        return self._headers
+
+    def error(self):
+        return self._error
+
+
+class KafkaErr:
+    def __init__(self, code: int, text: str) -> None:
+        self._code, self.text = code, text
+
+    def code(self) -> int:
+        return self._code
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class Clock:
+    """time.monotonic for the code under test: each consume() call moves it 0.2 s on (its own timeout)."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+class FakeTopic:
+    """A topic's partitions in memory behind the consumer calls the readers make (list_topics, watermarks,
+    offsets_for_times, assign, consume, unassign, close). consume() hands out `batch` records per assigned partition
+    and call, partitions in descending order (a consumer keeps no order across partitions), and right after a
+    partition's last record its end-of-partition event, as a consumer with enable.partition.eof does.
+    A row None is a transaction marker (it takes an offset, it is never delivered); `high` puts a partition's end
+    before its last rows (rows produced after the reader asked for the end); list_topics takes `metadata_s` on the
+    clock; each timeout given is recorded."""
+
+    def __init__(self, partitions: dict[int, list], low: int = 0, batch: int = 700, missing: bool = False,
+                 fail_at: int = -1, high: Optional[dict[int, int]] = None, error: Optional[str] = None,
+                 metadata_s: float = 0.0) -> None:
+        from confluent_kafka import KafkaError
+        self.eof = KafkaError._PARTITION_EOF
+        self.records = {p: [Record(p, o, *r) if r is not None else None for o, r in enumerate(rows)]
+                        for p, rows in partitions.items()}
+        self.low, self.batch, self.missing, self.fail_at = low, batch, missing, fail_at
+        self.high, self.error, self.metadata_s = high or {}, error, metadata_s
+        self.clock, self.position, self.assigned, self.closed, self.read = Clock(), {}, [], False, 0
+        self.opened, self.timeouts, self.polls = [], [], set()
+
+    def open(self, bootstrap: str, purpose: str) -> "FakeTopic":
+        self.opened.append((bootstrap, purpose))
+        return self
+
+    def list_topics(self, topic: str, timeout: float):
+        self.timeouts.append(timeout)
+        self.clock.now += self.metadata_s
+        meta = type("Meta", (), {"partitions": dict.fromkeys(self.records), "error": self.error})()
+        return type("Cluster", (), {"topics": {} if self.missing else {topic: meta}})()
+
+    def get_watermark_offsets(self, tp, timeout: float):
+        self.timeouts.append(timeout)
+        return self.low, self.high.get(tp.partition, len(self.records[tp.partition]))
+
+    def offsets_for_times(self, tps, timeout: float):
+        from confluent_kafka import TopicPartition
+        self.timeouts.append(timeout)
+        return [TopicPartition(tp.topic, tp.partition, next(
+            (r.offset() for r in self.records[tp.partition][self.low:] if r is not None and r.ts_ms >= tp.offset),
+            -1)) for tp in tps]
+
+    def assign(self, tps) -> None:
+        self.assigned.append(sorted((tp.partition, tp.offset) for tp in tps))
+        self.position = {tp.partition: tp.offset for tp in tps}
+
+    def unassign(self) -> None:
+        self.position = {}
+
+    def consume(self, num_messages: int, timeout: float):
+        self.polls.add((num_messages, timeout))
+        self.clock.now += 0.2
+        out = []
+        for p, at in sorted(self.position.items(), reverse=True):
+            if at is None:
+                continue
+            rows = self.records[p][at:at + self.batch]
+            out += [r for r in rows if r is not None]
+            self.position[p] = at + len(rows)
+            if at + len(rows) == len(self.records[p]):
+                out.append(Record(p, at, error=KafkaErr(self.eof, "end of partition")))
+                self.position[p] = None
+        self.read += len(out)
+        if 0 <= self.fail_at < self.read:
+            out.insert(0, Record(0, 0, error=KafkaErr(3, "Broker: Unknown topic or partition")))
+        return out
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def topic(monkeypatch):
+    made = []
+
+    def install(partitions: dict[int, list], **kw) -> FakeTopic:
+        fake = FakeTopic(partitions, **kw)
+        made.append(fake)
+        monkeypatch.setattr(resume, "topic_reader", fake.open)
+        monkeypatch.setattr(resume, "time", fake.clock)
+        return fake
+
+    yield install
+    assert all(fake.closed for fake in made)
+
+
+def trade(pair: str, tid: int, ts: str = "2026-01-01T00:00:00.000000Z", headers=None) -> tuple:
+    v = json.loads(value(pair, tid))
+    v["ts_event"] = ts
+    return pair.encode(), json.dumps(v).encode(), headers
+
+
+OTHER = (b"SOL/USD", b"{}", None)  # a pair not asked for: never decoded
+
+
+def test_read_resume_points_chunk_by_chunk_until_every_pair_is_found(topic, caplog):
+    gap_header = [(gaps.GAP_HEADER, b"20-30@1700000000000000000@5")]
+    part0 = [OTHER] * 3000
+    part0[100] = trade("XBT/USDT", 3)                                  # older, in the second chunk: not read
+    part0[2990] = trade("XBT/USDT", 9, "2026-01-01T00:00:09.000000Z", gap_header)
+    part0[2985] = (b"XBT/USDT", b"not json", None)
+    part1 = [OTHER] * 2500
+    part1[400] = trade("ETH/USD", 41, "2026-01-01T00:00:41.000000Z")   # only in the second chunk
+    part1[499] = None                                                  # a transaction marker ends that chunk
+    part1[2499] = None                                                 # and the partition
+    fake = topic({0: part0, 1: part1})
+    times, open_gaps = {}, {}
+    with caplog.at_level(logging.INFO, logger="kraken_feed"):
+        found = resume.read_resume_points("b:9", "t", ["XBT/USDT", "ETH/USD", "DOGE/USD"], 3000, 5.0, times, open_gaps)
+    assert found == {"XBT/USDT": 9, "ETH/USD": 41}
+    assert times == {"XBT/USDT": "2026-01-01T00:00:09.000000Z", "ETH/USD": "2026-01-01T00:00:41.000000Z"}
+    assert open_gaps == {"XBT/USDT": [(20, 30, 1700000000000000000, 5)]}
+    assert fake.assigned == [[(0, 1000), (1, 500)], [(0, 0), (1, 0)]]
+    assert (fake.opened, fake.timeouts, fake.polls) == ([("b:9", "resume")], [5.0, 5.0, 5.0], {(5000, 0.2)})
+    assert caplog.messages == ["resume: read 5498 record(s) of t (2 partition(s), 2 chunk(s) deep) in 1.00s"]
+
+
+def test_read_resume_points_stops_when_every_pair_is_found(topic, caplog):
+    part0 = [OTHER] * 5000
+    part0[4000] = trade("XBT/USDT", 9)
+    part0[100] = trade("ETH/USD", 1)
+    part0[4999] = None                                                 # a transaction marker ends the partition
+    fake = topic({0: part0})
+    with caplog.at_level(logging.INFO, logger="kraken_feed"):
+        assert resume.read_resume_points("b:9", "t", ["XBT/USDT"], 200_000, 5.0) == {"XBT/USDT": 9}
+    assert fake.assigned == [[(0, 3000)]]
+    assert caplog.messages == ["resume: read 1999 record(s) of t (1 partition(s), 1 chunk(s) deep) in 0.60s"]
+
+
+def test_read_resume_points_reads_at_most_the_limit(topic, caplog):
+    part0 = [OTHER] * 5000
+    part0[1000] = trade("XBT/USDT", 9)
+    fake = topic({0: part0, 1: [OTHER] * 10})
+    with caplog.at_level(logging.INFO, logger="kraken_feed"):
+        assert resume.read_resume_points("b:9", "t", ["XBT/USDT"], 3500, 5.0) == {}
+    assert fake.assigned == [[(0, 3000), (1, 0)], [(0, 1500)]]
+    assert caplog.messages == ["resume: read 3510 record(s) of t (2 partition(s), 2 chunk(s) deep) in 1.20s"]
+
+
+def test_read_resume_points_gives_up_after_the_timeout_with_what_it_found(topic, caplog):
+    part0 = [OTHER] * 5000
+    part0[3600] = trade("XBT/USDT", 9)
+    part0[4600] = trade("XBT/USDT", 10)                                # not reached in time
+    topic({0: part0}, batch=500)
+    with caplog.at_level(logging.INFO, logger="kraken_feed"):
+        assert resume.read_resume_points("b:9", "t", ["XBT/USDT", "ETH/USD"], 200_000, 0.5) == {"XBT/USDT": 9}
+    assert caplog.messages == ["resume: gave up reading t after 0.5s (1500 records read)"]
+
+
+def test_read_resume_points_asks_for_partition_ends_with_at_least_a_tenth_of_a_second(topic):
+    fake = topic({0: [OTHER] * 10, 1: [OTHER] * 10}, metadata_s=0.45)
+    assert resume.read_resume_points("b:9", "t", ["XBT/USDT"], 200_000, 0.5) == {}
+    assert fake.timeouts == [0.5, 0.1, 0.1]
+
+
+def test_read_resume_points_of_a_missing_topic(topic, caplog):
+    with caplog.at_level(logging.INFO, logger="kraken_feed"):
+        topic({0: []}, missing=True)
+        assert resume.read_resume_points("b:9", "t", ["XBT/USDT"], 200_000, 5.0) == {}
+        topic({0: [trade("XBT/USDT", 9)]}, error="Broker: Unknown topic or partition")
+        assert resume.read_resume_points("b:9", "t", ["XBT/USDT"], 200_000, 5.0) == {}
+    assert caplog.messages == ["resume: topic t does not exist yet: nothing to resume from"] * 2
+
+
+def test_read_resume_points_and_read_since_raise_on_a_broker_error(topic):
+    topic({0: [OTHER] * 10}, fail_at=0)
+    with pytest.raises(RuntimeError, match=r"^reading t \[0\]: Broker: Unknown topic or partition$"):
+        resume.read_resume_points("b:9", "t", ["XBT/USDT"], 200_000, 5.0)
+    topic({0: [OTHER + (1,)] * 10}, fail_at=0)
+    with pytest.raises(RuntimeError, match=r"^reading t \[0\]: Broker: Unknown topic or partition$"):
+        resume.values_in_topic("b:9", "t", {-1: 0}, {b"{}"}, 5.0)
+
+
+def stamped(rows: list[tuple], first_ms: int = 1000) -> list[tuple]:
+    """Rows (key, value, headers) with timestamps first_ms, first_ms + 1000, ..."""
+    return [row + (first_ms + 1000 * i,) for i, row in enumerate(rows)]
+
+
+def test_read_since_visits_each_partition_from_its_time_to_its_end(topic):
+    fake = topic({0: stamped([(b"k", b"a%d" % i, None) for i in range(10)]),
+                  1: stamped([(b"k", b"b%d" % i, None) for i in range(10)]),
+                  2: stamped([(b"k", b"c%d" % i, None) for i in range(10)])}, low=2, batch=3)
+    seen = []
+    resume.read_since("b:9", "t", {0: 8000, 1: 0, 5: 0}, 5.0, lambda msg: seen.append(msg.value()))
+    assert fake.assigned == [[(0, 7), (1, 2)]]
+    assert sorted(seen) == [b"a7", b"a8", b"a9"] + [b"b%d" % i for i in range(2, 10)]
+    seen.clear()
+    resume.read_since("b:9", "t", {-1: 8500, 1: 5000}, 5.0, lambda msg: seen.append(msg.value()))
+    assert fake.assigned[1:] == [[(0, 8), (1, 4), (2, 8)]]
+    assert sorted(seen) == [b"a8", b"a9"] + [b"b%d" % i for i in range(4, 10)] + [b"c8", b"c9"]
+    assert (fake.opened, set(fake.timeouts), fake.polls) == ([("b:9", "read-back")] * 2, {5.0}, {(5000, 0.2)})
+
+
+def test_read_since_reads_to_the_end_it_found_first(topic):
+    """Records produced meanwhile are not waited for; a partition that ends on a transaction marker (never
+    delivered) ends with its end-of-partition event."""
+    busy = stamped([(b"k", b"a%d" % i, None) for i in range(5000)])
+    marked = stamped([(b"k", b"b%d" % i, None) for i in range(9)]) + [None]
+    produced_meanwhile = stamped([(b"k", b"c%d" % i, None) for i in range(9)]) + [None] + stamped([OTHER] * 50)
+    topic({0: busy, 1: marked, 2: produced_meanwhile}, high={0: 10, 2: 10}, batch=3)
+    seen = []
+    resume.read_since("b:9", "t", {-1: 0}, 5.0, lambda msg: seen.append(msg.value()))
+    assert sorted(seen) == sorted([b"a%d" % i for i in range(10)] + [b"b%d" % i for i in range(9)]
+                                  + [b"c%d" % i for i in range(9)])
+
+
+def test_read_since_with_nothing_to_read(topic):
+    fake = topic({0: stamped([OTHER] * 5), 1: []})
+    resume.read_since("b:9", "t", {-1: 6000}, 5.0, lambda msg: pytest.fail("nothing to visit"))
+    assert fake.assigned == []
+
+
+def test_read_since_refuses_a_missing_topic_and_times_out(topic):
+    topic({0: []}, missing=True)
+    with pytest.raises(RuntimeError, match="^topic t is not readable: missing$"):
+        resume.read_since("b:9", "t", {-1: 0}, 5.0, print)
+    topic({0: []}, error="Broker: Topic authorization failed")
+    with pytest.raises(RuntimeError, match="^topic t is not readable: Broker: Topic authorization failed$"):
+        resume.read_since("b:9", "t", {-1: 0}, 5.0, print)
+    topic({0: stamped([OTHER] * 5000)}, batch=100)
+    with pytest.raises(TimeoutError, match="^reading t back took more than 2s$"):
+        resume.read_since("b:9", "t", {-1: 0}, 2.0, lambda msg: None)
+
+
+def test_values_and_trade_ids_in_topic(topic):
+    rows = stamped([trade("XBT/USDT", 5), trade("XBT/USDT", 6), trade("ETH/USD", 7), (b"XBT/USDT", b"junk", None),
+                    trade("XBT/USDT", 8), trade("XBT/USDT", 20)])
+    fake = topic({0: rows, 1: stamped([trade("XBT/USDT", 9)], 5000)})
+    assert resume.values_in_topic("b:9", "t", {-1: 0}, {rows[1][1], rows[2][1], b"absent"}, 5.0) == {rows[1][1],
+                                                                                                   rows[2][1]}
+    assert resume.trade_ids_in_topic("b:9", "t", "XBT/USDT", 2000, 6, 9, 5.0) == {6, 8, 9}
+    assert fake.opened == [("b:9", "read-back")] * 2
+
+
+def test_topic_reader_only_reads(monkeypatch):
+    import confluent_kafka
+    monkeypatch.setattr(confluent_kafka, "Consumer", lambda config: config)
+    groups = {resume.topic_reader("b:9", "resume")["group.id"] for _ in range(20)}
+    assert len(groups) == 20 and all(re.fullmatch("kraken-trades-ws-resume-[0-9a-f]{16}", g) for g in groups)
+    config = resume.topic_reader("b:9", "resume")
+    del config["group.id"]
+    assert config == {"bootstrap.servers": "b:9", "client.id": "kraken-trades-ws-resume", "enable.auto.commit": False,
+                      "enable.auto.offset.store": False, "enable.partition.eof": True,
+                      "auto.offset.reset": "earliest", "allow.auto.create.topics": False, "fetch.wait.max.ms": 50}
