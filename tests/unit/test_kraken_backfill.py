@@ -259,8 +259,10 @@ def test_rest_errors_back_off_then_fill(caplog):
     w = worker(fetch)
     gap = open_gap(w, 100, 101)
     with caplog.at_level("WARNING", logger="kraken_feed"):
+        before = time.monotonic()
         w.step()
-        assert gap.next_try > time.monotonic() - 0.001 and w.stats.rest_errors == 1
+        # pushed back by the backoff: at least half of 2 x --rest-interval (0.002 s), however long step() took
+        assert gap.next_try >= before + 0.001 and w.stats.rest_errors == 1
         run_until_idle(w, limit=2000)
     assert [v["trade_id"] for v in w.producer.values] == [100, 101] and w.stats.rest_errors == 2
     assert "REST call failed (Kraken error: EAPI:Rate limit exceeded, rate limited)" in caplog.text
