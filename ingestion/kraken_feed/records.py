@@ -171,7 +171,6 @@ class PairCodec:
     def __init__(self, user_pair: str, native: str, api: str) -> None:
         self.user_pair = user_pair
         self.native = native
-        self.api = api
         self.key = user_pair.encode("utf-8")
         self._head = '{"symbol":' + json.dumps(user_pair) + ',"price":"'
         self._tail = '","api":"' + api + '","pair_native":' + json.dumps(native) + ',"source":"ws"}'

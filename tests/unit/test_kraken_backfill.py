@@ -220,11 +220,85 @@ def test_rest_time_truncated_to_the_microsecond_and_source_rest():
     tid, value = CODEC.rest_value(element(7, ts="1688669597.8277369"), "2026-01-01T00:00:00.000000Z")
     rec = json.loads(value)
     assert tid == 7 and rec["ts_event"] == "2023-07-06T18:53:17.827736Z" and list(rec)[-1] == "source"
-    assert rec["source"] == "rest" and rec["price"] == "83744.30000" and rec["side"] == "buy"
+    assert rec["source"] == "rest" and (rec["price"], rec["size"], rec["side"]) == ("83744.30000", "0.10000000", "buy")
     assert json.loads(CODEC.rest_value(element(8, ts="1688669597.82"), "x")[1])["ts_event"].endswith("17.820000Z")
     for bad in (element(True), element(-1), element(9)[:6], element(9, ts="1e5"), [1, 2, 3, "x", "l", "", 9]):
         with pytest.raises(records.BadTrade):
             CODEC.rest_value(bad, "x")
+
+
+@pytest.mark.parametrize("trade,tid,ts_event", [
+    (element(0), 0, "2026-09-21T14:13:20.123456Z"), (element(2**63 - 1), 2**63 - 1, "2026-09-21T14:13:20.123456Z"),
+    (element(7)[:2] + [1688669597] + element(7)[3:], 7, "2023-07-06T18:53:17.000000Z"),   # a time without decimals
+])
+def test_rest_trade_id_bounds_and_whole_second_times(trade, tid, ts_event):
+    assert CODEC.rest_value(trade, "x")[0] == tid and json.loads(CODEC.rest_value(trade, "x")[1])["ts_event"] == ts_event
+
+
+@pytest.mark.parametrize("trade,message", [
+    (element(9)[:6], "bad REST trade: not a list of [price, volume, time, side, ordertype, misc, trade_id]"),
+    ("1,2,3,b,l,,9", "bad REST trade: not a list of [price, volume, time, side, ordertype, misc, trade_id]"),
+    (element(9)[:3] + ["x", "l", "", 9], "bad REST trade: side or ordertype"),
+    (element(9)[:3] + ["b", None, "", 9], "bad REST trade: side or ordertype"),
+    (element(-1), "bad trade_id: -1"), (element(2**63), "bad trade_id: 9223372036854775808"),
+    (element(True), "bad trade_id: True"),
+    (element(9)[:2] + [None] + element(9)[3:], "bad epoch time: None"),
+    (element(9)[:2] + [[1]] + element(9)[3:], "bad epoch time: [1]"),
+    (element(9, ts="1e5"), "bad epoch time: '1e5'"),
+])
+def test_rest_trade_refusals_say_why(trade, message):
+    with pytest.raises(records.BadTrade, match="^" + re.escape(message) + "$"):
+        CODEC.rest_value(trade, "x")
+
+
+@pytest.mark.parametrize("raw,decoded", [
+    (b"1-2@3@4;5-5@7@8", [(1, 2, 3, 4), (5, 5, 7, 8)]),                    # a one-id gap too
+    (b"9" * 20 + b"-" + b"9" * 20 + b"@1@2", [(10**20 - 1, 10**20 - 1, 1, 2)]),   # up to 20 digits a number
+    (b"1" * 21 + b"-" + b"1" * 21 + b"@1@2;1-2@3@4", [(1, 2, 3, 4)]),
+    (b"6-5@1@2;x-1@2@3;1-2@x@3;1-2-3@4@5;1-2@3@4@5;1@2@3;-1-2@3@4;1-2@3@4", [(1, 2, 3, 4)]),  # each malformed one left out
+    ("1-2@3@4;5-6@7@8\u00e9".encode(), [(1, 2, 3, 4)]), (b"\xff;1-2@3@4", [(1, 2, 3, 4)]),   # not ASCII
+    (b"", []), (None, []),
+])
+def test_gap_header_decoding_keeps_what_parses(raw, decoded):
+    assert gaps.decode_gaps(raw) == decoded
+
+
+def test_gap_header_encoding():
+    two = [gaps.Gap("XBT/USDT", 1, 2, 3, 0.0, detected_ms=4), gaps.Gap("XBT/USDT", 5, 6, 7, 0.0, detected_ms=8)]
+    assert gaps.encode_gaps(two) == b"1-2@3@4;5-6@7@8"
+    assert gaps.decode_gaps(gaps.encode_gaps(two)) == [(1, 2, 3, 4), (5, 6, 7, 8)]
+
+
+def test_gap_detected_ms_is_the_wall_clock_unless_given():
+    before = int(time.time() * 1000)
+    gap = gaps.Gap("XBT/USDT", 10, 20, 5, 0.0)
+    assert before <= gap.detected_ms <= int(time.time() * 1000) and gap.asked == (10, 20)
+    assert gaps.Gap("XBT/USDT", 10, 20, 5, 0.0, detected_ms=1234).detected_ms == 1234
+
+
+def test_gap_book_headers_per_pair_and_due_gaps():
+    book = gaps.GapBook()
+    btc = gaps.Gap("XBT/USDT", 7, 7, 1, 0.0, next_try=5.0, detected_ms=2)
+    eth = gaps.Gap("ETH/USD", 3, 4, 5, 0.0, next_try=9.0, detected_ms=6)
+    book.add(btc)
+    book.add(eth)
+    assert book.headers == {b"XBT/USDT": [("kraken-open-gaps", b"7-7@1@2")],
+                            b"ETH/USD": [("kraken-open-gaps", b"3-4@5@6")]}
+    assert book.next_due(4.9) is None and book.next_due(5.0) is btc and book.next_due(9.0) is btc
+    book.advance(btc, 8)    # every id produced: the gap is empty, its pair's header goes
+    assert book.headers == {b"ETH/USD": [("kraken-open-gaps", b"3-4@5@6")]}
+    book.remove(btc)
+    assert book.next_due(8.9) is None and book.next_due(9.0) is eth and book.open_ranges() == [("ETH/USD", 3, 4)]
+
+
+def test_undelivered_records_put_back_go_before_newer_ones():
+    book = gaps.UndeliveredBook()
+    old, new = gaps.Failed(b"k", b"old", 0, 1), gaps.Failed(b"k", b"new", 1, 2)
+    book.add(old)
+    taken = book.take_all()
+    book.add(new)           # failed while the first was being produced again
+    book.put_back(taken)
+    assert book.take_all() == [old, new] and len(book) == 0
 
 
 def test_gap_filled_in_trade_id_order_over_two_pages():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -103,6 +104,35 @@ def test_v1_time_exact(text, iso):
     assert records.iso_from_v1_time(text) == iso
 
 
+@pytest.mark.parametrize("text,message", [
+    ("253402300800", "bad epoch time: '253402300800'"),         # 10000-01-01: one second past the last
+    ("1618678142.", "bad epoch time: '1618678142.'"), ("-1", "bad epoch time: '-1'"),
+    (1618678142, "bad epoch time: 1618678142"), (None, "bad epoch time: None"),
+])
+def test_v1_time_refusals_show_the_value(text, message):
+    with pytest.raises(records.BadTrade, match="^" + re.escape(message) + "$"):
+        records.iso_from_v1_time(text)
+
+
+def test_v1_time_last_second_accepted():
+    assert records.iso_from_v1_time("253402300799.999999") == "9999-12-31T23:59:59.999999Z"
+
+
+@pytest.mark.parametrize("now_ns,iso", [
+    (0, "1970-01-01T00:00:00.000000Z"),
+    (1_618_678_142_557_535_999, "2021-04-17T16:49:02.557535Z"),   # nanoseconds truncated, not rounded
+    (1_618_678_142_000_000_999, "2021-04-17T16:49:02.000000Z"),
+    (253_402_300_799_999_999_999, "9999-12-31T23:59:59.999999Z"),  # integer math to the last microsecond
+])
+def test_iso_now_from_nanoseconds(now_ns, iso):
+    assert records.iso_now(now_ns) == iso
+
+
+def test_iso_now_reads_the_clock():
+    before = records.iso_now(time.time_ns())
+    assert before <= records.iso_now() <= records.iso_now(time.time_ns())
+
+
 @pytest.mark.parametrize("text,iso", [
     ("2026-09-25T17:48:26.844359Z", "2026-09-25T17:48:26.844359Z"),
     ("2026-09-25T17:48:26.844359566Z", "2026-09-25T17:48:26.844359Z"),
@@ -158,12 +188,33 @@ def test_rfc3339_refusals_say_why_and_show_the_value(text, reason):
     assert str(exc.value) == f"bad timestamp{' ' + reason if reason else ''}: {text!r}"
 
 
-def test_rfc3339_refusal_of_a_huge_value_is_cut_short():
+MISSING = object()
+
+
+def v2_trade(**fields) -> dict:
+    """A well-formed v2 trade element with some fields changed (MISSING: left out)."""
+    trade = {"symbol": "BTC/USDT", "side": "buy", "price": records.Num("83744.3"), "qty": records.Num("0.00044780"),
+             "ord_type": "limit", "trade_id": 109116693, "timestamp": "2026-09-25T17:48:26.844359Z"}
+    return {k: v for k, v in {**trade, **fields}.items() if v is not MISSING}
+
+
+V1_ROW = ["354.11000000", "0.89594024", "1618678142.557535", "s", "l", ""]
+
+
+@pytest.mark.parametrize("refuse,head", [
+    (records.iso_from_rfc3339, "bad timestamp: "),
+    (records.iso_from_v1_time, "bad epoch time: "),
+    (records.decimal_text, "not a decimal within bounds: "),
+    (lambda v: records.PairCodec("XBT/USDT", "BTC/USDT", "v2").v2_value(v2_trade(trade_id=v), INGEST),
+     "bad trade_id: "),
+    (lambda v: records.PairCodec("XBT/USDT", "BTC/USDT", "v2").rest_value(V1_ROW + [v], INGEST), "bad trade_id: "),
+])
+def test_refusal_of_a_huge_value_is_cut_short(refuse, head):
     with pytest.raises(records.BadTrade) as exc:
-        records.iso_from_rfc3339([["y" * 50] * 8])
+        refuse([["y" * 50] * 8])
     message = str(exc.value)
-    assert message.startswith("bad timestamp: [['yyyy") and message.endswith("...")
-    assert len(message) == len("bad timestamp: ") + 80
+    assert message.startswith(head + "[['yyyy") and message.endswith("...")
+    assert len(message) == len(head) + 80
 
 
 @pytest.mark.parametrize("text,iso", [
@@ -188,6 +239,35 @@ def test_decimal_text_keeps_wire_text():
     assert protocol.load_frame('{"p": 0.10000000000000000555}')["p"] == "0.10000000000000000555"
 
 
+@pytest.mark.parametrize("value,text", [
+    (0, "0"), (10**40 - 1, "9" * 40),                                        # integers: 0 .. 40 digits
+    (records.Num("1e-8"), "0.00000001"), (records.Num("2.5e+3"), "2500"),  # lower-case exponents
+    (records.Num("1E-40"), "0." + "0" * 39 + "1"),                          # |exponent| up to 40 ...
+    (records.Num("0.1E40"), "1" + "0" * 39), (records.Num("0.1e+040"), "1" + "0" * 39),
+])
+def test_decimal_text_bounds_are_inclusive(value, text):
+    assert records.decimal_text(value) == text
+
+
+@pytest.mark.parametrize("value,shown", [
+    (10**40, "100000000000000000...0000000000000000000"), (-1, "-1"),
+    (records.Num("1E-41"), "'1E-41'"), (records.Num("0.01E41"), "'0.01E41'"),  # ... not beyond
+    (records.Num("1E40"), "'1E40'"),                                            # 41 digits
+    ("1e-8", "'1e-8'"),                    # exponent form only for JSON numbers, not for text
+    (1.5, "1.5"), (None, "None"),
+])
+def test_decimal_text_refusals_show_the_value(value, shown):
+    with pytest.raises(records.BadTrade, match="^" + re.escape(f"not a decimal within bounds: {shown}") + "$"):
+        records.decimal_text(value)
+
+
+def test_short_keeps_a_repr_that_fits_and_cuts_a_longer_one():
+    assert records.short("x" * 8, 10) == "'xxxxxxxx'"
+    assert records.short("x" * 9, 10) == "'xxxxxx..."
+    huge = {i: "v" * 50 for i in range(8)}
+    assert len(records.short(huge)) == 200 and records.short(huge).endswith("...")
+
+
 def test_bad_elements_skipped_rest_kept_in_order():
     text = json.dumps({"channel": "trade", "type": "update", "data": [
         {"symbol": "BTC/USD", "side": "buy", "price": 1, "qty": 2, "ord_type": "limit", "trade_id": 1,
@@ -203,6 +283,51 @@ def test_bad_elements_skipped_rest_kept_in_order():
     ]})
     kind, _snap, records, bad = protocol.parse_frame(text, INGEST, V2_CODECS, "v2")
     assert kind == "trades" and [tid for _, tid, _ in records] == [1, 5] and len(bad) == 3
+
+
+def test_codec_values_exact_bytes():
+    """The value contract byte for byte: field names, order, the user's pair and the native one, the API."""
+    v2 = records.PairCodec("XBT/USDT", "BTC/USDT", "v2")
+    assert v2.key == b"XBT/USDT"
+    assert v2.v2_value(v2_trade(trade_id=0), INGEST) == (0, (
+        b'{"symbol":"XBT/USDT","price":"83744.3","size":"0.00044780","side":"buy","ord_type":"limit","trade_id":0,'
+        b'"ts_event":"2026-09-25T17:48:26.844359Z","ts_ingest":"2026-09-25T17:48:26.901234Z","api":"v2",'
+        b'"pair_native":"BTC/USDT","source":"ws"}'))
+    assert v2.v2_value(v2_trade(trade_id=2**63 - 1), INGEST)[0] == 2**63 - 1
+    v1 = records.PairCodec("DOGE/USD", "XDG/USD", "v1")
+    assert v1.v1_value(V1_ROW[:5], INGEST) == (("1618678142.557535", "354.11000000", "0.89594024", "sell", "limit"), (
+        b'{"symbol":"DOGE/USD","price":"354.11000000","size":"0.89594024","side":"sell","ord_type":"limit",'
+        b'"trade_id":null,"ts_event":"2021-04-17T16:49:02.557535Z","ts_ingest":"2026-09-25T17:48:26.901234Z",'
+        b'"api":"v1","pair_native":"XDG/USD","source":"ws"}'))
+
+
+@pytest.mark.parametrize("fields,message", [
+    ({"side": MISSING}, "bad v2 trade: missing field or bad side/ord_type ('side')"),
+    ({"timestamp": MISSING}, "bad v2 trade: missing field or bad side/ord_type ('timestamp')"),
+    ({"ord_type": "stop"}, "bad v2 trade: missing field or bad side/ord_type ('stop')"),
+    ({"side": "s" * 100}, "bad v2 trade: missing field or bad side/ord_type ('" + "s" * 27 + "..." + "s" * 6 + "...)"),
+    ({"trade_id": -1}, "bad trade_id: -1"), ({"trade_id": 2**63}, "bad trade_id: 9223372036854775808"),
+    ({"trade_id": "5"}, "bad trade_id: '5'"), ({"trade_id": True}, "bad trade_id: True"),
+    ({"timestamp": ""}, "bad timestamp: ''"),   # a first trade's time is checked, never taken from the cache
+])
+def test_v2_trade_refusals_say_why(fields, message):
+    codec = records.PairCodec("XBT/USDT", "BTC/USDT", "v2")
+    with pytest.raises(records.BadTrade, match="^" + re.escape(message) + "$"):
+        codec.v2_value(v2_trade(**fields), INGEST)
+
+
+@pytest.mark.parametrize("row,message", [
+    (7, "bad v1 trade: not a list of [price, volume, time, side, orderType, misc]"),
+    ("354.1,0.8,1618678142,s,l", "bad v1 trade: not a list of [price, volume, time, side, orderType, misc]"),
+    (V1_ROW[:4], "bad v1 trade: not a list of [price, volume, time, side, orderType, misc]"),
+    (V1_ROW[:3] + ["x", "l"], "bad v1 trade: side or orderType"),
+    (V1_ROW[:3] + ["s", ["l"]], "bad v1 trade: side or orderType"),
+    (V1_ROW[:2] + ["", "s", "l"], "bad epoch time: ''"),   # a first trade's time is checked, never taken from the cache
+])
+def test_v1_trade_refusals_say_why(row, message):
+    codec = records.PairCodec("XBT/USD", "XBT/USD", "v1")
+    with pytest.raises(records.BadTrade, match="^" + re.escape(message) + "$"):
+        codec.v1_value(row, INGEST)
 
 
 @pytest.mark.parametrize("text,kind", [
@@ -376,6 +501,112 @@ def test_v1_events_each_kind_exactly(msg, expected):
     """Every v1 event kind, well-formed and not, as parse_frame reports it (reasons and texts exact)."""
     assert protocol.parse_frame(json.dumps(msg), "2026-01-01T00:00:00.000000Z", codecs("v1", ["XBT/USD"]),
                                 "v1") == expected
+
+
+STATUS_V2 = {"channel": "status", "type": "update"}
+BTC_ROW = ["5541.20000", "0.15850568", "1534614057.321597", "s", "l", ""]
+
+
+@pytest.mark.parametrize("msg,expected", [
+    ({"channel": "heartbeat"}, (protocol.HEARTBEAT,)),
+    ({**STATUS_V2, "data": [{"system": "online", "connection_id": 7, "version": "2.0.10"}]},
+     (protocol.STATUS, "online", 7, "2.0.10")),
+    ({**STATUS_V2, "data": [{"system": "maintenance"}]}, (protocol.STATUS, "maintenance", None, None)),
+    ({**STATUS_V2, "data": {"system": "online"}}, (protocol.MALFORMED, "status frame without a system text")),
+    ({**STATUS_V2, "data": []}, (protocol.MALFORMED, "status frame without a system text")),
+    ({**STATUS_V2, "data": ["online"]}, (protocol.MALFORMED, "status frame without a system text")),
+    ({**STATUS_V2, "data": [{"system": 1, "version": "2"}]}, (protocol.MALFORMED, "status frame without a system text")),
+    ({**STATUS_V2, "data": [{"system": "online", "version": 2}]},
+     (protocol.MALFORMED, "status frame without a system text")),
+    ({**STATUS_V2, "data": [{"system": "online", "connection_id": "7"}]},
+     (protocol.MALFORMED, "status frame without a system text")),
+    ({"channel": "book"}, (protocol.UNKNOWN, "channel 'book'")),
+    ({"method": "pong", "req_id": 3}, (protocol.PONG,)),
+    ({"method": "subscribe", "result": {"channel": "trade", "symbol": "BTC/USD"}, "success": True},
+     (protocol.ACK, "BTC/USD", True, None, "subscribe")),
+    ({"method": "unsubscribe", "result": {"channel": "trade", "symbol": "BTC/USD"}, "success": True},
+     (protocol.ACK, "BTC/USD", True, None, "unsubscribe")),
+    ({"method": "subscribe", "error": "Currency pair not supported", "success": False, "symbol": "BTC/USDX"},
+     (protocol.ACK, "BTC/USDX", False, "Currency pair not supported", "subscribe")),
+    ({"method": "subscribe", "result": {"symbol": ["BTC/USD"]}, "success": True},
+     (protocol.MALFORMED, "subscribe ack with a symbol that is not text: ['BTC/USD']")),
+    ({"method": "error", "error": "Malformed request", "symbol": "BTC/USD"},
+     (protocol.ACK, "BTC/USD", False, "Malformed request", "error")),
+    ({"method": "error", "error": "Malformed request", "symbol": 5}, (protocol.ACK, None, False, "Malformed request", "error")),
+    ({"method": "error"}, (protocol.ACK, None, False, "None", "error")),
+    ({"method": "ping"}, (protocol.UNKNOWN, "method 'ping'")),
+    ({"Error": "Exceeded msg rate"}, (protocol.ERROR, "Exceeded msg rate")),
+    ({"error": "Exceeded msg rate"}, (protocol.ERROR, "Exceeded msg rate")),
+    ({"error": "x", "event": "heartbeat"}, (protocol.HEARTBEAT,)),       # an error field inside an event is the event's
+    ({"foo": 1}, (protocol.UNKNOWN, "no channel/method/event")),
+    (42, (protocol.MALFORMED, "unexpected JSON int")), ("x", (protocol.MALFORMED, "unexpected JSON str")),
+    ({"channel": "trade", "type": "update", "data": "x"}, (protocol.MALFORMED, "trade frame without data list or type")),
+    ({"channel": "trade", "type": "change", "data": []}, (protocol.MALFORMED, "trade frame without data list or type")),
+    ({"channel": "trade", "type": "update", "data": [5, {"symbol": ["BTC/USD"]}, {"symbol": "ETH/USD"}]},
+     (protocol.TRADES, False, [], ["bad v2 trade: not an object in 5",
+                                   "trade for unsubscribed symbol ['BTC/USD'] in {'symbol': ['BTC/USD']}",
+                                   "trade for unsubscribed symbol 'ETH/USD' in {'symbol': 'ETH/USD'}"])),
+])
+def test_v2_frames_each_kind_exactly(msg, expected):
+    """Every v2 frame kind, well-formed and not, as parse_frame reports it (reasons and texts exact)."""
+    assert protocol.parse_frame(json.dumps(msg), INGEST, V2_CODECS, "v2") == expected
+
+
+@pytest.mark.parametrize("msg,expected", [
+    ([7], (protocol.UNKNOWN, "array frame for channel None")),
+    ([1, 2], (protocol.UNKNOWN, "array frame for channel 1")),
+    ([0, "trade", "XBT/USD"], (protocol.UNKNOWN, "array frame for channel 'trade'")),
+    ([0, [BTC_ROW], "book", "XBT/USD"], (protocol.UNKNOWN, "array frame for channel 'book'")),
+    ([0, [BTC_ROW], "trade", ["XBT/USD"]], (protocol.MALFORMED, "trade for unsubscribed pair ['XBT/USD']")),
+    ([0, [BTC_ROW], "trade", "ETH/USD"], (protocol.MALFORMED, "trade for unsubscribed pair 'ETH/USD'")),
+    ([0, "x", "trade", "XBT/USD"], (protocol.MALFORMED, "v1 trade frame without a list of trades")),
+    ([0, [7, ["1"]], "trade", "XBT/USD"], (protocol.TRADES, False, [], [
+        "bad v1 trade: not a list of [price, volume, time, side, orderType, misc] in 7",
+        "bad v1 trade: not a list of [price, volume, time, side, orderType, misc] in ['1']"])),
+])
+def test_v1_arrays_each_kind_exactly(msg, expected):
+    assert protocol.parse_frame(json.dumps(msg), INGEST, V1_CODECS, "v1") == expected
+
+
+def test_v1_trades_are_never_a_snapshot_and_name_channel_and_pair_from_the_end():
+    kind, snapshot, parsed, bad = protocol.parse_frame(json.dumps([0, [BTC_ROW], {"extra": 1}, "trade", "XBT/USD"]),
+                                                       INGEST, V1_CODECS, "v1")
+    assert (kind, snapshot, bad) == (protocol.TRADES, False, [])
+    assert [(codec.user_pair, row) for codec, row, _ in parsed] == [
+        ("BTC/USD", ("1534614057.321597", "5541.20000", "0.15850568", "sell", "limit"))]
+
+
+@pytest.mark.parametrize("api,msg,head", [
+    ("v2", {"channel": "c" * 80}, "channel "),
+    ("v2", {"method": "m" * 80}, "method "),
+    ("v2", {"method": "subscribe", "result": {"symbol": ["s" * 80]}}, "subscribe ack with a symbol that is not text: "),
+    ("v1", [0, [], "c" * 80, "XBT/USD"], "array frame for channel "),
+    ("v1", [0, [], "trade", ["p" * 80]], "trade for unsubscribed pair "),
+])
+def test_frame_values_in_reasons_are_cut_at_40_characters(api, msg, head):
+    kind, reason = protocol.parse_frame(json.dumps(msg), INGEST, V2_CODECS if api == "v2" else V1_CODECS, api)
+    assert reason.startswith(head) and reason.endswith("...") and len(reason) == len(head) + 40, reason
+
+
+def test_unsubscribed_symbol_in_a_trade_is_cut_at_40_characters():
+    frame = {"channel": "trade", "type": "update", "data": [{"symbol": "s" * 80}]}
+    (bad,) = protocol.parse_frame(json.dumps(frame), INGEST, V2_CODECS, "v2")[3]
+    head = "trade for unsubscribed symbol "
+    assert bad.startswith(head) and bad[len(head):].index(" in {") == 40, bad
+
+
+def test_load_frame_without_msgspec_gives_the_same_values(monkeypatch):
+    text = '{"p": 0.10000000000000000555, "n": 109116693, "s": "x", "e": 1E-8}'
+    fast = protocol.load_frame(text)
+    monkeypatch.setattr(protocol, "_FAST_LOADS", None)
+    slow = protocol.load_frame(text)
+    assert slow == fast == {"p": "0.10000000000000000555", "n": 109116693, "s": "x", "e": "1E-8"}
+    assert type(slow["p"]) is type(slow["e"]) is records.Num and type(slow["n"]) is int
+
+
+def test_ping_requests():
+    assert json.loads(protocol.ping_request("v2", 7)) == {"method": "ping", "req_id": 7}
+    assert json.loads(protocol.ping_request("v1", 7)) == {"event": "ping", "reqid": 7}
 
 
 def test_v1_event_values_in_reasons_are_cut_at_40_characters():
