@@ -273,6 +273,7 @@ def chart_bars():
 def test_chart_draws_candles_vwap_and_volume_of_each_minute():
     import matplotlib.dates as mdates
     from matplotlib.colors import to_rgba
+    from matplotlib.legend import Legend
 
     from plot_ohlcv import draw_chart
 
@@ -304,9 +305,16 @@ def test_chart_draws_candles_vwap_and_volume_of_each_minute():
                                                                 [83741.5, 83739])
     assert (vwap.get_marker(), vwap.get_color(), vwap.get_label()) == ("_", "#37474f", "VWAP")
     assert [text.get_text() for text in price.get_legend().get_texts()] == ["VWAP"]
+    assert [list(wick.get_linewidths()) for wick in price.collections] == [[1], [1], [1]]
+    assert (vwap.get_markersize(), vwap.get_markeredgewidth()) == (8, 2)
+    legend = price.get_legend()
+    assert (legend._loc, legend.get_texts()[0].get_fontsize()) == (Legend.codes["upper left"], pytest.approx(8.33))
     fig.canvas.draw()
     assert [label.get_text() for label in volume.get_xticklabels()][:3] == ["09:30", "09:32", "09:34"]
+    assert {(label.get_rotation(), label.get_ha()) for label in volume.get_xticklabels()} == {(30, "right")}
     assert all(label.get_text().startswith("837") for label in price.get_yticklabels())
+    assert {(line.get_visible(), line.get_alpha()) for axes in (price, volume) for axis in (axes.xaxis, axes.yaxis)
+            for line in axis.get_gridlines()} == {(True, 0.3)}
 
 
 @pytest.mark.parametrize("open_close, high, low, height", [
@@ -319,8 +327,9 @@ def test_a_candle_without_body_stays_visible(open_close, high, low, height):
 
     t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
     doji = Bar(t0, Decimal(open_close), Decimal(high), Decimal(low), Decimal(open_close), Decimal(1), None, 1, False, 0)
-    (candle,) = draw_chart([doji], "t", 300, 200).axes[0].patches
-    assert candle.get_height() == pytest.approx(height)
+    fig = draw_chart([doji], "t", 300, 200)
+    (candle,) = fig.axes[0].patches
+    assert (list(fig.get_size_inches() * fig.dpi), candle.get_height()) == ([300, 200], pytest.approx(height))
 
 
 def test_chart_png_has_the_requested_size(tmp_path):
