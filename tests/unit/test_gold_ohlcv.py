@@ -326,10 +326,13 @@ def test_a_candle_without_body_stays_visible(open_close, high, low, height):
     from plot_ohlcv import Bar, draw_chart
 
     t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    doji = Bar(t0, Decimal(open_close), Decimal(high), Decimal(low), Decimal(open_close), Decimal(1), None, 1, False, 0)
+    doji = Bar(t0, Decimal(open_close), Decimal(high), Decimal(low), Decimal(open_close), Decimal(1),
+               Decimal(open_close), 1, False, 0)
     fig = draw_chart([doji], "t", 300, 200)
-    (candle,) = fig.axes[0].patches
-    assert (list(fig.get_size_inches() * fig.dpi), candle.get_height()) == ([300, 200], pytest.approx(height))
+    (candle,), (vwap,) = fig.axes[0].patches, fig.axes[0].lines
+    assert (list(fig.get_size_inches() * fig.dpi), candle.get_width(), candle.get_height()) == (
+        [300, 200], pytest.approx(0.7 / 1440), pytest.approx(height))
+    assert list(vwap.get_xdata()) == [pytest.approx(candle.get_x() + candle.get_width() / 2)]
 
 
 def test_chart_png_has_the_requested_size(tmp_path):
