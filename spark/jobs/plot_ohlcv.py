@@ -102,8 +102,17 @@ def describe_span(start: datetime | None, end: datetime | None, bars: list[Bar])
 
 
 def render_png(bars: list[Bar], title: str, path: Path, width: int, height: int) -> None:
-    """Candles (up green, down red) with each minute's VWAP as a dash, above volume bars; exactly width x height
-    pixels."""
+    """The chart (draw_chart) as a PNG file of exactly width x height pixels."""
+    import matplotlib.pyplot as plt
+
+    fig = draw_chart(bars, title, width, height)
+    fig.savefig(path, dpi=DPI, format="png")
+    plt.close(fig)
+
+
+def draw_chart(bars: list[Bar], title: str, width: int, height: int):
+    """A matplotlib Figure of width x height pixels: candles (up green, down red) with each minute's VWAP as a dash,
+    above volume bars."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -136,8 +145,7 @@ def render_png(bars: list[Bar], title: str, path: Path, width: int, height: int)
     ax_volume.xaxis.set_major_locator(mdates.MinuteLocator(interval=minute_tick_step(span_minutes(bars)), tz=timezone.utc))
     ax_volume.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=timezone.utc))
     fig.autofmt_xdate()
-    fig.savefig(path, dpi=DPI, format="png")
-    plt.close(fig)
+    return fig
 
 
 def span_minutes(bars: list[Bar]) -> int:

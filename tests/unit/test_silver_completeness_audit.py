@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
-from silver_completeness_audit import MAX_LISTED, audit
+from silver_completeness_audit import MAX_LISTED, audit, main, parse_args, problems, ranges, render
 from tests.helpers import run_script
 
 SCRIPT = "spark/jobs/silver_completeness_audit.py"
@@ -115,3 +115,137 @@ def test_many_holes_listed_up_to_the_limit_counted_in_full():
     assert (xbt["trades"], xbt["first_trade_id"], xbt["last_trade_id"], xbt["missing"]) == (199_960, 1, 199_999, 39)
     listed = [{"first": k * 5000, "last": k * 5000, "count": 1} for k in range(1, MAX_LISTED + 1)]
     assert xbt["missing_ranges"] == listed
+
+
+def report_of(symbol: str, trades: int, **fields) -> dict:
+    """One pair's report: a pair with no problem, overridden by `fields`."""
+    report = {"symbol": symbol, "trades": trades, "trades_without_id": 0, "first_trade_id": None,
+              "last_trade_id": None, "distinct_ids": 0, "missing": 0, "missing_ranges": [], "doubled_ids": 0,
+              "extra_rows": 0, "doubled_ranges": [], "complete": True}
+    return report | fields
+
+
+def id_table(**ids_by_symbol: list) -> pa.Table:
+    symbols = [s.replace("_", "/") for s, ids in ids_by_symbol.items() for _ in ids]
+    trade_ids = [i for ids in ids_by_symbol.values() for i in ids]
+    return pa.table({"symbol": symbols, "trade_id": trade_ids}, schema=pa.schema([SCHEMA.field(0), SCHEMA.field(1)]))
+
+
+@pytest.mark.parametrize("values, expected", [
+    ([], []),
+    ([5], [(5, 5, 1)]),
+    ([1, 2, 3], [(1, 3, 3)]),
+    ([1, 2, 3, 7, 9, 10], [(1, 3, 3), (7, 7, 1), (9, 10, 2)]),
+    ([4, 6], [(4, 4, 1), (6, 6, 1)]),
+    ([10 * k + j for k in range(MAX_LISTED + 5) for j in (0, 1)], [(10 * k, 10 * k + 1, 2) for k in range(MAX_LISTED)]),
+])
+def test_ranges_are_runs_of_consecutive_ids_listed_up_to_the_limit(values, expected):
+    import numpy as np
+
+    assert ranges(np.array(values, dtype=np.int64)) == [{"first": f, "last": la, "count": c} for f, la, c in expected]
+
+
+def test_audit_reports_holes_doubles_and_rows_without_id_per_pair():
+    table = id_table(XBT_USDT=[10, 11, 11, 11, 12, 15, 16, 16, 20, None],
+                     DOGE_USD=[None, None],
+                     ETH_USD=[7, 8, 9])
+    assert audit(table) == [
+        report_of("DOGE/USD", 2, trades_without_id=2),
+        report_of("ETH/USD", 3, first_trade_id=7, last_trade_id=9, distinct_ids=3),
+        report_of("XBT/USDT", 10, trades_without_id=1, first_trade_id=10, last_trade_id=20, distinct_ids=6,
+                  missing=5, missing_ranges=[{"first": 13, "last": 14, "count": 2},
+                                             {"first": 17, "last": 19, "count": 3}],
+                  doubled_ids=2, extra_rows=3, doubled_ranges=[{"first": 11, "last": 11, "count": 1},
+                                                               {"first": 16, "last": 16, "count": 1}],
+                  complete=False)]
+
+
+@pytest.mark.parametrize("ids, missing_ranges, doubled_ranges", [
+    ([1], [], []),
+    ([1, 3], [{"first": 2, "last": 2, "count": 1}], []),
+    ([4, 4], [], [{"first": 4, "last": 4, "count": 1}]),
+])
+def test_audit_of_one_or_two_ids(ids, missing_ranges, doubled_ranges):
+    (xbt,) = audit(id_table(XBT_USDT=ids))
+    assert (xbt["missing_ranges"], xbt["doubled_ranges"], xbt["complete"]) == (
+        missing_ranges, doubled_ranges, not missing_ranges and not doubled_ranges)
+
+
+def test_audit_lists_doubles_up_to_the_limit_and_counts_them_all():
+    ids = [i for i in range(1, 100) for _ in (1, 2) if i % 2] + [i for i in range(1, 100) if not i % 2]
+    (xbt,) = audit(id_table(XBT_USDT=ids))
+    assert (xbt["distinct_ids"], xbt["doubled_ids"], xbt["extra_rows"], xbt["missing"]) == (99, 50, 50, 0)
+    assert xbt["doubled_ranges"] == [{"first": i, "last": i, "count": 1} for i in range(1, 2 * MAX_LISTED, 2)]
+
+
+def test_problems_name_each_missing_pair_hole_and_double():
+    pairs = [report_of("ETH/USD", 3, first_trade_id=7, last_trade_id=9, distinct_ids=3),
+             report_of("XBT/USDT", 10, first_trade_id=10, last_trade_id=20, missing=5, doubled_ids=2, extra_rows=3,
+                       complete=False)]
+    assert problems(pairs, None) == ["XBT/USDT: 5 trade_id(s) missing inside 10..20",
+                                     "XBT/USDT: 2 trade_id(s) held more than once (3 extra row(s))"]
+    assert problems(pairs[:1], ["ETH/USD", "SOL/USD", "ADA/USD"]) == [
+        "no trades of SOL/USD in Silver (symbols present: ETH/USD)",
+        "no trades of ADA/USD in Silver (symbols present: ETH/USD)"]
+    assert problems([], ["SOL/USD"]) == ["no trades of SOL/USD in Silver (symbols present: none)"]
+    assert problems(pairs[:1], ["ETH/USD"]) == []
+
+
+def test_report_text_lists_ranges_counts_and_the_verdict():
+    many = [{"first": 3 * k, "last": 3 * k, "count": 1} for k in range(MAX_LISTED)]
+    pairs = [report_of("DOGE/USD", 2_000, trades_without_id=2_000),
+             report_of("ETH/USD", 3, first_trade_id=7, last_trade_id=9, distinct_ids=3),
+             report_of("XBT/USDT", 12_345, trades_without_id=1_001, first_trade_id=10, last_trade_id=20_000,
+                       missing=5_000, missing_ranges=[{"first": 13, "last": 14, "count": 2},
+                                                      {"first": 17, "last": 17, "count": 1}],
+                       doubled_ids=1_500, doubled_ranges=many, complete=False)]
+    found = ["XBT/USDT: 5000 trade_id(s) missing inside 10..20000", "XBT/USDT: 1500 trade_id(s) held more than once"]
+    assert render(pairs, "data/silver/t", 4, found).split("\n") == [
+        "Silver completeness audit: data/silver/t (Delta version 4), 3 pair(s)",
+        "DOGE/USD: 2,000 trade(s); 2,000 without trade_id (API v1): not auditable by id",
+        "ETH/USD: 3 trade(s), trade_id 7..9: complete",
+        "XBT/USDT: 12,345 trade(s), trade_id 10..20000; 5,000 missing: 13..14 (2), 17; 1,500 held twice or more: "
+        + ", ".join(str(3 * k) for k in range(MAX_LISTED)) + ", ... (1500 in all)"
+        "; 1,001 without trade_id (API v1): not auditable by id",
+        "PROBLEM: XBT/USDT: 5000 trade_id(s) missing inside 10..20000",
+        "PROBLEM: XBT/USDT: 1500 trade_id(s) held more than once",
+        "verdict: 2 problem(s)"]
+    assert render(pairs[1:2], "s", 0, []).split("\n") == [
+        "Silver completeness audit: s (Delta version 0), 1 pair(s)", "ETH/USD: 3 trade(s), trade_id 7..9: complete",
+        "verdict: complete: no hole, no double"]
+    assert render([report_of("XBT/USDT", 3, first_trade_id=1, last_trade_id=3, missing=0, doubled_ids=1,
+                             doubled_ranges=[{"first": 2, "last": 2, "count": 1}], complete=False)],
+                  "s", 0, ["x"]).split("\n")[1] == "XBT/USDT: 3 trade(s), trade_id 1..3; 1 held twice or more: 2"
+
+
+def test_flags_default_to_the_project_table_and_all_pairs():
+    args = parse_args([])
+    assert (args.silver, args.symbol, args.json) == ("data/silver/crypto_trades", None, False)
+    args = parse_args(["--silver", "t", "--symbol", "XBT/USDT", "--symbol", "ETH/USD", "--json"])
+    assert (args.silver, args.symbol, args.json) == ("t", ["XBT/USDT", "ETH/USD"], True)
+
+
+def test_main_prints_the_report_and_exits_by_the_verdict(silver, capsys):
+    assert main(["--silver", silver, "--json", "--symbol", "ETH/USD", "--symbol", "DOGE/USD"]) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "table": silver, "version": 1, "complete": True, "problems": [],
+        "pairs": [report_of("DOGE/USD", 3, trades_without_id=3),
+                  report_of("ETH/USD", 50, first_trade_id=7, last_trade_id=56, distinct_ids=50)]}
+    DeltaTable(silver).delete("symbol = 'XBT/USDT' AND trade_id = 150")
+    assert main(["--silver", silver]) == 1
+    assert capsys.readouterr().out.split("\n") == [
+        f"Silver completeness audit: {silver} (Delta version 2), 3 pair(s)",
+        "DOGE/USD: 3 trade(s); 3 without trade_id (API v1): not auditable by id",
+        "ETH/USD: 50 trade(s), trade_id 7..56: complete",
+        "XBT/USDT: 199 trade(s), trade_id 100..299; 1 missing: 150",
+        "PROBLEM: XBT/USDT: 1 trade_id(s) missing inside 100..299",
+        "verdict: 1 problem(s)", ""]
+
+
+def test_main_refuses_a_missing_table_or_one_without_ids(tmp_path, capsys):
+    assert main(["--silver", str(tmp_path / "nothing")]) == 2
+    assert capsys.readouterr().err == f"error: no Delta table at {tmp_path / 'nothing'}\n"
+    other = str(tmp_path / "other")
+    write_deltalake(other, pa.table({"symbol": ["XBT/USDT"], "price": [1.5]}))
+    assert main(["--silver", other, "--json"]) == 2
+    assert capsys.readouterr() == ("", f"error: {other} has no symbol and trade_id columns (it has price, symbol)\n")
