@@ -85,16 +85,28 @@ def network_namespace(pid: int) -> str | None:
 
 
 def kill_network_namespace(netns: str) -> list[str]:
-    """SIGKILL every process in the network namespace `netns`; returns their command lines."""
-    killed = []
+    """SIGKILL every process in the network namespace `netns` and wait until each has died (SIGKILL is delivered
+    asynchronously: on a loaded machine a killed process can still be running a moment later); returns their command
+    lines."""
+    killed, pids = [], []
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit() and network_namespace(int(proc.name)) == netns:
             try:
                 killed.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:200])
                 os.kill(int(proc.name), signal.SIGKILL)
+                pids.append(int(proc.name))
             except OSError:
                 continue
+    wait_until(lambda: not any(_alive(pid) for pid in pids), 60, message=f"the processes killed in {netns} to die")
     return killed
+
+
+def _alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie, dead but not yet reaped, has an empty command line)."""
+    try:
+        return bool(Path(f"/proc/{pid}/cmdline").read_bytes())
+    except OSError:
+        return False
 
 
 def run_in_network_namespace(script: str, *args: str, timeout: float, logs: Path) -> NamespaceRun:
