@@ -1,8 +1,8 @@
 """Bronze -> Silver against the real broker and real Spark.
 
-One test runs the real scripts end to end (Kafka -> Bronze job -> Silver job, as a user would); the others land
-Bronze with the Bronze job's own transform and run the Silver job's query in the test session (no JVM start per
-run). kill -9 of the running Silver (and Gold) job: test_lakehouse_kill9.py.
+Every test lands Bronze with the Bronze job's own transform in the test session (the Bronze script itself:
+test_bronze_job.py; all the scripts together: test_demo_pipeline.py and test_run_pipeline.py). One runs the Silver
+script as a user would; the others run the Silver job's query in the test session (no JVM start per run). kill -9 of the running Silver (and Gold) job: test_lakehouse_kill9.py.
 """
 
 from __future__ import annotations
@@ -20,12 +20,11 @@ from tests.integration.silver_helpers import (land_bronze, produce, quarantine_r
 pytestmark = pytest.mark.integration
 
 SILVER_SCRIPT = "spark/jobs/bronze_to_silver_trades.py"
-BRONZE_SCRIPT = "spark/jobs/kafka_to_bronze_trades.py"
 MINUTE_MS = 60_000
 
 
 def test_end_to_end_exact_values(bootstrap, new_topic, spark, tmp_path: Path):
-    """Kafka -> Bronze script -> Silver script: decimals equal the producer's text, timestamps to the microsecond,
+    """Kafka -> Bronze -> Silver script: decimals equal the producer's text, timestamps to the microsecond,
     sides, order types and ids right for API v2 and v1 records."""
     topic = new_topic(partitions=1)
     messages = [
@@ -44,9 +43,7 @@ def test_end_to_end_exact_values(bootstrap, new_topic, spark, tmp_path: Path):
     for message in messages:
         message.setdefault("source", "ws")
     bronze, base = tmp_path / "bronze", tmp_path
-    result = run_script(BRONZE_SCRIPT, "--bootstrap", bootstrap, "--topic", topic, "--out", str(bronze),
-                        "--checkpoint", str(tmp_path / "bronze_cp"), "--available-now", timeout=240)
-    assert result.returncode == 0, result.stderr[-3000:]
+    land_bronze(spark, bootstrap, topic, bronze, tmp_path / "bronze_cp")
     result = run_script(SILVER_SCRIPT, "--bronze", str(bronze), "--out", str(base / "silver"),
                         "--quarantine", str(base / "quarantine"), "--checkpoint", str(base / "cp"),
                         "--available-now", timeout=240)
