@@ -117,9 +117,19 @@ def delta_path(path: str) -> str:
 
 
 def is_delta_table(spark, path: str) -> bool:
-    from delta.tables import DeltaTable
+    """True when `path` holds a Delta table with at least one commit, as the file system says now.
 
-    return DeltaTable.isDeltaTable(spark, path)
+    Not DeltaTable.isDeltaTable: it answers from the session's cached view of the table's log, and a check made while
+    another process was creating the table (its _delta_log folder there, no commit in it yet) kept answering False
+    for the life of the session: a Gold job started beside its Silver job waited forever. Reading the table
+    refreshes that view."""
+    from pyspark.errors import AnalysisException
+
+    try:
+        spark.read.format("delta").load(path).schema
+    except AnalysisException:  # no such path, or no Delta table in it (yet)
+        return False
+    return True
 
 
 def ensure_table(spark, path: str, ddl: str, *, partition_by: list[str], owner: str,

@@ -218,3 +218,20 @@ def test_chart_from_gold_without_spark(spark, demo, tmp_path):
     unknown = run_script(PLOT, "--gold", str(demo["gold"]), "--symbol", "DOGE/USD", "--png", str(tmp_path / "d.png"))
     assert unknown.returncode == 1
     assert "no bars for DOGE/USD in" in unknown.stderr and "it holds ETH/USDT, SHIB/USD, XBT/USDT" in unknown.stderr
+
+
+def test_a_table_created_after_the_first_look_is_seen(spark, tmp_path: Path):
+    """The Gold job waits for Silver with is_delta_table. Started beside the Silver job (--separate-jobs), its first
+    look can fall while Silver's table is being created: the _delta_log folder there, no commit in it yet. Once
+    another writer (here delta-rs, as the Silver job's JVM would be) commits, the same session sees the table."""
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    from delta_tables import is_delta_table
+
+    silver = tmp_path / "silver"
+    assert is_delta_table(spark, str(silver)) is False  # nothing there
+    (silver / "_delta_log").mkdir(parents=True)
+    assert is_delta_table(spark, str(silver)) is False  # being created
+    write_deltalake(str(silver), pa.table({"trade_id": pa.array([1], pa.int64())}))
+    assert is_delta_table(spark, str(silver)) is True
