@@ -182,18 +182,19 @@ def readme_python_blocks(section: str) -> list[str]:
     return re.findall(r"```python\n(.*?)```", text[start: end if end > 0 else None], re.S)
 
 
-def test_readme_verify_bronze_snippets_work_as_written(bootstrap, new_topic, tmp_path) -> None:
+def test_readme_verify_bronze_snippets_work_as_written(bootstrap, new_topic, spark, tmp_path) -> None:
     from confluent_kafka import Producer
+
+    from tests.integration.silver_helpers import land_bronze
 
     topic = new_topic(partitions=3)
     producer = Producer({"bootstrap.servers": bootstrap})
     for i in range(25):
         producer.produce(topic, key=b"XBT/USDT", value=json.dumps({"n": i}).encode(), partition=i % 3)
     assert producer.flush(30) == 0
-    landed = run_script("spark/jobs/kafka_to_bronze_trades.py", "--bootstrap", bootstrap, "--topic", topic,
-                        "--out", str(tmp_path / "data/bronze/crypto_trades"),
-                        "--checkpoint", str(tmp_path / "data/checkpoints/kafka_to_bronze_trades"), "--available-now")
-    assert landed.returncode == 0, landed.stderr
+    # Bronze landed in this session with the Bronze job's own options (the script itself runs in the demo above)
+    land_bronze(spark, bootstrap, topic, tmp_path / "data/bronze/crypto_trades",
+                tmp_path / "data/checkpoints/kafka_to_bronze_trades")
 
     blocks = readme_python_blocks("## 4) Verify Bronze files")
     assert len(blocks) == 2
