@@ -229,6 +229,7 @@ class Conn:
         self.frozen = False
         self.closed = False
         self.out: collections.deque = collections.deque()
+        self.unwritten = 0  # frames queued and not yet written to the socket (or dropped)
         self.cv = threading.Condition()
         self.last_sent = time.monotonic()
         self.opened = time.monotonic()
@@ -243,6 +244,7 @@ class Conn:
         payload = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text
         with self.cv:
             self.out.append((encode_frame(opcode, payload), trades))
+            self.unwritten += 1
             self.last_sent = time.monotonic()
             self.cv.notify()
 
@@ -263,6 +265,15 @@ class Conn:
             for _, trades in items:
                 if trades:
                     self.server._mark_sent(trades)
+            with self.cv:
+                self.unwritten = max(0, self.unwritten - len(items))
+                self.cv.notify_all()
+
+    def wait_written(self, deadline: float) -> None:
+        """Until every frame queued so far is written to the socket (or the connection is gone), or `deadline`."""
+        with self.cv:
+            while self.unwritten and not self.closed and time.monotonic() < deadline:
+                self.cv.wait(0.05)
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Graceful: close frame after everything queued, then the socket."""
@@ -277,7 +288,8 @@ class Conn:
         with self.cv:
             self.closed = True
             self.out.clear()
-            self.cv.notify()
+            self.unwritten = 0
+            self.cv.notify_all()
         try:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         except OSError:
@@ -461,6 +473,10 @@ class FakeKraken:
     def _emit_batch(self, pair: str, k: int) -> list[Trade]:
         ts = time.time_ns() // 1000
         with self.lock:
+            if self.count is not None:  # the market may have been halted since the caller sized the batch
+                k = min(k, self.count - self.generated)
+                if k <= 0:
+                    return []
             batch = [self._new_trade(pair, ts) for _ in range(k)]  # a batch shares one timestamp
             self.history[pair].extend(batch)
             if self.count is None and len(self.history[pair]) > 200_000:
@@ -788,10 +804,15 @@ class FakeKraken:
                 c.send(self._status_frame(c.api, c.conn_id))
 
     def halt_market(self) -> int:
-        """No more generated trades from now on; returns how many were generated."""
+        """No more generated trades from now on; returns how many were generated. Returns once every frame already
+        queued is written to its socket, so sent_trades() is final from then on."""
         with self.lock:
             self.count = self.generated
-            return self.generated
+            conns = list(self.conns)
+        deadline = time.monotonic() + 10
+        for conn in conns:
+            conn.wait_written(deadline)
+        return self.count
 
     def rate_limit_next(self, n: int = 1) -> None:
         with self.lock:
