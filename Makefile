@@ -95,8 +95,8 @@ test-unit: $(VENV)/.installed  ## unit tests only: no broker (one local Spark se
 test-integration: setup broker-up  ## integration tests only
 	$(PY) -m pytest tests/integration
 
-test-failover: setup  ## the cluster's test alone, with the pipeline's failover phase (about 8 minutes; in make test too)
-	$(PY) -m pytest tests/integration/test_cluster.py
+test-failover: setup  ## the cluster's test with the pipeline's failover phase (about 8 minutes; not in make test)
+	CLUSTER_FAILOVER=1 $(PY) -m pytest tests/integration/test_cluster.py
 
 mutants: $(VENV)/.installed  ## mutation testing of the pure core with mutmut (~12 min on 2 quiet cores; not in CI); see README
 	$(PY) -m pip install --quiet mutmut==$(MUTMUT_VERSION)

@@ -9,7 +9,7 @@ Usage:
         --data-dir /tmp/cluster-scenario'
 
 After the cluster's own failures, the pipeline runs on it while a broker, a second broker and a Spark worker are
-killed (pipeline_failover), with `--with-pipeline` (about 5 more minutes); `--pipeline-only` starts the cluster
+killed (pipeline_failover), with `--with-pipeline` (5 to 8 more minutes); `--pipeline-only` starts the cluster
 and runs that phase alone (to work on it).
 
 Each line is `{"step": NAME, ...}`; the last is `{"step": "end", "error": null | "what failed"}`. Whatever happens,
@@ -272,8 +272,7 @@ def pipeline_failover(cluster: Cluster, cluster_dir: Path, work: Path) -> None:
                                                 "--delivery-timeout", DELIVERY_TIMEOUT_S)
         layers = start_script("spark/jobs/all_layers.py", "--master", cluster.master_url, "--bootstrap", bootstrap,
                               "--topic", topic, "--data-dir", str(lake), "--bronze-trigger", "2 seconds",
-                              # Silver and Gold every 10 s: fewer commits, the same failures (the suite's CPU)
-                              "--silver-trigger", "10 seconds", "--gold-trigger", "10 seconds",
+                              "--silver-trigger", "2 seconds", "--gold-trigger", "2 seconds",
                               "--maintenance-every", "off", "--drain-timeout", "300", log_path=work / "layers.log")
         try:
             wait_for(lambda: committed_rows(bronze) > 0 or layers.poll() is not None, 240, "Bronze's first rows")
@@ -400,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, required=True, help="the cluster's and the single broker's data")
     parser.add_argument("--pipeline-only", action="store_true", help="only the pipeline's failover phase (to work on it)")
     parser.add_argument("--with-pipeline", action="store_true",
-                        help="also the pipeline's failover phase (about 5 more minutes on 2 cores)")
+                        help="also the pipeline's failover phase (5 to 8 more minutes on 2 cores)")
     args = parser.parse_args(argv)
     error = None
     try:
