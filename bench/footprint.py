@@ -313,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
             results.append(result)
     header = ["mode", "trades/s", "CPU (1 core)", "CPU per process", "RSS MB", "peak MB", "batches/min",
               "p50 s", "p95 s", "p99 s", "stop s"]
-    print(table(header, [row for r in results for row in rows_of(r)]))
+    print(table([row for r in results for row in rows_of(r)], header))
     rows = summary_rows(results)
     for row in rows:
         print(f"{row['figure']}: {row['value']} ({row['ratio']} of the target {row['target']}: {row['status']})")
