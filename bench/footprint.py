@@ -201,11 +201,10 @@ def run_once(mode: str, rate: float, warmup: float, window: float, workdir: Path
     runner = bc.start_script("infra/run_pipeline.py", runner_args, workdir / f"runner-{mode}-{int(rate)}.log")
     try:
         gold = data / "gold" / "ohlcv_1m"
-        if rate > 0:
-            bc.wait_for(lambda: (gold / "_delta_log").is_dir() and any((gold / "_delta_log").glob("*1.json")),
-                        600, 1, "Gold's first bars")
-        else:
-            time.sleep(90)  # idle: start-up and the 50-trade snapshot, then nothing
+        # Every layer started and through its first work (idle too: the fake's 50-trade snapshot makes bars), so
+        # the window holds neither start-up nor the first batches
+        bc.wait_for(lambda: (gold / "_delta_log").is_dir() and any((gold / "_delta_log").glob("*1.json")),
+                    600, 1, "Gold's first bars")
         time.sleep(warmup)
         sampler = Sampler(runner.pid)
         thread = threading.Thread(target=sampler.run, daemon=True)
