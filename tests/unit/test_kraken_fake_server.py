@@ -231,3 +231,28 @@ def test_simulated_recording_is_real_format_contiguous_and_within_its_minutes():
             ids.setdefault(codec.user_pair, []).append(trade_id)
     for pair_ids in ids.values():
         assert pair_ids == list(range(pair_ids[0], pair_ids[0] + len(pair_ids)))
+
+
+
+def test_halt_market_returns_once_every_made_trade_is_sent():
+    """Tests read "everything the fake sent" right after halting the market: by then every made trade is on the wire
+    and no other is made (a frame still queued made a producer test expect one trade too few)."""
+    with FakeKraken(pairs=["BTC/USDT"], rate=0, history=0, seed=2, heartbeat_interval=5) as fake:
+        ws = websocket.create_connection(fake.url("v2"), timeout=5)
+        ws.send(json.dumps({"method": "subscribe", "params": {"channel": "trade", "symbol": ["BTC/USDT"],
+                                                              "snapshot": False}}))
+        while fake.counters["subscriptions"] < 1:
+            time.sleep(0.01)
+        mark_sent = fake._mark_sent
+
+        def slow_mark_sent(trades):  # the writer thread is slow to finish a frame: it is written, not yet counted
+            time.sleep(0.3)
+            mark_sent(trades)
+
+        fake._mark_sent = slow_mark_sent
+        fake.step(5)
+        made = fake.halt_market()
+        sent = sum(map(len, fake.sent_trades("v2").values()))
+        fake.step(3)  # after the halt: makes nothing
+        assert (made, sent, fake.generated) == (5, 5, 5)
+        ws.close()
