@@ -290,11 +290,15 @@ class Pipeline:
             self.start(plan)
 
     def watch(self, stop: threading.Event) -> str | None:
-        """Wait for a stop request or a process that ends on its own; return the name of a process that ended."""
-        while not stop.wait(0.5):
+        """Wait for a stop request or a process that ends on its own; return the name of a process that ended.
+
+        It polls stop.is_set() rather than blocking in stop.wait(): the signal handler that sets `stop` runs on this
+        thread, and a signal landing while wait() holds the event's lock would deadlock the handler's set()."""
+        while not stop.is_set():
             for name, child in self.children.items():
                 if not child.running():
                     return name
+            time.sleep(0.5)
         return None
 
     def stop_all(self) -> dict[str, int | None]:

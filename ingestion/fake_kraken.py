@@ -1103,8 +1103,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     print(f"listening on ws://{args.host}:{server.port}/v2 (v2) and ws://{args.host}:{server.port}/ (v1)", flush=True)
-    while not stop.wait(1.0):
-        pass
+    while not stop.is_set():  # not stop.wait(): a signal landing inside wait() deadlocks the handler's set()
+        time.sleep(0.2)
     server.stop()
     return 0
 

@@ -368,6 +368,20 @@ class StopRequest:
         self.signal_name = signal.Signals(signum).name
         self.event.set()
 
+    def sleep(self, seconds: float, step_s: float = 0.1) -> bool:
+        """Sleep up to `seconds`, waking early once a stop is requested; True if one was.
+
+        The main thread must never block in self.event.wait(): the handler runs on the main thread, and a signal that
+        lands while wait() holds the event's lock makes the handler's set() wait for that lock forever (Python's
+        signal docs: no locks in handlers). is_set() takes no lock, so polling it is safe."""
+        deadline = time.monotonic() + seconds
+        while not self.event.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(step_s, left))
+        return True
+
 
 BatchDescriber = Callable[[str, dict], Optional[str]]  # (query name, progress) -> a log line, or None
 Restart = Callable[[], Any]  # starts a query again, with the availableNow trigger, on the same checkpoint
@@ -485,7 +499,7 @@ def wait_until_ready(ready: Callable[[], bool], stop: StopRequest, waiting_line:
         if now >= next_line:
             log.info("%s", waiting_line)
             next_line = now + say_again_s
-        stop.event.wait(poll_s)
+        stop.sleep(poll_s)
     return False
 
 
