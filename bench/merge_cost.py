@@ -26,7 +26,7 @@ import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import bench_common as bc
 from bench_stats import table, verdict
@@ -67,13 +67,14 @@ def build_silver(spark, path: Path, rows: int, days: int) -> int:
     return rows + 1
 
 
-def bronze_batch(spark, first_id: int, at: datetime, copies_of: int) -> Any:
-    """A Bronze-shaped micro-batch: BATCH_TRADES new trades from `first_id` at `at`, and BATCH_COPIES copies of the
-    trades just before `copies_of` (held already)."""
+def bronze_batch(spark, first_id: int, at: datetime, copies_of: int, trades: int = BATCH_TRADES,
+                 copies: int = BATCH_COPIES) -> Any:
+    """A Bronze-shaped micro-batch: `trades` new trades from `first_id` at `at`, and `copies` copies of the trades
+    just before `copies_of` (held already)."""
     messages = []
-    for i in range(BATCH_TRADES):
+    for i in range(trades):
         messages.append((first_id + i, at + timedelta(milliseconds=10 * i)))
-    for i in range(BATCH_COPIES):
+    for i in range(copies):
         messages.append((copies_of - 1 - i * 3, None))
     rows = []
     for offset, (trade_id, ts) in enumerate(messages):
@@ -87,8 +88,11 @@ def bronze_batch(spark, first_id: int, at: datetime, copies_of: int) -> Any:
                                        "key string, value_raw string")
 
 
-def timed_batches(spark, silver: Path, gold: Path, next_id: int, last_ts: datetime, repeats: int) -> dict[str, list]:
-    """Seconds per Silver batch and per Gold batch, `repeats` times, with the jobs' own writers."""
+def timed_batches(spark, silver: Path, gold: Path, next_id: int, last_ts: datetime, repeats: int, warmup: int = 1,
+                  trades: int = BATCH_TRADES, copies: int = BATCH_COPIES,
+                  cpu_s: Callable[[], float] = lambda: 0.0) -> dict[str, list]:
+    """Seconds per Silver batch and per Gold batch, `repeats` times after `warmup` batches (the JVM's JIT), with the
+    jobs' own writers; with `cpu_s` (the process's CPU seconds so far), also the CPU seconds of each."""
     from delta_tables import delta_transaction, ensure_table
 
     import bronze_to_silver_trades as silver_job
@@ -98,22 +102,23 @@ def timed_batches(spark, silver: Path, gold: Path, next_id: int, last_ts: dateti
     silver_writer = silver_job.SilverBatchWriter(spark, "bench", str(silver), str(silver) + "_quarantine")
     gold_writer = gold_job.GoldBatchWriter(spark, "bench", str(silver), str(gold))
     ensure_table(spark, str(silver) + "_quarantine", silver_job.QUARANTINE_DDL, partition_by=[], owner="bench")
-    times: dict[str, list] = {"silver": [], "gold": []}
-    for batch in range(repeats + 1):  # the first one warms the JVM up and is not counted
+    times: dict[str, list] = {"silver": [], "gold": [], "silver_cpu": [], "gold_cpu": []}
+    for batch in range(warmup + repeats):
         at = last_ts + timedelta(seconds=20 * (batch + 1))
-        bronze = bronze_batch(spark, next_id, at, copies_of=next_id)
-        started = time.monotonic()
+        bronze = bronze_batch(spark, next_id, at, copies_of=next_id, trades=trades, copies=copies)
+        started, cpu_started = time.monotonic(), cpu_s()
         silver_writer.write(bronze, batch, lambda out: delta_transaction(spark, f"bench-{out}", batch))
-        silver_s = time.monotonic() - started
+        silver_s, silver_cpu = time.monotonic() - started, cpu_s() - cpu_started
         new_trades = (spark.read.format("delta").load(str(silver))
-                      .where(f"trade_id >= {next_id} AND trade_id < {next_id + BATCH_TRADES}"))
-        started = time.monotonic()
+                      .where(f"trade_id >= {next_id} AND trade_id < {next_id + trades}"))
+        started, cpu_started = time.monotonic(), cpu_s()
         gold_writer.write(new_trades, batch, lambda out: delta_transaction(spark, f"bench-{out}", batch))
-        gold_s = time.monotonic() - started
-        next_id += BATCH_TRADES
-        if batch:
-            times["silver"].append(silver_s)
-            times["gold"].append(gold_s)
+        gold_s, gold_cpu = time.monotonic() - started, cpu_s() - cpu_started
+        next_id += trades
+        if batch >= warmup:
+            for name, value in (("silver", silver_s), ("gold", gold_s), ("silver_cpu", silver_cpu),
+                                ("gold_cpu", gold_cpu)):
+                times[name].append(value)
     return times
 
 
