@@ -3,8 +3,8 @@
 The cluster needs the host's 19092 (the shared broker's), so tests/integration/cluster_scenario.py runs it inside a
 private network namespace (`unshare -n`, as root) and prints one JSON line per step; the tests below assert on those
 lines. The scenario runs once for the module: the cluster's own failures (about 3 minutes on a busy 2-core machine).
-The pipeline's failover phase adds about 6 minutes to the full suite (measured on the same code: 30:52 with it, 25:11
-without; CI's set-up adds about a minute to its 30-minute budget), so it runs only with CLUSTER_FAILOVER=1
+The pipeline's failover phase adds 4 to 6 minutes to the full suite (measured on the same code: 30:52 with it; 25:11
+and 27:03 without; CI's set-up adds about a minute to its 30-minute budget), so it runs only with CLUSTER_FAILOVER=1
 (`make test-failover`); without it its tests are skipped, saying so. Whatever happens, every process left in the namespace is killed afterwards, and a test checks
 that the scenario had stopped them all itself.
 """
