@@ -4,7 +4,7 @@ Each benchmark writes its own bench/results/<name>-<timestamp>.json; this driver
 with the summary rows of all of them, the machine, and the load average before and after.
 
 Usage:
-    python bench/run_all.py            # make bench: the full sizes, under 15 minutes
+    python bench/run_all.py            # make bench: the full sizes, about 45 minutes
     python bench/run_all.py --quick    # make bench-quick: each benchmark small, under 3 minutes each
     python bench/run_all.py --only producer_ingest --only e2e_latency
 """
