@@ -28,7 +28,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import statistics
 import tempfile
@@ -45,8 +44,6 @@ from merge_cost import build_silver, timed_batches
 NAME = "batch_floor"
 TRIGGERS_S = (2, 5, 10, 30, 60)
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
-
-log = logging.getLogger(NAME)
 
 
 def process_cpu_s() -> float:
