@@ -13,6 +13,9 @@ TOPIC ?= crypto.trades
 N ?= 5
 SYMBOL ?= XBT/USDT
 SILVER ?= data/silver/crypto_trades
+# The local broker's script needs only the standard library, so it runs on the system's python3 before .venv exists;
+# that python3 does not have this project installed, so it finds the package (src/lakehouse) through PYTHONPATH.
+BROKER := PYTHONPATH=src $(PYTHON) infra/kafka/broker.py
 
 .DEFAULT_GOAL := help
 .PHONY: help setup connector broker-up broker-down broker-status cluster-up cluster-down cluster-status run demo audit \
@@ -23,9 +26,9 @@ help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 20
 
 setup: $(VENV)/.installed connector  ## create .venv, install requirements, fetch the Kafka broker, Kafka connector and Delta jars
-	@$(PYTHON) infra/kafka/broker.py fetch
+	@$(BROKER) fetch
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
@@ -38,13 +41,13 @@ connector: $(VENV)/.installed
 	@$(PY) spark/fetch_jars.py
 
 broker-up:  ## start the local Kafka broker on localhost:19092 (no-op when it is up)
-	@$(PYTHON) infra/kafka/broker.py up
+	@$(BROKER) up
 
 broker-down:  ## stop the local Kafka broker
-	@$(PYTHON) infra/kafka/broker.py down
+	@$(BROKER) down
 
 broker-status:  ## is the local broker running?
-	@$(PYTHON) infra/kafka/broker.py status
+	@$(BROKER) status
 
 # A 3-broker Kafka cluster (+3 KRaft controllers) and a Spark standalone master with 2 workers; data/cluster/.
 cluster-up: $(VENV)/.installed  ## start the 3-broker Kafka cluster (localhost:19092,19094,19096) and Spark standalone (spark://127.0.0.1:7077)

@@ -65,7 +65,7 @@ def timed(action: Callable[[int], Any], warmup: int, repeats: int) -> dict[str, 
 
 def delta_append(spark, path: Path) -> Callable[[int], None]:
     """15 rows appended to a Delta table, each call with its own transaction version (as a micro-batch's write)."""
-    from delta_tables import delta_transaction
+    from lakehouse.lake.delta import delta_transaction
 
     def append(version: int) -> None:
         rows = [(f"S{i % 3}", version, i) for i in range(15)]
@@ -97,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     bc.configure_logging()
     warmup, repeats = (5, 8) if args.quick else (10, 15)
-    from delta_tables import WRITER_SESSION_CONF
-    from streaming_common import build_spark
+    from lakehouse.lake.delta import WRITER_SESSION_CONF
+    from lakehouse.spark.session import build_spark
 
     load_before = bc.load_average()
     spark = build_spark("bench_batch_floor", delta=True, conf={"spark.master": "local[2]", **WRITER_SESSION_CONF})

@@ -1,7 +1,7 @@
 """I/O helpers the benchmarks share: topics, processes, /proc figures, the Bronze sink log, results files.
 
 Not a benchmark itself; the scripts in bench/ import it (they run as `python bench/<name>.py`, so this folder is on
-sys.path). It also puts ingestion/ and spark/jobs/ on sys.path so the benchmarks reuse the project's own code.
+sys.path). The benchmarks reuse the project's own code through the installed package (`import lakehouse...`).
 """
 
 from __future__ import annotations
@@ -22,9 +22,6 @@ from pathlib import Path
 from typing import Any, Iterable, Optional
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-for _sub in ("ingestion", "spark/jobs", "bench"):
-    if str(REPO_ROOT / _sub) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT / _sub))
 
 PYTHON = sys.executable
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP", "localhost:19092")
@@ -154,7 +151,7 @@ class Watermarks:
 def v2_trade_frames(n_trades: int, max_batch: int = 5, seed: int = 7, ts_us: Optional[int] = None) -> list[str]:
     """v2 `trade` update frames holding n_trades trades over NATIVE_PAIRS, built with the fake Kraken's own trade
     generator (varying decimals, trailing zeros, batches of 1..max_batch trades sharing a timestamp)."""
-    from fake_kraken import FakeKraken
+    from lakehouse.fake_kraken.server import FakeKraken
 
     fk = FakeKraken(pairs=NATIVE_PAIRS, rate=0, seed=seed, max_batch=max_batch)
     rng = random.Random(seed)
@@ -172,7 +169,7 @@ def v2_trade_frames(n_trades: int, max_batch: int = 5, seed: int = 7, ts_us: Opt
 
 def producer_values(frames: list[str]) -> list[tuple[bytes, bytes]]:
     """(key, value) exactly as the producer writes them for these frames (its own parser and codecs)."""
-    from kraken_feed import protocol, records
+    from lakehouse.producer import protocol, records
 
     codecs = {records.native_pair(p, "v2"): records.PairCodec(p, records.native_pair(p, "v2"), "v2") for p in USER_PAIRS}
     out = []
@@ -246,11 +243,8 @@ def machine_info() -> dict[str, Any]:
     java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr.splitlines()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
                             text=True).stdout.strip()
-    sys.path.insert(0, str(REPO_ROOT / "infra" / "kafka"))
-    try:
-        from broker import KAFKA_VERSION
-    except Exception:
-        KAFKA_VERSION = "?"
+    from lakehouse.broker.kraft import KAFKA_VERSION
+
     return {
         "host": platform.node(), "cpus": os.cpu_count(), "cpu_model": cpu, "mem_gib": round(mem_kb / 2**20, 1),
         "kernel": platform.release(), "python": platform.python_version(),

@@ -23,9 +23,9 @@ import sys
 import time
 from typing import Optional
 
-import bench_common as bc  # noqa: F401  (puts ingestion/ on sys.path)
-import kraken_trades_ws as kw
-from kraken_feed import kafka_sink, protocol, records
+import bench_common as bc
+from lakehouse.producer import cli as kw
+from lakehouse.producer import kafka_sink, protocol, records
 
 TRADE_PREFIX = b'{"channel":"trade","type":"update"'
 

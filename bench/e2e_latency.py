@@ -53,7 +53,7 @@ def epoch_s(iso: str) -> float:
 
 
 def trigger_ms(trigger: str) -> int:
-    from streaming_common import parse_trigger
+    from lakehouse.spark.flags import parse_trigger
 
     return int(parse_trigger(trigger).split()[0])
 

@@ -42,10 +42,10 @@ log = logging.getLogger(NAME)
 def build_silver(spark, path: Path, rows: int, days: int) -> int:
     """A Silver table of `rows` trades over `days` days (ids growing with time, as Kraken's do); returns the next
     trade_id."""
-    from delta_tables import ensure_table
+    from lakehouse.lake.delta import ensure_table
     from pyspark.sql import functions as F
 
-    import bronze_to_silver_trades as silver_job
+    from lakehouse.silver import job as silver_job
 
     ensure_table(spark, str(path), silver_job.SILVER_DDL, partition_by=["trade_date"], owner="bench")
     step_us = days * 86_400_000_000 // max(rows, 1)
@@ -93,10 +93,10 @@ def timed_batches(spark, silver: Path, gold: Path, next_id: int, last_ts: dateti
                   cpu_s: Callable[[], float] = lambda: 0.0) -> dict[str, list]:
     """Seconds per Silver batch and per Gold batch, `repeats` times after `warmup` batches (the JVM's JIT), with the
     jobs' own writers; with `cpu_s` (the process's CPU seconds so far), also the CPU seconds of each."""
-    from delta_tables import delta_transaction, ensure_table
+    from lakehouse.lake.delta import delta_transaction, ensure_table
 
-    import bronze_to_silver_trades as silver_job
-    import silver_to_gold_ohlcv as gold_job
+    from lakehouse.gold import job as gold_job
+    from lakehouse.silver import job as silver_job
 
     ensure_table(spark, str(gold), gold_job.GOLD_DDL, partition_by=["bar_date"], owner="bench")
     silver_writer = silver_job.SilverBatchWriter(spark, "bench", str(silver), str(silver) + "_quarantine")
@@ -124,7 +124,7 @@ def timed_batches(spark, silver: Path, gold: Path, next_id: int, last_ts: dateti
 
 def unpruned_merge_s(spark, silver: Path, next_id: int, at: datetime) -> float:
     """The reference: the same insert-only MERGE of a batch without the date and trade_id range predicates."""
-    import bronze_to_silver_trades as silver_job
+    from lakehouse.silver import job as silver_job
 
     parsed = silver_job.parse_bronze(bronze_batch(spark, next_id, at, copies_of=next_id))
     silver_job.v2_batch_trades(silver_job.to_silver_rows(parsed)).createOrReplaceTempView("unpruned_batch")
@@ -146,8 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     bc.configure_logging()
     large_rows = args.large_rows or (2_000_000 if args.quick else 20_000_000)
     repeats = args.repeats or (3 if args.quick else 5)
-    from delta_tables import WRITER_SESSION_CONF
-    from streaming_common import build_spark
+    from lakehouse.lake.delta import WRITER_SESSION_CONF
+    from lakehouse.spark.session import build_spark
 
     spark = build_spark("bench_merge_cost", delta=True, conf={"spark.master": "local[2]", **WRITER_SESSION_CONF,
                                                               "spark.driver.memory": "3g"})

@@ -34,7 +34,7 @@ from typing import Any, Optional
 
 import bench_common as bc
 from bench_stats import median, ratio, table, verdict
-from fake_kraken import FakeKraken, encode_frame
+from lakehouse.fake_kraken.server import FakeKraken, encode_frame
 
 NAME = "producer_ingest"
 TARGET_RATIO_A = 0.7
@@ -148,7 +148,7 @@ def decode_options(frames: list[str], repeat: int = 3) -> dict[str, Any]:
     keeps a JSON number's exact text qualifies for the producer (price/size are money)."""
     import json as stdlib_json
 
-    from kraken_feed import protocol, records
+    from lakehouse.producer import protocol, records
 
     codecs = {records.native_pair(p, "v2"): records.PairCodec(p, records.native_pair(p, "v2"), "v2") for p in bc.USER_PAIRS}
     n = sum(f.count('"trade_id"') for f in frames)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import bench_common as bc
-from fake_kraken import FakeKraken
+from lakehouse.fake_kraken.server import FakeKraken
 
 END_RE = re.compile(r"end\[[^\]]+\]=(\S+)")
 

@@ -62,8 +62,8 @@ def new_topic(bootstrap: str):
 def spark():
     """One local SparkSession (with Kafka and Delta Lake) for reading what the jobs wrote and for running a job's
     queries in-process where a JVM start per run would cost too much."""
-    from delta_tables import WRITER_SESSION_CONF
-    from streaming_common import build_spark
+    from lakehouse.lake.delta import WRITER_SESSION_CONF
+    from lakehouse.spark.session import build_spark
 
     session = build_spark("tests", kafka=True, delta=True, conf={"spark.master": "local[2]", **WRITER_SESSION_CONF})
     yield session

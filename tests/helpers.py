@@ -109,16 +109,23 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def python_target(script: str) -> list[str]:
+    """What follows `python` to run `script`: a file (absolute, or relative to the repo root), or a module (-m)."""
+    return [str(REPO_ROOT / script)] if script.endswith(".py") else ["-m", script]
+
+
 def run_in_network_namespace(script: str, *args: str, timeout: float, logs: Path) -> NamespaceRun:
     """Run `python <script> <args>` from the repo root in a new network namespace with only a loopback (up); wait for
-    it to exit, up to `timeout` s. Whatever it leaves running there (servers it started; itself, past the timeout)
-    is killed. Its output goes to `logs`.out and `logs`.err (files: a leftover holding a pipe cannot stall us)."""
+    it to exit, up to `timeout` s. A `script` that is a module name (tests.integration.cluster_scenario) runs as
+    `python -m <script>`: the repo root, its working folder, is then where its imports (tests.*) are found. Whatever
+    it leaves running there (servers it started; itself, past the timeout) is killed. Its output goes to `logs`.out
+    and `logs`.err (files: a leftover holding a pipe cannot stall us)."""
     out_path, err_path = logs.with_suffix(".out"), logs.with_suffix(".err")
     with open(out_path, "w") as out, open(err_path, "w") as err:
         proc = subprocess.Popen(
             # bash waits for a line on stdin before it becomes the script: time to note the namespace it is in
             ["unshare", "-n", "bash", "-c", 'ip link set lo up && read -r _ && exec "$@"', "bash", PYTHON,
-             str(REPO_ROOT / script), *args], cwd=REPO_ROOT, env=script_env(), stdin=subprocess.PIPE, stdout=out,
+             *python_target(script), *args], cwd=REPO_ROOT, env=script_env(), stdin=subprocess.PIPE, stdout=out,
             stderr=err, start_new_session=True, text=True)
     host_netns = network_namespace(os.getpid())
     netns = wait_until(lambda: (ns := network_namespace(proc.pid)) != host_netns and ns, 30,

@@ -73,7 +73,7 @@ def relocate(src: Path, dst: Path) -> Path:
 
 def sink_log_paths(bronze: Path) -> list[Path]:
     """Committed data files, as the audit reads them (its own parser is unit-tested against Spark's format)."""
-    from bronze_audit import read_sink_log
+    from lakehouse.bronze.audit import read_sink_log
 
     return [Path(p) for p in read_sink_log(bronze).files]
 

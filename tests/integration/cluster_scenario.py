@@ -5,7 +5,7 @@ network namespace, where those ports are free and the shared broker on the host'
 tests/integration/test_cluster.py runs it and asserts on its output. By hand (as root):
 
 Usage:
-    unshare -n bash -c 'ip link set lo up; exec .venv/bin/python tests/integration/cluster_scenario.py \
+    unshare -n bash -c 'ip link set lo up; exec .venv/bin/python -m tests.integration.cluster_scenario \
         --data-dir /tmp/cluster-scenario'
 
 After the cluster's own failures, the pipeline runs on it while a broker, a second broker and a Spark worker are
@@ -29,12 +29,10 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "ingestion"), str(REPO_ROOT / "spark" / "jobs")]  # as pytest's
-
-from infra.cluster import Cluster  # noqa: E402
-from infra.daemon import InfraError, port_is_open  # noqa: E402
-from tests.integration.producer_helpers import (V2_PAIRS, committed_rows, delta_rows, high_watermarks,  # noqa: E402
+from lakehouse.cluster.local import Cluster
+from lakehouse.common.daemon import InfraError, port_is_open
+from tests.helpers import REPO_ROOT
+from tests.integration.producer_helpers import (V2_PAIRS, committed_rows, delta_rows, high_watermarks,
                                                 start_producer, stats, stop_producer, total)
 
 PYTHON = sys.executable
@@ -258,8 +256,8 @@ def pipeline_failover(cluster: Cluster, cluster_dir: Path, work: Path) -> None:
     broker leading partition 0 is killed (-9), then a second broker; both come back; then a Spark worker is killed
     and comes back. The producer is stopped, the layers drain on SIGTERM, and the audits and the batch recompute
     of Gold run."""
-    from fake_kraken import FakeKraken
-    from kraken_feed.kafka_sink import ensure_topic
+    from lakehouse.fake_kraken.server import FakeKraken
+    from lakehouse.producer.kafka_sink import ensure_topic
     from tests.helpers import start_script
 
     work.mkdir(parents=True)

@@ -13,10 +13,10 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Iterable
 
-import silver_to_gold_ohlcv as gold_job
-from bronze_to_silver_trades import SILVER_DDL
-from delta_tables import ensure_table
-from streaming_common import StopRequest, run_queries
+from lakehouse.gold import job as gold_job
+from lakehouse.lake.delta import ensure_table
+from lakehouse.silver.job import SILVER_DDL
+from lakehouse.spark.lifecycle import StopRequest, run_queries
 
 UTC = timezone.utc
 T0 = datetime(2026, 1, 1, 0, 0, tzinfo=UTC)

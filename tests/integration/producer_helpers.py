@@ -11,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from fake_kraken import FakeKraken
+from lakehouse.fake_kraken.server import FakeKraken
 from tests.helpers import start_script, wait_until
 
 PRODUCER = "ingestion/kraken_trades_ws.py"
@@ -211,7 +211,7 @@ def lake_trades(bootstrap: str, topic: str, workdir: Path) -> tuple[dict, dict]:
     {pair: [(trade_id, source), ...] in trade_id order}."""
     import pyarrow.parquet as pq
 
-    from lake_reader import read_table
+    from lakehouse.lake.reader import read_table
     from tests.helpers import run_script
 
     lake = workdir / "lake"
@@ -233,7 +233,7 @@ def committed_rows(path: Path) -> int:
     """Rows in the Parquet files a sink committed in its _spark_metadata (0 before its first batch)."""
     import pyarrow.parquet as pq
 
-    from bronze_audit import read_sink_log
+    from lakehouse.bronze.audit import read_sink_log
 
     if not (path / "_spark_metadata").is_dir():
         return 0
@@ -242,7 +242,7 @@ def committed_rows(path: Path) -> int:
 
 def delta_rows(path: Path, columns: list[str]) -> list[dict]:
     """The rows of a Delta table (read as the README shows, without Spark); [] before the table exists."""
-    from lake_reader import TableUnreadable, read_table
+    from lakehouse.lake.reader import TableUnreadable, read_table
 
     try:
         return read_table(str(path), columns=columns).to_pylist()

@@ -5,7 +5,7 @@ it runs inside a private network namespace (no route to Kraken there either); te
 runs it and asserts on its output. By hand (as root):
 
 Usage:
-    unshare -n bash -c 'ip link set lo up; exec .venv/bin/python tests/integration/runner_scenario.py \
+    unshare -n bash -c 'ip link set lo up; exec .venv/bin/python -m tests.integration.runner_scenario \
         --data-dir /tmp/runner-scenario'
 
 Steps: `offline` (a fresh broker started by the runner although a `docker` CLI on PATH hangs, Kraken unreachable:

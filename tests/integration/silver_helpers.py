@@ -10,9 +10,9 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-import bronze_to_silver_trades as silver_job
-import kafka_to_bronze_trades as bronze_job
-from streaming_common import StopRequest, run_queries
+from lakehouse.bronze import job as bronze_job
+from lakehouse.silver import job as silver_job
+from lakehouse.spark.lifecycle import StopRequest, run_queries
 
 TS_TEXT = "yyyy-MM-dd'T'HH:mm:ss.SSSSSS'Z'"  # session time zone is UTC
 

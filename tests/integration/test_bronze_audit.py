@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
-import bronze_audit
+from lakehouse.bronze import audit as bronze_audit
 from tests.helpers import run_script, wait_until
 from tests.integration.bronze_audit_helpers import (add_batch, committed_end_offsets, land, produce, relocate,
                                                     sink_log_paths, start_bronze_job)

@@ -34,7 +34,7 @@ def scenario(tmp_path_factory) -> dict:
     if not network_namespace_supported():
         pytest.skip("a private network namespace (unshare -n) needs root")
     data_dir = tmp_path_factory.mktemp("cluster")
-    run = run_in_network_namespace("tests/integration/cluster_scenario.py", "--data-dir", str(data_dir),
+    run = run_in_network_namespace("tests.integration.cluster_scenario", "--data-dir", str(data_dir),
                                    *(["--with-pipeline"] if WITH_FAILOVER else []),
                                    timeout=SCENARIO_TIMEOUT_S, logs=data_dir / "scenario")  # `at`: seconds into it
     steps = {line["step"]: line for line in map(json.loads, filter(None, run.stdout.splitlines()))}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from fake_kraken import FakeKraken
+from lakehouse.fake_kraken.server import FakeKraken
 from tests.helpers import wait_until
 from tests.integration.producer_helpers import (
     V2_PAIRS, assert_each_id_once, assert_values_match_market, high_watermarks, lake_trades, start_producer, stats,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fake_kraken import FakeKraken
+from lakehouse.fake_kraken.server import FakeKraken
 from tests.helpers import wait_until
 from tests.integration.producer_helpers import (
     V1_PAIRS, V2_PAIRS, assert_topic_matches, start_producer, stats, stop_producer, total, wait_topic_count,

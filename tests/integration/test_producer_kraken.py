@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from fake_kraken import FakeKraken
+from lakehouse.fake_kraken.server import FakeKraken
 from tests.helpers import run_script, wait_until
 from tests.integration.producer_helpers import (
     V1_PAIRS, V2_PAIRS, assert_topic_matches, start_producer, stats, stop_producer, total, wait_topic_count,
@@ -197,7 +197,7 @@ def test_stopped_broker_comes_back_nothing_lost(tmp_path: Path, private_broker):
 def test_topic_created_at_start_an_existing_one_left_alone(tmp_path: Path, bootstrap: str, new_topic):
     from confluent_kafka.admin import AdminClient
 
-    from kraken_feed.kafka_sink import ensure_topic
+    from lakehouse.producer.kafka_sink import ensure_topic
 
     fresh = f"t-created-{uuid.uuid4().hex[:8]}"
     existing = new_topic(1)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from fake_kraken import FakeKraken
+from lakehouse.fake_kraken.server import FakeKraken
 from tests.helpers import wait_until
 from tests.integration.producer_helpers import (
     by_key, consume_all, high_watermarks, start_producer, stats, strip_ingest, wait_topic_count,
@@ -215,7 +215,7 @@ def test_resume_scan_reads_back_through_several_chunks(bootstrap: str, new_topic
 
     from confluent_kafka import Producer
 
-    from kraken_feed.resume import read_resume_points
+    from lakehouse.producer.resume import read_resume_points
 
     topic = new_topic(2)
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "enable.idempotence": True})
@@ -231,7 +231,7 @@ def test_resume_scan_reads_back_through_several_chunks(bootstrap: str, new_topic
         producer.produce(topic, resume_value("ETH/USD", tid), b"ETH/USD", partition=1)
     assert producer.flush(60) == 0
     times: dict = {}
-    with caplog.at_level(logging.INFO, logger="kraken_feed.resume"):
+    with caplog.at_level(logging.INFO, logger="lakehouse.producer.resume"):
         found = read_resume_points(bootstrap, topic, ["XBT/USDT", "ETH/USD", "DOGE/USD"], 200_000, 60, times)
     assert found == {"XBT/USDT": 5, "ETH/USD": 12}
     assert times == {"XBT/USDT": "2026-01-01T00:00:05.000000Z", "ETH/USD": "2026-01-01T00:00:00.000000Z"}

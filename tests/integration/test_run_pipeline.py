@@ -23,7 +23,7 @@ def scenario(tmp_path_factory) -> dict:
     if not network_namespace_supported():
         pytest.skip("a private network namespace (unshare -n) needs root")
     data_dir = tmp_path_factory.mktemp("runner")
-    run = run_in_network_namespace("tests/integration/runner_scenario.py", "--data-dir", str(data_dir),
+    run = run_in_network_namespace("tests.integration.runner_scenario", "--data-dir", str(data_dir),
                                    timeout=1500, logs=data_dir / "scenario")
     steps = {line["step"]: line for line in map(json.loads, filter(None, run.stdout.splitlines()))}
     return {**steps, "leftovers": run.leftovers, "stderr": run.stderr[-5000:]}

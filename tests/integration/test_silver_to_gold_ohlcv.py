@@ -168,7 +168,7 @@ GOLD_AS_TEXT = ["symbol", "window_start", "open", "high", "low", "close", "volum
 def test_gold_read_without_spark_equals_gold_read_with_spark(spark, demo):
     """Every Gold row read without a JVM (lake_reader, as the chart and the README do) equals the row Spark reads,
     value for value; and the reading process exits 0 (deltalake's own scan has been seen to abort at exit)."""
-    code = (f"import json, sys\nsys.path.insert(0, 'spark/jobs')\nfrom lake_reader import read_table\n"
+    code = (f"import json\nfrom lakehouse.lake.reader import read_table\n"
             f"table = read_table({str(demo['gold'])!r})\n"
             f"rows = [[str(row[c]) if c != 'window_start' else row[c].strftime('%Y-%m-%d %H:%M:%S%z') "
             f"for c in {GOLD_AS_TEXT!r}] for row in table.to_pylist()]\n"
@@ -227,7 +227,7 @@ def test_a_table_created_after_the_first_look_is_seen(spark, tmp_path: Path):
     import pyarrow as pa
     from deltalake import write_deltalake
 
-    from delta_tables import is_delta_table
+    from lakehouse.lake.delta import is_delta_table
 
     silver = tmp_path / "silver"
     assert is_delta_table(spark, str(silver)) is False  # nothing there

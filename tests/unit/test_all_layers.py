@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-import all_layers
+from lakehouse.pipeline import all_layers
 
 
 def test_layers_live_where_the_jobs_put_them_under_data_dir():

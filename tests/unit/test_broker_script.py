@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import socket
 import subprocess
 import sys
 
 import pytest
 
+from lakehouse.broker import local as broker
 from tests.helpers import REPO_ROOT
 
 SCRIPT = REPO_ROOT / "infra/kafka/broker.py"
-spec = importlib.util.spec_from_file_location("broker", SCRIPT)
-broker = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(broker)
 
 
 @pytest.mark.parametrize("output, major", [

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-import bronze_audit as audit
+from lakehouse.bronze import audit
 
 
 def log_text(*paths: str, action: str = "add", version: str = "v1") -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-import kafka_to_bronze_trades as bronze
+from lakehouse.bronze import job as bronze
 
 
 def test_seed_defaults() -> None:

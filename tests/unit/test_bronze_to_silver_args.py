@@ -7,7 +7,7 @@ from decimal import Decimal, localcontext
 
 import pytest
 
-import bronze_to_silver_trades as job
+from lakehouse.silver import job
 
 
 def test_defaults():

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from infra import cluster, daemon, spark_standalone
-from infra.kafka import kraft
+from lakehouse.broker import kraft
+from lakehouse.cluster import local as cluster
+from lakehouse.cluster import spark_standalone
+from lakehouse.common import daemon
 from tests.helpers import REPO_ROOT
 
 VOTERS = "101@127.0.0.1:19093,102@127.0.0.1:19095,103@127.0.0.1:19097"
@@ -81,7 +83,7 @@ def test_controller_properties(tmp_path: Path) -> None:
 
 
 def test_single_broker_properties_unchanged(tmp_path: Path) -> None:
-    from infra.kafka import broker
+    from lakehouse.broker import local as broker
 
     props = kraft.parse_properties(broker.server_properties(19092, 19093, tmp_path))
     assert (props["process.roles"], props["controller.quorum.voters"]) == ("broker,controller", "1@127.0.0.1:19093")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from delta_tables import (conflict_backoff, in_list, is_write_conflict, parse_maintenance_every, retry_on_conflict,
-                          sql_string, table_pairing_problem, txn_app_id)
+from lakehouse.lake.delta import (conflict_backoff, in_list, is_write_conflict, parse_maintenance_every,
+                                  retry_on_conflict, sql_string, table_pairing_problem, txn_app_id)
 
 
 class ConcurrentAppendException(Exception):
@@ -39,7 +39,7 @@ def test_conflict_backoff_doubles_up_to_five_seconds_with_jitter():
 
 
 def test_retry_on_conflict_retries_conflicts_only(monkeypatch):
-    import delta_tables
+    from lakehouse.lake import delta as delta_tables
 
     monkeypatch.setattr(delta_tables.time, "sleep", lambda _s: None)
     calls = []

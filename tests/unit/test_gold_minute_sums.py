@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from silver_to_gold_ohlcv import finish_bars, minute_sums
+from lakehouse.gold.job import finish_bars, minute_sums
 
 T0 = datetime(2026, 1, 1, 9, 30, 15, tzinfo=timezone.utc)
 SILVER_DDL = ("symbol string, price decimal(38,18), size decimal(38,18), trade_id long, ts_event timestamp, "

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from gold_ohlcv_batch import parse_minute, spark_timestamp
-from plot_ohlcv import minute_tick_step, positive_pixels
-from silver_to_gold_ohlcv import (GOLD_COLUMNS, decimal_limbs, notional_terms, parse_args,
-                                  unscaled_18, vwap_from_terms)
+from lakehouse.gold.chart import minute_tick_step, positive_pixels
+from lakehouse.gold.job import GOLD_COLUMNS, decimal_limbs, notional_terms, parse_args, unscaled_18, vwap_from_terms
+from lakehouse.gold.recompute import parse_minute, spark_timestamp
 
 MAX = Decimal("99999999999999999999.999999999999999999")  # the largest decimal(38,18)
 EXACT = Context(prec=200)  # the default context keeps only 28 digits
@@ -121,7 +120,7 @@ def test_positive_pixels():
 
 def test_progress_line_of_a_file_source_query():
     """Gold reads Silver with a file source, whose end offset is {"logOffset": N} (it crashed the progress log)."""
-    from streaming_common import format_progress
+    from lakehouse.spark.progress import format_progress
 
     progress = {"batchId": 3, "numInputRows": 10, "processedRowsPerSecond": 5.0,
                 "durationMs": {"triggerExecution": 900}, "sources": [{"endOffset": {"logOffset": 7}}]}
@@ -129,7 +128,7 @@ def test_progress_line_of_a_file_source_query():
 
 
 def test_chart_span_defaults_to_the_bars_it_shows():
-    from plot_ohlcv import Bar, describe_span
+    from lakehouse.gold.chart import Bar, describe_span
 
     t0 = datetime(2026, 1, 1, 0, 0, tzinfo=timezone.utc)
     bars = [Bar(t0, 1, 1, 1, 1, 1, 1, 1, False, 0), Bar(t0.replace(minute=9), 1, 1, 1, 1, 1, 1, 1, True, 0)]
@@ -145,7 +144,7 @@ def test_minute_tick_step_keeps_at_most_ten_labels(minutes: int, step: int) -> N
 
 
 def test_finish_bars_computes_the_exact_vwap_and_marks_the_newest_minute_open():
-    from silver_to_gold_ohlcv import EPOCH, finish_bars
+    from lakehouse.gold.job import EPOCH, finish_bars
 
     t0 = datetime(2026, 1, 1, 0, 0, tzinfo=timezone.utc)
     trades = [(Decimal("83744.3"), Decimal("0.00044780")), (Decimal("83744.1"), Decimal("0.12345678901234567"))]
@@ -172,7 +171,7 @@ def test_finish_bars_computes_the_exact_vwap_and_marks_the_newest_minute_open():
 
 
 def test_merge_bars_sql_updates_changed_bars_and_counts_revisions():
-    from silver_to_gold_ohlcv import merge_bars_sql
+    from lakehouse.gold.job import merge_bars_sql
 
     sql = merge_bars_sql("/lake/gold", "gold_batch", ["2026-01-01"])
     assert sql.startswith("MERGE INTO delta.`/lake/gold` AS t USING gold_batch AS s ON t.bar_date IN ('2026-01-01') "
@@ -187,7 +186,7 @@ def test_merge_bars_sql_updates_changed_bars_and_counts_revisions():
 
 
 def test_minute_filter_prunes_by_date_and_per_symbol_span():
-    from silver_to_gold_ohlcv import minute_filter
+    from lakehouse.gold.job import minute_filter
 
     t0 = datetime(2026, 1, 1, 23, 59, tzinfo=timezone.utc)
     keys = {"XBT/USDT": {t0, t0.replace(hour=23, minute=30)}, "ETH/USD": {datetime(2026, 1, 2, 0, 1,
@@ -201,7 +200,7 @@ def test_minute_filter_prunes_by_date_and_per_symbol_span():
 
 
 def test_day_chunks_cut_at_utc_midnight():
-    from gold_ohlcv_batch import day_chunks
+    from lakehouse.gold.recompute import day_chunks
 
     start = datetime(2026, 1, 1, 0, 30, tzinfo=timezone.utc)
     end = datetime(2026, 1, 3, 2, 0, tzinfo=timezone.utc)
@@ -219,13 +218,13 @@ def test_day_chunks_cut_at_utc_midnight():
     ("DOGE/USD", ["XBT/USDT"], None),
 ])
 def test_chart_finds_a_pair_in_either_spelling(typed, held, found):
-    from plot_ohlcv import find_symbol
+    from lakehouse.gold.chart import find_symbol
 
     assert find_symbol(typed, held) == found
 
 
 def test_chart_bar_state():
-    from plot_ohlcv import Bar, bar_state
+    from lakehouse.gold.chart import Bar, bar_state
 
     t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
     assert bar_state(Bar(t0, 1, 1, 1, 1, 1, 1, 1, True, 0)) == "open"
@@ -237,7 +236,7 @@ def test_chart_table_shows_each_bars_exact_values_under_its_heading(tmp_path):
     """The page's table: one row per bar, every value under the heading it belongs to, decimals as written."""
     import re
 
-    from plot_ohlcv import Bar, render_html
+    from lakehouse.gold.chart import Bar, render_html
 
     png = tmp_path / "c.png"
     png.write_bytes(b"\x89PNG")
@@ -259,7 +258,7 @@ def test_chart_table_shows_each_bars_exact_values_under_its_heading(tmp_path):
 
 
 def chart_bars():
-    from plot_ohlcv import Bar
+    from lakehouse.gold.chart import Bar
 
     t0 = datetime(2026, 1, 1, 9, 30, tzinfo=timezone.utc)
     return [Bar(t0, Decimal("83740"), Decimal("83744"), Decimal("83739"), Decimal("83742"), Decimal("0.5"),
@@ -275,7 +274,7 @@ def test_chart_draws_candles_vwap_and_volume_of_each_minute():
     from matplotlib.colors import to_rgba
     from matplotlib.legend import Legend
 
-    from plot_ohlcv import draw_chart
+    from lakehouse.gold.chart import draw_chart
 
     bars = chart_bars()
     fig = draw_chart(bars, "XBT/USDT 1-minute candles", 600, 400)
@@ -323,7 +322,7 @@ def test_chart_draws_candles_vwap_and_volume_of_each_minute():
     ("0", "0", "0", 1e-12),
 ])
 def test_a_candle_without_body_stays_visible(open_close, high, low, height):
-    from plot_ohlcv import Bar, draw_chart
+    from lakehouse.gold.chart import Bar, draw_chart
 
     t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
     doji = Bar(t0, Decimal(open_close), Decimal(high), Decimal(low), Decimal(open_close), Decimal(1),
@@ -336,7 +335,7 @@ def test_a_candle_without_body_stays_visible(open_close, high, low, height):
 
 
 def test_chart_png_has_the_requested_size(tmp_path):
-    from plot_ohlcv import render_png
+    from lakehouse.gold.chart import render_png
 
     png = tmp_path / "chart.png"
     render_png(chart_bars(), "t", png, 640, 360)
@@ -348,13 +347,13 @@ def test_chart_png_has_the_requested_size(tmp_path):
 @pytest.mark.parametrize("typed, canonical", [
     ("XBT/USDT", "BTC/USDT"), (" xdg/usd ", "DOGE/USD"), ("eth/xbt", "ETH/BTC"), ("SOL/EUR", "SOL/EUR")])
 def test_canonical_pair_spelling(typed, canonical):
-    from plot_ohlcv import canonical_pair
+    from lakehouse.gold.chart import canonical_pair
 
     assert canonical_pair(typed) == canonical
 
 
 def test_chart_span_in_minutes_and_its_title_span():
-    from plot_ohlcv import describe_span, span_minutes
+    from lakehouse.gold.chart import describe_span, span_minutes
 
     bars = chart_bars()
     assert [span_minutes(bars), span_minutes(bars[:2]), span_minutes(bars[:1])] == [16, 2, 1]
@@ -379,7 +378,7 @@ def test_chart_size_is_50_to_10000_pixels(text, pixels):
 
 
 def test_chart_page_is_the_png_and_a_table(tmp_path):
-    from plot_ohlcv import render_html
+    from lakehouse.gold.chart import render_html
 
     png = tmp_path / "c.png"
     png.write_bytes(b"\x89PNG")
@@ -400,7 +399,7 @@ def test_chart_page_is_the_png_and_a_table(tmp_path):
 def gold_table(bars, symbol: str):
     import pyarrow as pa
 
-    from plot_ohlcv import BAR_COLUMNS
+    from lakehouse.gold.chart import BAR_COLUMNS
 
     price = pa.decimal128(38, 18)
     schema = pa.schema([("symbol", pa.string()), ("window_start", pa.timestamp("us", tz="UTC")), ("open", price),
@@ -414,7 +413,7 @@ def test_chart_reads_the_pairs_bars_in_the_range_oldest_first():
     import pyarrow as pa
     import pyarrow.dataset as ds
 
-    from plot_ohlcv import held_symbols, read_bars
+    from lakehouse.gold.chart import held_symbols, read_bars
 
     bars = chart_bars()
     dataset = ds.dataset(pa.concat_tables([gold_table(bars[::-1], "XBT/USDT"), gold_table(bars[:1], "ETH/USD"),
@@ -429,7 +428,7 @@ def test_chart_reads_the_pairs_bars_in_the_range_oldest_first():
 
 
 def test_chart_flags_defaults_and_refusals(capsys):
-    from plot_ohlcv import parse_args as chart_args
+    from lakehouse.gold.chart import parse_args as chart_args
 
     args = chart_args(["--symbol", "XBT/USDT", "--png", "c.png"])
     assert vars(args) == {"gold": "data/gold/ohlcv_1m", "symbol": "XBT/USDT", "start": None, "end": None,
@@ -457,7 +456,7 @@ def test_chart_flags_defaults_and_refusals(capsys):
 def test_chart_main_writes_the_png_and_page_or_says_why_not(tmp_path, caplog):
     from deltalake import write_deltalake
 
-    from plot_ohlcv import main as chart_main
+    from lakehouse.gold.chart import main as chart_main
 
     gold = str(tmp_path / "gold")
     bars = chart_bars()

@@ -12,9 +12,8 @@ import time
 
 import pytest
 
-import kraken_trades_ws as cli
-from fake_kraken import FakeKraken
-from kraken_feed import backfill, gaps, records, rest, session
+from lakehouse.fake_kraken.server import FakeKraken
+from lakehouse.producer import backfill, cli, gaps, records, rest, session
 
 CODEC = records.PairCodec("XBT/USDT", "BTC/USDT", "v2")
 
@@ -317,7 +316,7 @@ def test_older_than_rest_history_and_skipped_ids_are_unfillable(caplog):
     fetch = ScriptedRest(([element(i) for i in (104, 105, 107, 111)], 50))
     w = worker(fetch)
     open_gap(w, 100, 110)
-    with caplog.at_level("WARNING", logger="kraken_feed"):
+    with caplog.at_level("WARNING", logger="lakehouse.producer"):
         run_until_idle(w)
     assert [v["trade_id"] for v in w.producer.values] == [104, 105, 107]
     assert (w.stats.backfilled, w.stats.unfillable) == (3, 8)
@@ -332,7 +331,7 @@ def test_rest_errors_back_off_then_fill(caplog):
                          ([element(i) for i in (100, 101)], 9))
     w = worker(fetch)
     gap = open_gap(w, 100, 101)
-    with caplog.at_level("WARNING", logger="kraken_feed"):
+    with caplog.at_level("WARNING", logger="lakehouse.producer"):
         before = time.monotonic()
         w.step()
         # pushed back by the backoff: at least half of 2 x --rest-interval (0.002 s), however long step() took

@@ -8,7 +8,7 @@ import time
 import pytest
 import websocket
 
-from fake_kraken import FakeKraken
+from lakehouse.fake_kraken.server import FakeKraken
 
 
 @pytest.fixture
@@ -121,7 +121,7 @@ def test_freeze_silences_open_connections_only(server):
 
 
 def test_recording_reader_names_file_and_line(tmp_path):
-    from fake_kraken import RecordingError, read_recording
+    from lakehouse.fake_kraken.server import RecordingError, read_recording
 
     path = tmp_path / "rec.jsonl"
     path.write_text('{"t": 1.0, "frame": "{}"}\n\n{"t": 2.0, "frame": "x"\n')
@@ -195,7 +195,7 @@ def test_rest_trades_format_legacy_key_depth_and_faults():
 
 @pytest.mark.parametrize("pace, speed", [("recorded", 1.0), ("fast", 0.0), ("10x", 10.0), ("2.5x", 2.5)])
 def test_replay_pace(pace, speed):
-    from fake_kraken import checked_pace, pace_speed
+    from lakehouse.fake_kraken.server import checked_pace, pace_speed
 
     assert checked_pace(pace) == pace and pace_speed(pace) == speed
 
@@ -204,7 +204,7 @@ def test_replay_pace(pace, speed):
 def test_replay_pace_refuses_junk(pace):
     import argparse
 
-    from fake_kraken import checked_pace
+    from lakehouse.fake_kraken.server import checked_pace
 
     with pytest.raises(argparse.ArgumentTypeError):
         checked_pace(pace)
@@ -213,9 +213,9 @@ def test_replay_pace_refuses_junk(pace):
 def test_simulated_recording_is_real_format_contiguous_and_within_its_minutes():
     """--write-recording: v2 trade frames the producer parses, ids contiguous per pair, timestamps inside the span,
     the same recording for the same seed."""
-    from fake_kraken import simulated_recording
-    from kraken_feed.protocol import parse_frame
-    from kraken_feed.records import PairCodec
+    from lakehouse.fake_kraken.server import simulated_recording
+    from lakehouse.producer.protocol import parse_frame
+    from lakehouse.producer.records import PairCodec
 
     start_us = 1_790_000_000_000_000
     lines = list(simulated_recording(["BTC/USDT", "DOGE/USD"], minutes=3, rate=5, seed=4, start_us=start_us))

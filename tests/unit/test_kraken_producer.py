@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from kraken_feed import gaps, kafka_sink, protocol, records, session
-import kraken_trades_ws as cli
+from lakehouse.producer import cli, gaps, kafka_sink, protocol, records, session
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "kraken"
 INGEST = "2026-09-25T17:48:26.901234Z"

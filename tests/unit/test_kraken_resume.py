@@ -9,8 +9,7 @@ from typing import Optional
 
 import pytest
 
-from kraken_feed import gaps, resume, session
-import kraken_trades_ws as cli
+from lakehouse.producer import cli, gaps, resume, session
 from tests.unit.test_kraken_producer import app, v2_frame
 
 
@@ -112,7 +111,7 @@ def test_resume_point_ahead_of_kraken_is_ignored(caplog):
     """The topic's ids came from another id sequence (e.g. a fake Kraken run): never skip the live market."""
     a = app("v2", ["XBT/USDT", "ETH/USD"])
     a.resume_from({"XBT/USDT": 5000, "ETH/USD": 5000})
-    with caplog.at_level(logging.WARNING, logger="kraken_feed"):
+    with caplog.at_level(logging.WARNING, logger="lakehouse.producer"):
         a.handle_text(v2_frame("snapshot", list(range(1, 51))), 0, set())
         a.handle_text(v2_frame("snapshot", list(range(4990, 5040)), "ETH/USD"), 0, set())
     assert produced_ids(a) == list(range(1, 51)) + list(range(5001, 5040))
@@ -140,7 +139,7 @@ def test_resume_check_only_on_the_first_snapshot():
 ])
 def test_no_resume_for_v1_or_when_disabled(argv, msg, caplog, monkeypatch):
     monkeypatch.setattr(resume, "read_resume_points", lambda *a: pytest.fail("must not read the topic"))
-    with caplog.at_level(logging.INFO, logger="kraken_feed"):
+    with caplog.at_level(logging.INFO, logger="lakehouse.producer"):
         assert resume.resume_points(cli.parse_args(["--bootstrap", "127.0.0.1:9", *argv])) == {}
     assert caplog.messages == [msg]
 
@@ -150,7 +149,7 @@ def test_resume_points_logs_found_and_missing(caplog, monkeypatch):
     monkeypatch.setattr(resume, "read_resume_points", lambda *a: calls.append(a) or {"XBT/USDT": 42})
     args = cli.parse_args(["--pair", "XBT/USDT", "--pair", "ETH/USD", "--topic", "t", "--resume-scan-limit", "300"])
     times, open_gaps = {}, {}
-    with caplog.at_level(logging.INFO, logger="kraken_feed"):
+    with caplog.at_level(logging.INFO, logger="lakehouse.producer"):
         assert resume.resume_points(args, times, open_gaps) == {"XBT/USDT": 42}
     assert calls == [("localhost:19092", "t", ["XBT/USDT", "ETH/USD"], 300, cli.DEFAULT_RESUME_TIMEOUT, times,
                       open_gaps)]
@@ -324,7 +323,7 @@ def test_read_resume_points_chunk_by_chunk_until_every_pair_is_found(topic, capl
     part1[2499] = None                                                 # and the partition
     fake = topic({0: part0, 1: part1})
     times, open_gaps = {}, {}
-    with caplog.at_level(logging.INFO, logger="kraken_feed"):
+    with caplog.at_level(logging.INFO, logger="lakehouse.producer"):
         found = resume.read_resume_points("b:9", "t", ["XBT/USDT", "ETH/USD", "DOGE/USD"], 3000, 5.0, times, open_gaps)
     assert found == {"XBT/USDT": 9, "ETH/USD": 41}
     assert times == {"XBT/USDT": "2026-01-01T00:00:09.000000Z", "ETH/USD": "2026-01-01T00:00:41.000000Z"}
@@ -340,7 +339,7 @@ def test_read_resume_points_stops_when_every_pair_is_found(topic, caplog):
     part0[100] = trade("ETH/USD", 1)
     part0[4999] = None                                                 # a transaction marker ends the partition
     fake = topic({0: part0})
-    with caplog.at_level(logging.INFO, logger="kraken_feed"):
+    with caplog.at_level(logging.INFO, logger="lakehouse.producer"):
         assert resume.read_resume_points("b:9", "t", ["XBT/USDT"], 200_000, 5.0) == {"XBT/USDT": 9}
     assert fake.assigned == [[(0, 3000)]]
     assert caplog.messages == ["resume: read 1999 record(s) of t (1 partition(s), 1 chunk(s) deep) in 0.60s"]
@@ -350,7 +349,7 @@ def test_read_resume_points_reads_at_most_the_limit(topic, caplog):
     part0 = [OTHER] * 5000
     part0[1000] = trade("XBT/USDT", 9)
     fake = topic({0: part0, 1: [OTHER] * 10})
-    with caplog.at_level(logging.INFO, logger="kraken_feed"):
+    with caplog.at_level(logging.INFO, logger="lakehouse.producer"):
         assert resume.read_resume_points("b:9", "t", ["XBT/USDT"], 3500, 5.0) == {}
     assert fake.assigned == [[(0, 3000), (1, 0)], [(0, 1500)]]
     assert caplog.messages == ["resume: read 3510 record(s) of t (2 partition(s), 2 chunk(s) deep) in 1.20s"]
@@ -361,7 +360,7 @@ def test_read_resume_points_gives_up_after_the_timeout_with_what_it_found(topic,
     part0[3600] = trade("XBT/USDT", 9)
     part0[4600] = trade("XBT/USDT", 10)                                # not reached in time
     topic({0: part0}, batch=500)
-    with caplog.at_level(logging.INFO, logger="kraken_feed"):
+    with caplog.at_level(logging.INFO, logger="lakehouse.producer"):
         assert resume.read_resume_points("b:9", "t", ["XBT/USDT", "ETH/USD"], 200_000, 0.5) == {"XBT/USDT": 9}
     assert caplog.messages == ["resume: gave up reading t after 0.5s (1500 records read)"]
 
@@ -373,7 +372,7 @@ def test_read_resume_points_asks_for_partition_ends_with_at_least_a_tenth_of_a_s
 
 
 def test_read_resume_points_of_a_missing_topic(topic, caplog):
-    with caplog.at_level(logging.INFO, logger="kraken_feed"):
+    with caplog.at_level(logging.INFO, logger="lakehouse.producer"):
         topic({0: []}, missing=True)
         assert resume.read_resume_points("b:9", "t", ["XBT/USDT"], 200_000, 5.0) == {}
         topic({0: [trade("XBT/USDT", 9)]}, error="Broker: Unknown topic or partition")

@@ -23,9 +23,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kraken_feed import protocol, records, rest, session
-import kraken_trades_ws as cli
-from fake_kraken import FakeKraken
+from lakehouse.fake_kraken.server import FakeKraken
+from lakehouse.producer import cli, protocol, records, rest, session
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "kraken"
 CORPUS_FRAMES = int(os.environ.get("FUZZ_CORPUS_FRAMES", "40000"))

@@ -3,7 +3,6 @@ how processes are tied to the runner's life."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import stat
@@ -12,12 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+from lakehouse.pipeline import runner as run_pipeline
 from tests.helpers import REPO_ROOT, wait_until
-
-spec = importlib.util.spec_from_file_location("run_pipeline", REPO_ROOT / "infra/run_pipeline.py")
-run_pipeline = importlib.util.module_from_spec(spec)
-sys.modules["run_pipeline"] = run_pipeline  # dataclasses look their module up while the module runs
-spec.loader.exec_module(run_pipeline)
 
 
 def test_one_spark_application_by_default():
@@ -84,9 +79,8 @@ def test_a_child_dies_with_its_parent(tmp_path):
     """die_with_parent: a process started with it is signalled by the kernel when its parent dies (SIGKILL here)."""
     pid_file = tmp_path / "child.pid"
     parent = subprocess.Popen([sys.executable, "-c", f"""
-import importlib.util, subprocess, sys, time
-spec = importlib.util.spec_from_file_location("rp", {str(REPO_ROOT / 'infra/run_pipeline.py')!r})
-rp = importlib.util.module_from_spec(spec); sys.modules["rp"] = rp; spec.loader.exec_module(rp)
+import subprocess, time
+from lakehouse.pipeline import runner as rp
 child = subprocess.Popen(["sleep", "300"], preexec_fn=rp.die_with_parent(9))
 open({str(pid_file)!r}, "w").write(str(child.pid))
 time.sleep(300)

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
-from silver_completeness_audit import MAX_LISTED, audit, main, parse_args, problems, ranges, render
+from lakehouse.silver.audit import MAX_LISTED, audit, main, parse_args, problems, ranges, render
 from tests.helpers import run_script
 
 SCRIPT = "spark/jobs/silver_completeness_audit.py"

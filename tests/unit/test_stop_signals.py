@@ -23,10 +23,8 @@ import pytest
 
 from tests.helpers import REPO_ROOT
 
-SIGNAL_INSIDE_WAIT = textwrap.dedent(f"""
+SIGNAL_INSIDE_WAIT = textwrap.dedent("""
     import os, signal, sys, threading
-    sys.path[:0] = [{str(REPO_ROOT)!r}, {str(REPO_ROOT / 'ingestion')!r}, {str(REPO_ROOT / 'spark' / 'jobs')!r},
-                    {str(REPO_ROOT / 'infra')!r}]
 
     class SignalInsideWait(threading.Event):
         fired = False
@@ -45,19 +43,19 @@ SIGNAL_INSIDE_WAIT = textwrap.dedent(f"""
 
 SCRIPTS = {
     "fake_kraken": """
-        import fake_kraken
+        from lakehouse.fake_kraken import cli as fake_kraken
         sys.exit(fake_kraken.main(["--port", "0", "--rate", "0"]))
     """,
     "spark_job_waiting_for_input": """
-        import streaming_common
-        stop = streaming_common.StopRequest().install()
+        from lakehouse.spark import lifecycle
+        stop = lifecycle.StopRequest().install()
         print("waiting for input", flush=True)
-        ready = streaming_common.wait_until_ready(lambda: False, stop, "no input yet", poll_s=0.2)
+        ready = lifecycle.wait_until_ready(lambda: False, stop, "no input yet", poll_s=0.2)
         print("ready" if ready else f"stopped by {stop.signal_name}", flush=True)
     """,
     "runner_watching_its_processes": """
         from types import SimpleNamespace
-        import run_pipeline
+        from lakehouse.pipeline import runner as run_pipeline
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())  # what the runner's handler does
         print("watching", flush=True)

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from streaming_common import (cached_connector_jars, chosen_master, delta_coordinate, extra_jars, format_progress,
-                              is_local_master, jar_artifact, kafka_connector_coordinate, local_folder, master_conf,
-                              master_host, parse_bool, parse_trigger, positive_int, sink_pairing_problem,
-                              spark_start_hint, trigger_kwargs, zip_job_modules)
+from lakehouse.spark.flags import parse_bool, parse_trigger, positive_int, trigger_kwargs
+from lakehouse.spark.jars import (cached_connector_jars, delta_coordinate, extra_jars, jar_artifact,
+                                  kafka_connector_coordinate)
+from lakehouse.spark.progress import format_progress, spark_start_hint
+from lakehouse.spark.session import chosen_master, is_local_master, master_conf, master_host, zip_package
+from lakehouse.spark.sinks import local_folder, sink_pairing_problem
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -45,16 +47,16 @@ def test_delta_coordinate_follows_the_installed_delta_spark() -> None:
 
 
 def test_extra_jars_uses_the_caches_and_falls_back_to_packages(tmp_path: Path, monkeypatch) -> None:
-    import streaming_common
+    import lakehouse.spark.jars as jars_module
 
     kafka_cache, delta_cache, spark_jars = tmp_path / "kafka", tmp_path / "delta", tmp_path / "spark-jars"
     (kafka_cache / "3.5.7").mkdir(parents=True)
     spark_jars.mkdir()
     (kafka_cache / "3.5.7" / "spark-sql-kafka-0-10_2.12-3.5.7.jar").touch()
     (spark_jars / "antlr4-runtime-4.9.3.jar").touch()
-    monkeypatch.setattr(streaming_common, "CONNECTOR_CACHE", kafka_cache)
-    monkeypatch.setattr(streaming_common, "DELTA_CACHE", delta_cache)
-    monkeypatch.setattr(streaming_common, "installed_delta_version", lambda: "3.3.2")
+    monkeypatch.setattr(jars_module, "CONNECTOR_CACHE", kafka_cache)
+    monkeypatch.setattr(jars_module, "DELTA_CACHE", delta_cache)
+    monkeypatch.setattr(jars_module, "installed_delta_version", lambda: "3.3.2")
     # Delta not fetched yet: its coordinate goes to spark.jars.packages, the cached connector to spark.jars
     jars, packages = extra_jars(kafka=True, delta=True, spark_version="3.5.7", spark_jars_dir=spark_jars)
     assert [Path(j).name for j in jars] == ["spark-sql-kafka-0-10_2.12-3.5.7.jar"]
@@ -200,16 +202,16 @@ JARS = ["/c/spark-sql-kafka-0-10_2.12-3.5.7.jar", "/c/delta-spark_2.12-3.2.1.jar
 
 
 def test_a_local_master_gets_only_the_master_and_the_jars() -> None:
-    assert master_conf("local[*]", JARS, ["/tmp/x/spark_jobs.zip"], python="/venv/bin/python") == {
+    assert master_conf("local[*]", JARS, ["/tmp/x/lakehouse.zip"], python="/venv/bin/python") == {
         "spark.master": "local[*]", "spark.jars": ",".join(JARS)}
     assert master_conf("local[2]", [], [], python="/venv/bin/python") == {"spark.master": "local[2]"}
 
 
 def test_a_loopback_cluster_master_ships_code_jars_python_and_binds_the_driver_to_loopback() -> None:
-    assert master_conf("spark://127.0.0.1:7077", JARS, ["/tmp/x/spark_jobs.zip"], python="/venv/bin/python") == {
+    assert master_conf("spark://127.0.0.1:7077", JARS, ["/tmp/x/lakehouse.zip"], python="/venv/bin/python") == {
         "spark.master": "spark://127.0.0.1:7077",
         "spark.jars": ",".join(JARS),  # the same local paths: the driver serves them, the executors fetch them
-        "spark.submit.pyFiles": "/tmp/x/spark_jobs.zip",
+        "spark.submit.pyFiles": "/tmp/x/lakehouse.zip",
         "spark.pyspark.python": "/venv/bin/python",
         "spark.driver.host": "127.0.0.1",
         "spark.driver.bindAddress": "127.0.0.1",
@@ -229,25 +231,36 @@ def test_a_remote_master_leaves_the_driver_address_to_spark() -> None:
     assert master_conf("yarn", [], [], python="python3") == {"spark.master": "yarn", "spark.pyspark.python": "python3"}
 
 
-def test_zip_job_modules_holds_every_job_module_at_its_root(tmp_path: Path) -> None:
+def test_zip_package_holds_the_whole_package_as_it_is_imported(tmp_path: Path) -> None:
+    """What a cluster's executors get (spark.submit.pyFiles): the lakehouse package, importable from the zip alone."""
+    import os
+    import subprocess
+    import sys
     import zipfile
 
-    archive = zip_job_modules(tmp_path)
+    archive = zip_package(tmp_path)
     names = zipfile.ZipFile(archive).namelist()
-    assert archive == tmp_path / "spark_jobs.zip"
-    assert {"streaming_common.py", "all_layers.py", "kafka_to_bronze_trades.py", "bronze_to_silver_trades.py",
-            "silver_to_gold_ohlcv.py", "delta_tables.py", "gold_ohlcv_batch.py"} <= set(names)
-    assert names == sorted(names) and all("/" not in n for n in names)
+    assert archive == tmp_path / "lakehouse.zip"
+    assert {"lakehouse/__init__.py", "lakehouse/spark/session.py", "lakehouse/pipeline/all_layers.py",
+            "lakehouse/bronze/job.py", "lakehouse/silver/job.py", "lakehouse/gold/job.py", "lakehouse/lake/delta.py",
+            "lakehouse/gold/recompute.py"} <= set(names)
+    assert names == sorted(names) and all(n.startswith("lakehouse/") and n.endswith(".py") for n in names)
+    # -S: no site-packages, so not the installed package: only the zip can provide it
+    found = subprocess.run([sys.executable, "-S", "-c", "import lakehouse.spark.session as s; print(s.__file__)"],
+                           env={**os.environ, "PYTHONPATH": str(archive)}, capture_output=True, text=True, timeout=60)
+    assert found.stdout.strip() == str(archive / "lakehouse" / "spark" / "session.py"), found.stderr
 
 
-@pytest.mark.parametrize("module", ["all_layers", "kafka_to_bronze_trades", "bronze_to_silver_trades",
-                                    "silver_to_gold_ohlcv", "gold_ohlcv_batch", "optimize_tables", "bronze_audit"])
+@pytest.mark.parametrize("module", ["lakehouse.pipeline.all_layers", "lakehouse.bronze.job", "lakehouse.silver.job",
+                                    "lakehouse.gold.job", "lakehouse.gold.recompute", "lakehouse.pipeline.optimize",
+                                    "lakehouse.bronze.audit"])
 def test_every_spark_job_takes_master(module: str, monkeypatch) -> None:
     import importlib
 
     monkeypatch.delenv("SPARK_MASTER", raising=False)
     parse_args = importlib.import_module(module).parse_args
-    required = ["--from", "2026-01-01T00:00", "--to", "2026-01-01T01:00"] if module == "gold_ohlcv_batch" else []
+    recompute = module == "lakehouse.gold.recompute"
+    required = ["--from", "2026-01-01T00:00", "--to", "2026-01-01T01:00"] if recompute else []
     assert parse_args([*required, "--master", "spark://127.0.0.1:7077"]).master == "spark://127.0.0.1:7077"
     assert parse_args(required).master is None  # then SPARK_MASTER, else local[*] (chosen_master)
 
@@ -277,7 +290,7 @@ def test_a_layer_that_does_not_stop_in_time_is_not_drained_and_a_drain_that_cann
     with the query still running); Silver's drain cannot start. Both are warnings and exit 1, never a traceback."""
     import logging
 
-    from streaming_common import StopRequest, run_queries
+    from lakehouse.spark.lifecycle import StopRequest, run_queries
 
     stop = StopRequest()
     stop.event.set()

@@ -1,4 +1,7 @@
-"""The Kraken trades producer's parts; `ingestion/kraken_trades_ws.py` is the entry point that wires them.
+"""The Kraken trades producer: Kraken's WebSocket (and REST, for gaps) -> Kafka, one JSON record per trade.
+
+    cli.py         the flags and start-up that wire the parts below (`python ingestion/kraken_trades_ws.py`, or
+                   `python -m lakehouse.producer.cli`)
 
     records.py     the value contract, and the checks every wire field passes (decimals, times, ids, sides)
     protocol.py    Kraken's WebSocket protocol: decode a frame, dispatch it by kind, subscribe/ping requests

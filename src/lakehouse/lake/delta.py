@@ -1,7 +1,7 @@
 """What the jobs that write Delta tables (Silver, its quarantine, Gold) share: creating a table with its properties,
 idempotent writes per micro-batch, retrying a write that lost a race with a compaction, and table maintenance.
 
-Not a job itself; the jobs import it (they run as scripts, so their folder is on sys.path).
+Not a job itself: the Silver and Gold jobs, the pipeline and the maintenance command import it.
 
 Exactly once. Each streaming query writes its tables from foreachBatch. Every write of a micro-batch carries a
 Delta transaction id, (app id, version) = ("<query id>/<output>", <batch id>); Delta records it in the same commit as
@@ -25,7 +25,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
-from streaming_common import describe_error, latest_batch_id, local_folder, parse_trigger
+from lakehouse.spark.flags import parse_trigger
+from lakehouse.spark.progress import describe_error
+from lakehouse.spark.sinks import latest_batch_id, local_folder
 
 log = logging.getLogger("spark_jobs")
 

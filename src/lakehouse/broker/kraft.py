@@ -1,11 +1,12 @@
 """Apache Kafka nodes in KRaft mode from Maven Central jars: what the single broker and the 3-broker cluster share.
 
 The jars (fetched once with Maven into .cache/kafka/<version>), the Java check, each node's server.properties, its
-storage format, command line, readiness and pid file. infra/kafka/broker.py runs one combined broker+controller node;
-infra/cluster.py runs three brokers and three controllers. Standard library only (runs before any virtualenv).
+storage format, command line, readiness and pid file. lakehouse.broker.local (infra/kafka/broker.py) runs one
+combined broker+controller node; lakehouse.cluster.local (infra/cluster.py) runs three brokers and three controllers.
+Standard library only (runs before any virtualenv).
 
 Usage (a library; the smallest example prints a cluster broker's configuration):
-    python3 -c "import sys; sys.path.insert(0, '.'); from infra.kafka import kraft; \
+    python3 -c "from lakehouse.broker import kraft; \
 print(kraft.render_properties(kraft.node_properties(1, 'broker', '101@127.0.0.1:19093', '/tmp/k', port=19092)))"
 """
 
@@ -20,11 +21,11 @@ import uuid
 from pathlib import Path
 from typing import Callable
 
-from infra.daemon import Daemon, InfraError, port_is_open
+from lakehouse.common.daemon import Daemon, InfraError, port_is_open
+from lakehouse.defaults import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 KAFKA_VERSION = "3.9.1"  # must match <kafka.version> in infra/kafka/pom.xml
-POM = Path(__file__).with_name("pom.xml")
+POM = REPO_ROOT / "infra" / "kafka" / "pom.xml"
 DEFAULT_JARS_DIR = REPO_ROOT / ".cache" / "kafka" / KAFKA_VERSION / "libs"
 READY_LINE = "Kafka Server started"
 # A short-lived tool (the storage format) and the controllers, which do little work: the C1 compiler only, which

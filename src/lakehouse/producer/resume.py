@@ -13,7 +13,7 @@ import random
 import time
 from typing import Any, Callable, Optional
 
-from kraken_feed.gaps import GAP_HEADER, decode_gaps
+from lakehouse.producer.gaps import GAP_HEADER, decode_gaps
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from kraken_feed.protocol import load_frame
-from kraken_feed.records import short
+from lakehouse.producer.protocol import load_frame
+from lakehouse.producer.records import short
 
 DEFAULT_REST_URL = "https://api.kraken.com"
 MAX_COUNT = 1000  # trades per call (Kraken's maximum)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from kraken_feed.records import BadTrade, Num, PairCodec, short
+from lakehouse.producer.records import BadTrade, Num, PairCodec, short
 
 DEFAULT_WS_URLS = {"v2": "wss://ws.kraken.com/v2", "v1": "wss://ws.kraken.com"}
 

@@ -1,10 +1,10 @@
 """A Spark standalone master and its workers, from the pyspark installation (`pyspark/bin/spark-class`).
 
 The command lines and environment of the master and worker daemons, and the master's view of the cluster as its web
-UI serves it (http://127.0.0.1:8080/json/). infra/cluster.py starts, stops and kills them.
+UI serves it (http://127.0.0.1:8080/json/). lakehouse.cluster.local (infra/cluster.py) starts, stops and kills them.
 
 Usage (a library; the smallest example prints what a running master sees):
-    python -c "import sys; sys.path.insert(0, '.'); from infra.spark_standalone import fetch_master_state; \
+    python -c "from lakehouse.cluster.spark_standalone import fetch_master_state; \
 print(fetch_master_state(8080))"
 """
 
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from infra.daemon import CLUSTER_MARK, SPARK_MASTER_CLASS, SPARK_WORKER_CLASS, InfraError
+from lakehouse.common.daemon import CLUSTER_MARK, SPARK_MASTER_CLASS, SPARK_WORKER_CLASS, InfraError
 
 DAEMON_MEMORY = "512m"  # heap of the master and worker daemons themselves (executors have their own)
 # Executors copy each application's files (--py-files, jars) into the worker's work folder: drop those of
@@ -56,7 +56,7 @@ def daemon_env(base: Mapping[str, str], spark_home: Path, cluster_dir: Path, loc
         "SPARK_LOCAL_IP": "127.0.0.1",  # bind RPC and web UIs to loopback only (also works in a network namespace)
         "SPARK_LOCAL_DIRS": str(local_dir),  # shuffle and spill files
         "SPARK_DAEMON_MEMORY": DAEMON_MEMORY,
-        # the mark tells our daemons apart (see infra/daemon.py); the C1 compiler only halves their start-up CPU
+        # the mark tells our daemons apart (see lakehouse/common/daemon.py); the C1 compiler only halves their start-up CPU
         "SPARK_DAEMON_JAVA_OPTS": f"{CLUSTER_MARK}{cluster_dir} -XX:TieredStopAtLevel=1",
         "SPARK_WORKER_OPTS": WORKER_OPTS,
     }

@@ -43,7 +43,7 @@ def ensure_topic(bootstrap: str, topic: str, partitions: int = 3, replication_fa
     when this call created the topic, None when it existed (or another client created it meanwhile). Raises
     KafkaException when the cluster cannot be asked or refuses (e.g. a replication factor above its brokers).
 
-    Also for infra/run_pipeline.py: sys.path gets ingestion/, then `from kraken_feed.kafka_sink import ensure_topic`.
+    Also the pipeline runner's (infra/run_pipeline.py): the topic exists before any layer reads it.
     """
     from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic

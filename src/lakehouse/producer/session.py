@@ -12,13 +12,13 @@ import threading
 import time
 from typing import Any, Callable, Optional
 
-from kraken_feed.backfill import REFILL_MARGIN_MS, Backfiller, backoff_delay
-from kraken_feed.gaps import Failed, Gap, GapBook, UndeliveredBook
-from kraken_feed.protocol import (
+from lakehouse.producer.backfill import REFILL_MARGIN_MS, Backfiller, backoff_delay
+from lakehouse.producer.gaps import Failed, Gap, GapBook, UndeliveredBook
+from lakehouse.producer.protocol import (
     ACK, DEFAULT_WS_URLS, ERROR, HEARTBEAT, PONG, STATUS, TRADES, UNKNOWN, parse_frame, ping_request,
     subscribe_request,
 )
-from kraken_feed.records import PairCodec, epoch_ns_from_iso, iso_now, native_pair, short
+from lakehouse.producer.records import PairCodec, epoch_ns_from_iso, iso_now, native_pair, short
 
 log = logging.getLogger(__name__)
 

@@ -1,11 +1,11 @@
 """Background processes of the local infrastructure: start one detached with a pid file, find it, stop it, kill it.
 
-Used by infra/kafka/broker.py (the single-node Kafka broker) and infra/cluster.py (a 3-broker Kafka cluster and a
-Spark standalone cluster). It also says who holds a port, so a refusal can name what runs there and how to stop it.
+Used by lakehouse.broker.local (the single-node Kafka broker) and lakehouse.cluster.local (a 3-broker Kafka cluster
+and a Spark standalone cluster). It also says who holds a port, so a refusal can name what runs there and how to stop it.
 Standard library only: the broker script runs before any virtualenv exists.
 
 Usage (a library; the smallest example):
-    python3 -c "import sys; sys.path.insert(0, '.'); from infra.daemon import port_owner; print(port_owner(19092))"
+    python3 -c "from lakehouse.common.daemon import port_owner; print(port_owner(19092))"
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from lakehouse.defaults import REPO_ROOT
+
 DEFAULT_BROKER_DIR = REPO_ROOT / "data" / "broker"  # make broker-up's
 DEFAULT_CLUSTER_DIR = REPO_ROOT / "data" / "cluster"  # make cluster-up's
 # A JVM system property the cluster puts on each of its processes' command lines: `-Dlakehouse.cluster=<data dir>`.

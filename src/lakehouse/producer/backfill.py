@@ -25,10 +25,10 @@ import threading
 import time
 from typing import Any, Callable
 
-from kraken_feed.gaps import Failed, Gap, GapBook, UndeliveredBook
-from kraken_feed.records import BadTrade, PairCodec, iso_now, rest_pair_name, short
-from kraken_feed.rest import RestError, fetch_trades
-from kraken_feed.resume import values_in_topic
+from lakehouse.producer.gaps import Failed, Gap, GapBook, UndeliveredBook
+from lakehouse.producer.records import BadTrade, PairCodec, iso_now, rest_pair_name, short
+from lakehouse.producer.rest import RestError, fetch_trades
+from lakehouse.producer.resume import values_in_topic
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,117 @@
+"""Print records of the trades topic, like `rpk topic consume crypto.trades -n 5`, on any Kafka-API broker.
+
+The seed's quick check uses rpk inside the Redpanda container; this works without Docker too (and with Redpanda).
+Each record is printed as one JSON line, as rpk prints it: topic, key, value, timestamp (ms), partition, offset.
+
+Usage:
+    python ingestion/consume_trades.py -n 5                   # the last 5 records of crypto.trades (newest last)
+    python ingestion/consume_trades.py -n 5 --from-start      # the first 5, as rpk does by default
+    python ingestion/consume_trades.py --topic crypto.trades --bootstrap localhost:19092 -n 20
+
+Exit codes: 0 ok (also when the topic is empty), 2 a bad flag, an unknown topic or an unreachable broker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Iterable
+
+from confluent_kafka import OFFSET_END, Consumer, KafkaException, TopicPartition
+
+DEFAULT_BOOTSTRAP = "localhost:19092"
+DEFAULT_TOPIC = "crypto.trades"
+TIMEOUT_S = 10.0
+# librdkafka logs every failed connection attempt; the one error message below says it once.
+QUIET = logging.getLogger("consume_trades.librdkafka")
+QUIET.disabled = True
+
+
+def plan_reads(watermarks: dict[int, tuple[int, int]], n: int, from_start: bool) -> dict[int, tuple[int, int]]:
+    """{partition: (first offset, end offset)} to read so that the first or last n records of each partition are
+    covered (the overall first/last n are then picked by timestamp)."""
+    plan = {}
+    for partition, (low, high) in watermarks.items():
+        if high <= low:
+            continue
+        plan[partition] = (low, min(high, low + n)) if from_start else (max(low, high - n), high)
+    return plan
+
+
+def pick(records: list[dict], n: int, from_start: bool) -> list[dict]:
+    """The first or last n records across partitions, oldest first (timestamp, then partition and offset)."""
+    ordered = sorted(records, key=lambda r: (r["timestamp"], r["partition"], r["offset"]))
+    return ordered[:n] if from_start else ordered[-n:]
+
+
+def record_json(msg) -> dict:
+    key, value = msg.key(), msg.value()
+    return {
+        "topic": msg.topic(),
+        "key": None if key is None else key.decode("utf-8", errors="backslashreplace"),
+        "value": None if value is None else value.decode("utf-8", errors="backslashreplace"),
+        "timestamp": msg.timestamp()[1],
+        "partition": msg.partition(),
+        "offset": msg.offset(),
+    }
+
+
+def read_ranges(consumer: Consumer, topic: str, plan: dict[int, tuple[int, int]]) -> Iterable[dict]:
+    consumer.assign([TopicPartition(topic, p, start) for p, (start, _) in plan.items()])
+    remaining = {p: end for p, (_, end) in plan.items()}
+    while remaining:
+        msg = consumer.poll(TIMEOUT_S)
+        if msg is None:
+            raise KafkaException(f"no record arrived within {TIMEOUT_S:.0f}s from partitions {sorted(remaining)}")
+        if msg.error():
+            raise KafkaException(msg.error())
+        end = remaining.get(msg.partition())
+        if end is None:
+            continue
+        if msg.offset() < end:
+            yield record_json(msg)
+        if msg.offset() >= end - 1:
+            del remaining[msg.partition()]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-n", "--num", type=int, default=5, help="how many records (default %(default)s)")
+    parser.add_argument("--topic", default=DEFAULT_TOPIC, help="topic (default %(default)s)")
+    parser.add_argument("--bootstrap", default=DEFAULT_BOOTSTRAP, help="Kafka bootstrap servers (default %(default)s)")
+    parser.add_argument("--from-start", action="store_true", help="the first records instead of the last")
+    args = parser.parse_args(argv)
+    if args.num < 1:
+        parser.error("argument -n/--num: must be >= 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    consumer = Consumer({"bootstrap.servers": args.bootstrap, "group.id": "consume-trades-cli",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                         "socket.connection.setup.timeout.ms": 5000, "logger": QUIET})
+    try:
+        topics = consumer.list_topics(args.topic, timeout=TIMEOUT_S).topics
+        meta = topics.get(args.topic)
+        if meta is None or meta.error is not None:
+            print(f"error: topic {args.topic!r} does not exist on {args.bootstrap}", file=sys.stderr)
+            return 2
+        watermarks = {p: consumer.get_watermark_offsets(TopicPartition(args.topic, p), timeout=TIMEOUT_S)
+                      for p in meta.partitions}
+        records = list(read_ranges(consumer, args.topic, plan_reads(watermarks, args.num, args.from_start)))
+    except KafkaException as exc:
+        print(f"error: cannot read {args.topic!r} from {args.bootstrap}: {exc}. Is the broker up? `make broker-up`",
+              file=sys.stderr)
+        return 2
+    finally:
+        consumer.close()
+    for record in pick(records, args.num, args.from_start):
+        print(json.dumps(record, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

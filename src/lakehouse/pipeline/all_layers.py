@@ -1,0 +1,232 @@
+"""Bronze, Silver and Gold in one Spark application: the three layers' streaming queries share one JVM.
+
+Each layer's query is started by its own job's start_query() with that job's flags and defaults, on the same
+checkpoint folders the jobs use: this is the same pipeline as kafka_to_bronze_trades.py, bronze_to_silver_trades.py
+and silver_to_gold_ohlcv.py run as three processes (the seed's way, still there), at a fraction of the memory and
+CPU (one JVM and one Python driver instead of three). You can switch between the two ways at any time. `make run`
+and `make demo` start this (infra/run_pipeline.py; --separate-jobs there for three processes).
+
+A layer starts once its input exists: Bronze once the topic exists, Silver once Bronze committed a first batch, Gold
+once Silver's table exists. On Ctrl-C or SIGTERM the layers stop in order, each first landing what its input holds
+now (Bronze everything the topic holds, then Silver all of Bronze, then Gold all of Silver; at most --drain-timeout
+seconds each), so a stopped pipeline is caught up from the broker to Gold. A second Ctrl-C stops at once (what did
+not land, lands on the next start: every layer is exactly once).
+
+Usage:
+    python spark/jobs/all_layers.py --bootstrap localhost:19092 --topic crypto.trades --data-dir data
+
+Exit codes: 0 stopped on request (or finished with --available-now); 1 a query failed or a layer did not catch up
+within --drain-timeout; 2 a bad flag, an unreachable broker, or a checkpoint that does not belong with its output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from lakehouse.bronze import job as bronze_job
+from lakehouse.common.logs import configure_logging
+from lakehouse.gold import job as gold_job
+from lakehouse.lake.delta import (DEFAULT_MAINTENANCE_EVERY, WRITER_SESSION_CONF, Maintenance, is_delta_table,
+                                  parse_maintenance_every, table_pairing_problem)
+from lakehouse.silver import job as silver_job
+from lakehouse.spark.flags import DEFAULT_DRAIN_TIMEOUT_S, add_master_argument, parse_trigger
+from lakehouse.spark.lifecycle import StopRequest, drain_restart, run_queries, wait_until_ready
+from lakehouse.spark.progress import format_progress
+from lakehouse.spark.session import build_spark
+from lakehouse.spark.sinks import sink_pairing_problem
+
+DEFAULT_DATA_DIR = "data"
+DEFAULT_TRIGGERS = {"bronze": "2 seconds", "silver": "2 seconds", "gold": "2 seconds"}
+LAYERS = ["bronze", "silver", "gold"]
+
+log = logging.getLogger("all_layers")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Pure functions: each layer's own flags, from this job's
+
+
+def layer_paths(data_dir: str) -> dict[str, str]:
+    """The jobs' default paths (data/...), under --data-dir instead of data/."""
+    def under(default: str) -> str:
+        return str(Path(data_dir) / Path(default).relative_to(DEFAULT_DATA_DIR))
+
+    return {"bronze": under(bronze_job.DEFAULT_OUT), "bronze_checkpoint": under(bronze_job.DEFAULT_CHECKPOINT),
+            "silver": under(silver_job.DEFAULT_OUT), "quarantine": under(silver_job.DEFAULT_QUARANTINE),
+            "silver_checkpoint": under(silver_job.DEFAULT_CHECKPOINT), "gold": under(gold_job.DEFAULT_OUT),
+            "gold_checkpoint": under(gold_job.DEFAULT_CHECKPOINT)}
+
+
+def layer_argv(args: argparse.Namespace) -> dict[str, list[str]]:
+    """The command line each layer's own job would be run with for these flags."""
+    paths = layer_paths(args.data_dir)
+    common = ["--available-now"] if args.available_now else []
+    maintenance = ["--maintenance-every", args.maintenance_every_text]
+    bronze = ["--bootstrap", args.bootstrap, "--topic", args.topic, "--out", paths["bronze"],
+              "--checkpoint", paths["bronze_checkpoint"], "--startingOffsets", args.startingOffsets,
+              "--trigger", args.bronze_trigger, *common]
+    if args.kafka_properties:
+        bronze += ["--kafka-properties", str(args.kafka_properties)]
+    return {
+        "bronze": bronze,
+        "silver": ["--bronze", paths["bronze"], "--out", paths["silver"], "--quarantine", paths["quarantine"],
+                   "--checkpoint", paths["silver_checkpoint"], "--trigger", args.silver_trigger, *maintenance,
+                   *common],
+        "gold": ["--silver", paths["silver"], "--out", paths["gold"], "--checkpoint", paths["gold_checkpoint"],
+                 "--trigger", args.gold_trigger, *maintenance, *common],
+    }
+
+
+def pairing_problems(layer_args: dict[str, argparse.Namespace]) -> list[str]:
+    """Outputs and checkpoints that do not belong together (what each job refuses at its start)."""
+    problems = [sink_pairing_problem(layer_args["bronze"].out, layer_args["bronze"].checkpoint)]
+    if "silver" in layer_args:
+        silver = layer_args["silver"]
+        problems += [table_pairing_problem(silver.out, silver.checkpoint),
+                     table_pairing_problem(silver.quarantine, silver.checkpoint)]
+    if "gold" in layer_args:
+        problems.append(table_pairing_problem(layer_args["gold"].out, layer_args["gold"].checkpoint))
+    return [p for p in problems if p]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The job
+
+
+WAITING_FOR = {"bronze": "its topic (the producer creates it)", "silver": "Bronze's first committed batch",
+               "gold": "the Silver table"}
+
+
+class Layers:
+    """The layers' queries in one session, each started once its input exists."""
+
+    def __init__(self, spark, layer_args: dict[str, argparse.Namespace]) -> None:
+        self.spark, self.layer_args = spark, layer_args
+        self.jobs = {"bronze": bronze_job, "silver": silver_job, "gold": gold_job}
+        self.queries: dict[str, Any] = {}
+
+    def ready(self, layer: str) -> bool:
+        if layer == "bronze":
+            args = self.layer_args["bronze"]
+            return bronze_job.topic_partitions(args.bootstrap, args.topic, args.client_props) != 0
+        if layer == "silver":
+            return silver_job.bronze_ready(self.spark, self.layer_args["silver"].bronze)
+        return is_delta_table(self.spark, self.layer_args["gold"].silver)
+
+    def start(self, layer: str) -> Any:
+        self.queries[layer] = self.jobs[layer].start_query(self.spark, self.layer_args[layer])
+        log.info("%s started", layer)
+        return self.queries[layer]
+
+    def start_as_inputs_appear(self, stop: StopRequest) -> None:
+        """Start the layers in order, each once its input exists; returns when all run, or on a stop request or a
+        failed query."""
+        for layer in self.layer_args:
+            if not wait_until_ready(lambda: self.failed() is not None or self.ready(layer), stop,
+                                    f"{layer} waits for {WAITING_FOR[layer]}"):
+                return
+            if self.failed():
+                return
+            self.start(layer)
+
+    def failed(self) -> str | None:
+        return next((name for name, q in self.queries.items() if not q.isActive and q.exception()), None)
+
+    def restarts(self) -> dict[str, Callable[[], Any]]:
+        return {name: drain_restart(self.jobs[name].start_query, self.spark, self.layer_args[name])
+                for name in self.queries}
+
+
+def run_available_now(layers: Layers, stop: StopRequest) -> int:
+    """--available-now: each layer in order lands what its input holds, then the next one starts."""
+    for layer in layers.layer_args:
+        if not layers.ready(layer):
+            log.warning("%s: no input yet (%s); stopping here", layer, WAITING_FOR[layer])
+            return 0
+        code = run_queries({layer: layers.start(layer)}, stop, describe=describe)
+        if code != 0 or stop.event.is_set():
+            return code
+    return 0
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_master_argument(parser)
+    parser.add_argument("--bootstrap", default=bronze_job.DEFAULT_BOOTSTRAP,
+                        help="Kafka bootstrap servers (default %(default)s; env KAFKA_BOOTSTRAP)")
+    parser.add_argument("--topic", default=bronze_job.DEFAULT_TOPIC, help="topic to land (default %(default)s)")
+    parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR,
+                        help="where the layers and their checkpoints live, as the jobs lay them out under data/ "
+                             "(default %(default)s)")
+    parser.add_argument("--layers", type=int, choices=[1, 2, 3], default=3,
+                        help="1 Bronze, 2 +Silver, 3 +Gold (default 3)")
+    for layer in LAYERS:
+        parser.add_argument(f"--{layer}-trigger", default=DEFAULT_TRIGGERS[layer], type=parse_trigger,
+                            help=f'{layer} micro-batch interval (default "{DEFAULT_TRIGGERS[layer]}")')
+    parser.add_argument("--startingOffsets", default="earliest", type=bronze_job.parse_starting_offsets,
+                        help="where a NEW Bronze query starts (default %(default)s)")
+    parser.add_argument("--available-now", action="store_true",
+                        help="land what each layer's input holds now, in order, then exit")
+    parser.add_argument("--drain-timeout", type=float, default=DEFAULT_DRAIN_TIMEOUT_S,
+                        help="on stop, how long each layer may take to land what its input holds (default %(default)s s)")
+    parser.add_argument("--maintenance-every", dest="maintenance_every_text", default=DEFAULT_MAINTENANCE_EVERY,
+                        help=f'compact and vacuum Silver and Gold this often, or "off" (default '
+                             f'"{DEFAULT_MAINTENANCE_EVERY}")')
+    bronze_job.add_kafka_properties_argument(parser)
+    args = parser.parse_args(argv)
+    try:
+        args.maintenance_every = parse_maintenance_every(args.maintenance_every_text)
+    except argparse.ArgumentTypeError as exc:
+        parser.error(f"argument --maintenance-every: {exc}")
+    argv_by_layer = layer_argv(args)
+    args.layer_args = {"bronze": bronze_job.parse_args(argv_by_layer["bronze"]),
+                       "silver": silver_job.parse_args(argv_by_layer["silver"]),
+                       "gold": gold_job.parse_args(argv_by_layer["gold"])}
+    args.layer_args = dict(list(args.layer_args.items())[: args.layers])
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    configure_logging()
+    unreachable = bronze_job.broker_unreachable_error(args.bootstrap)
+    problems = ([unreachable] if unreachable else []) + pairing_problems(args.layer_args)
+    if problems:
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 2
+    stop = StopRequest().install()
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    spark = build_spark("all_layers", kafka=True, delta=args.layers > 1, conf=WRITER_SESSION_CONF, master=args.master)
+    layers = Layers(spark, args.layer_args)
+    tables = [t for name, a in args.layer_args.items() if name != "bronze"
+              for t in ([a.out, a.quarantine] if name == "silver" else [a.out])]
+    maintenance = Maintenance(spark, tables, args.maintenance_every).start()
+    log.info("%s in one Spark application, under %s (topic %s at %s)", " -> ".join(args.layer_args), args.data_dir,
+             args.topic, args.bootstrap)
+    if args.available_now:
+        code = run_available_now(layers, stop)
+    else:
+        layers.start_as_inputs_appear(stop)
+        code = run_queries(layers.queries, stop, describe=describe, drain=layers.restarts(),
+                           drain_timeout=args.drain_timeout)
+    maintenance.stop()
+    log.info("stopped; the layers are under %s", args.data_dir)
+    spark.stop()
+    return code
+
+
+def describe(name: str, progress: dict[str, Any]) -> str | None:
+    """Bronze logs its batches from progress; Silver and Gold log their own (their writers know the counts)."""
+    if name != "bronze" or not (progress.get("numInputRows") or progress.get("batchId") == 0):
+        return None
+    return "bronze " + format_progress(progress)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,131 @@
+"""The jars the Spark jobs need: resolved with Maven, once, into .cache/ (what `make setup` runs), and handed to
+Spark at start (or asked for as Maven coordinates when they are not there).
+
+- Spark's Kafka connector for the installed pyspark (spark/connector-pom.xml) into .cache/spark-kafka/<pyspark version>
+- Delta Lake for the installed delta-spark package (spark/delta-pom.xml) into .cache/spark-delta/<delta version>
+
+The jobs hand these jars to Spark (spark.jars) when they exist, so no resolver runs at job start; without them they
+ask for the same coordinates through spark.jars.packages. Spark's own resolver (Ivy) cannot reach Maven Central from
+some machines while Maven can: this is the path tests and CI take. Quiet when everything is cached; Maven's
+own output is shown only when it fails.
+
+Usage:
+    python spark/fetch_jars.py
+
+Exit codes: 0 the jars are there; 1 Maven failed (its output is printed); 2 Maven is not installed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from lakehouse.defaults import REPO_ROOT
+from lakehouse.spark.progress import SparkStartError
+
+SPARK_DIR = REPO_ROOT / "spark"  # the Maven poms: connector-pom.xml, delta-pom.xml
+# `make setup` (this module) resolves the Kafka connector and Delta Lake's jars with Maven into these folders.
+CONNECTOR_CACHE = Path(os.environ.get("SPARK_KAFKA_JARS_CACHE", REPO_ROOT / ".cache" / "spark-kafka"))
+DELTA_CACHE = Path(os.environ.get("SPARK_DELTA_JARS_CACHE", REPO_ROOT / ".cache" / "spark-delta"))
+SCALA_BINARY_VERSION = "2.12"  # the PyPI pyspark 3.5 wheels are built for Scala 2.12
+
+
+def kafka_connector_coordinate(spark_version: str, scala: str = SCALA_BINARY_VERSION) -> str:
+    """The Maven coordinate of Spark's Kafka connector matching the installed Spark."""
+    return f"org.apache.spark:spark-sql-kafka-0-10_{scala}:{spark_version}"
+
+
+def delta_coordinate(delta_version: str, scala: str = SCALA_BINARY_VERSION) -> str:
+    """The Maven coordinate of Delta Lake's Spark jar matching the installed delta-spark package."""
+    return f"io.delta:delta-spark_{scala}:{delta_version}"
+
+
+def installed_delta_version() -> str:
+    """The delta-spark pip package's version (requirements.txt pins it to pyspark's minor release)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("delta-spark")
+    except PackageNotFoundError:
+        raise SparkStartError("error: delta-spark is not installed: run `make setup` (or pip install -r "
+                              "requirements.txt)") from None
+
+
+def jar_artifact(file_name: str) -> str:
+    """'kafka-clients-3.4.1.jar' -> 'kafka-clients'; 'spark-sql-kafka-0-10_2.12-3.5.7.jar' -> 'spark-sql-kafka-0-10_2.12'."""
+    return re.sub(r"-\d+\.\d.*\.jar$", "", file_name)
+
+
+def cached_connector_jars(cache_dir: Path, version: str, spark_jars_dir: Path,
+                          main_jar: str = "spark-sql-kafka-0-10") -> list[str]:
+    """Jars that `make setup` fetched for this version (of Spark for the Kafka connector, of Delta for
+    main_jar="delta-spark"), minus artifacts pyspark already ships in any version (Spark's own copy wins, as with
+    spark.jars.packages); [] when the cache is absent or lacks its main jar."""
+    version_dir = cache_dir / version
+    jars = sorted(version_dir.glob("*.jar")) if version_dir.is_dir() else []
+    if not any(j.name.startswith(main_jar) for j in jars):
+        return []
+    shipped = {jar_artifact(j.name) for j in spark_jars_dir.glob("*.jar")}
+    return [str(j) for j in jars if jar_artifact(j.name) not in shipped]
+
+
+def extra_jars(*, kafka: bool, delta: bool, spark_version: str, spark_jars_dir: Path) -> tuple[list[str], list[str]]:
+    """(jar files from `make setup`'s caches, Maven coordinates left for spark.jars.packages) for the wanted parts."""
+    jars: list[str] = []
+    packages: list[str] = []
+    wanted = []
+    if kafka:
+        wanted.append((CONNECTOR_CACHE, spark_version, "spark-sql-kafka-0-10", kafka_connector_coordinate(spark_version)))
+    if delta:
+        delta_version = installed_delta_version()
+        wanted.append((DELTA_CACHE, delta_version, "delta-spark", delta_coordinate(delta_version)))
+    for cache, version, main_jar, coordinate in wanted:
+        cached = cached_connector_jars(cache, version, spark_jars_dir, main_jar=main_jar)
+        if cached:
+            jars += cached
+        else:
+            packages.append(coordinate)
+    return jars, packages
+
+
+def fetch(what: str, pom: Path, version_property: str, version: str, target: Path, main_jar: str) -> None:
+    """mvn dependency:copy-dependencies of `pom` at `version` into target/ (atomically: a .partial folder first)."""
+    if any(target.glob(f"{main_jar}*.jar")):
+        return
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        print("error: Maven (mvn) not found: it fetches Spark's Kafka connector and Delta Lake's jars from Maven "
+              "Central (apt-get install maven)", file=sys.stderr)
+        raise SystemExit(2)
+    print(f"fetching {what} {version} with Maven into {target} ...", flush=True)
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    result = subprocess.run(
+        [mvn, "-q", "-B", "-f", str(pom), f"-D{version_property}={version}", "dependency:copy-dependencies",
+         "-DincludeScope=runtime", f"-DoutputDirectory={partial}"], capture_output=True, text=True)
+    if result.returncode != 0:
+        print(f"error: Maven could not fetch {what} {version}:\n{result.stdout[-3000:]}{result.stderr[-2000:]}",
+              file=sys.stderr)
+        raise SystemExit(1)
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)
+
+
+def main() -> int:
+    import pyspark
+
+    spark_version = pyspark.__version__
+    fetch("Spark's Kafka connector for pyspark", SPARK_DIR / "connector-pom.xml", "spark.version", spark_version,
+          CONNECTOR_CACHE / spark_version, "spark-sql-kafka-0-10")
+    delta_version = installed_delta_version()
+    fetch("Delta Lake", SPARK_DIR / "delta-pom.xml", "delta.version", delta_version, DELTA_CACHE / delta_version,
+          "delta-spark")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
