@@ -1,4 +1,4 @@
-"""What `make mutants` mutates: the pure core, as paths under ingestion/ or spark/jobs/ (the names the tests import),
+"""What `make mutants` mutates: the pure core, as paths under src/ (lakehouse/...: the modules the tests import),
 and the unit tests it runs against each mutant (mutmut runs only the tests that call the mutated function).
 
 Left out on purpose: the Hypothesis fuzz test (40 s per mutant of the parsing code; the tests below check the same
@@ -6,14 +6,14 @@ functions with exact values) and the unit test that starts a local Spark session
 mutant). What only Spark runs (the jobs' DataFrame code) is covered by the integration tests, not measured here."""
 
 PATHS = [
-    "kraken_feed/records.py",       # the producer's parsing, pair translation, timestamps, decimals
-    "kraken_feed/protocol.py",      # frames: v1/v2 classification, subscription acks and errors
-    "kraken_feed/resume.py",        # resume from the topic: scan windows, newest trade_id per pair
-    "kraken_feed/gaps.py",          # gaps: id ranges, the gap book, undelivered records
-    "kraken_feed/rest.py",          # Kraken REST replies
-    "bronze_audit.py",              # the Bronze audit's offset arithmetic
-    "silver_completeness_audit.py",  # the Silver audit's id ranges, holes and doubles
-    "plot_ohlcv.py",                # the chart: values in the table, scales, spans
+    "lakehouse/producer/records.py",   # the producer's parsing, pair translation, timestamps, decimals
+    "lakehouse/producer/protocol.py",  # frames: v1/v2 classification, subscription acks and errors
+    "lakehouse/producer/resume.py",    # resume from the topic: scan windows, newest trade_id per pair
+    "lakehouse/producer/gaps.py",      # gaps: id ranges, the gap book, undelivered records
+    "lakehouse/producer/rest.py",      # Kraken REST replies
+    "lakehouse/bronze/audit.py",       # the Bronze audit's offset arithmetic
+    "lakehouse/silver/audit.py",       # the Silver audit's id ranges, holes and doubles
+    "lakehouse/gold/chart.py",         # the chart: values in the table, scales, spans
 ]
 TESTS = [
     "tests/unit/test_kraken_producer.py",

@@ -1,7 +1,8 @@
 """Summarise a `mutmut run` (make mutants): mutants, killed, survived, per module, and each survivor either with the
-reason it may live (tests/mutation/survivors/*.md) or marked UNEXPLAINED. A mutant no unit test reaches ("no tests")
-needs a reason as much as a survivor does: its function is listed whole (I/O, covered by integration tests) or it is
-UNEXPLAINED.
+reason it may live (tests/mutation/survivors/<module>.md, e.g. lakehouse.producer.records.md) or marked UNEXPLAINED.
+A mutant no unit test reaches ("no tests") needs a reason as much as a survivor does: its function is listed whole
+(I/O, covered by integration tests) or it is UNEXPLAINED. An accepted name that matches no mutant any more (a renamed
+module or function) is listed as stale.
 
 Usage:
     python tests/mutation/report.py data/mutants     # exit 1 when a survivor is unexplained
@@ -40,6 +41,13 @@ def results(mutants_dir: Path) -> dict[str, str]:
     return out
 
 
+def stale_names(reasons: dict[str, str], found: dict[str, str]) -> list[str]:
+    """Accepted names (a mutant, or a whole function) that match no mutant of this run: the module, function or
+    mutant was renamed or removed, so the line no longer explains anything."""
+    functions = {name.rsplit("__mutmut_", 1)[0] for name in found}
+    return sorted(name for name in reasons if name not in found and name not in functions)
+
+
 def main(argv: list[str]) -> int:
     mutants_dir = Path(argv[1] if len(argv) > 1 else "data/mutants")
     found = results(mutants_dir)
@@ -47,7 +55,7 @@ def main(argv: list[str]) -> int:
         print(f"no mutmut results under {mutants_dir}/mutants: run `make mutants` first", file=sys.stderr)
         return 2
     reasons: dict[str, str] = {}
-    for listing in sorted((HERE / "survivors").glob("*.md")):
+    for listing in sorted((HERE / "survivors").glob("*.md")):  # one file per module: <module>.md
         reasons.update(accepted(listing.read_text()))
     by_module: dict[str, Counter] = defaultdict(Counter)
     for name, status in found.items():
@@ -61,6 +69,8 @@ def main(argv: list[str]) -> int:
         reason = reason_for(name, reasons)
         unexplained += reason is None
         print(f"  {name}: {found[name]}: {reason or 'UNEXPLAINED (mutmut show ' + name + ')'}")
+    for name in stale_names(reasons, found):
+        print(f"  stale: {name} is listed in tests/mutation/survivors/ but matches no mutant (renamed? removed?)")
     score = total["killed"] / max(1, total["killed"] + total["survived"] + total["no tests"])
     print(f"score {score:.1%} (killed / (killed + survived + no tests)); {unexplained} unexplained mutant(s)")
     return 1 if unexplained else 0

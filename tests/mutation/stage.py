@@ -1,6 +1,7 @@
-"""Stage a copy of the project for mutmut (make mutants): the modules the tests import as top-level names
-(ingestion/*, spark/jobs/*) copied into src/, so the names mutmut derives from file paths are the names the tests
-import; tests/ and the rest of the project copied alongside, unchanged.
+"""Stage a copy of the project for mutmut (make mutants): the project's folders copied into the target folder, and
+mutmut's settings added to the copy's pyproject.toml: mutate the pure core (mutation_targets.PATHS, under src/) and
+run the unit tests that cover it (mutation_targets.TESTS). mutmut names each mutant after the module it lives in, from
+its path under src/ (lakehouse.producer.records.x_iso_from_rfc3339__mutmut_2): the name the tests import.
 
 Usage:
     python tests/mutation/stage.py data/mutants    # then: cd data/mutants && mutmut run
@@ -13,16 +14,17 @@ import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-MODULE_FOLDERS = ["ingestion", "spark/jobs"]  # on the tests' pythonpath (pyproject.toml)
-COPIED = ["tests", "infra", "bench", "spark/conf", "ingestion/recordings"]
-IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis")
+# src/ is what mutmut copies and mutates; the others are copied alongside for the tests (scripts they run by path,
+# the demo recording, the Spark log configuration).
+COPIED = ["src", "tests", "infra", "bench", "spark", "ingestion"]
+IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis", "*.egg-info")
 
-# The pure core and the unit tests that cover it (see tests/mutation/survivors.md for what is left and why).
 MUTMUT_CONFIG = """
 [tool.mutmut]
-paths_to_mutate = {paths}
-tests_dir = {tests}
-also_copy = ["src/", "tests/", "infra/", "bench/", "spark/", "ingestion/"]
+source_paths = ["src"]
+only_mutate = {paths}
+pytest_add_cli_args_test_selection = {tests}
+also_copy = ["infra/", "bench/", "spark/", "ingestion/"]
 pytest_add_cli_args = ["-p", "no:cacheprovider", "-q"]
 """
 
@@ -30,23 +32,11 @@ pytest_add_cli_args = ["-p", "no:cacheprovider", "-q"]
 def stage(target: Path, paths: list[str], tests: list[str]) -> None:
     if target.exists():
         shutil.rmtree(target)
-    (target / "src").mkdir(parents=True)
-    for folder in MODULE_FOLDERS:
-        for item in (REPO_ROOT / folder).iterdir():
-            if item.suffix == ".py":
-                shutil.copy2(item, target / "src" / item.name)
-            elif item.is_dir() and (item / "__init__.py").exists():
-                shutil.copytree(item, target / "src" / item.name, ignore=IGNORED)
+    target.mkdir(parents=True)
     for name in COPIED:
         shutil.copytree(REPO_ROOT / name, target / name, ignore=IGNORED)
-    for folder in MODULE_FOLDERS:  # scripts the tests run by path stay where they are
-        for item in (REPO_ROOT / folder).glob("*.py"):
-            (target / folder).mkdir(parents=True, exist_ok=True)
-            shutil.copy2(item, target / folder / item.name)
-    pyproject = (REPO_ROOT / "pyproject.toml").read_text()
-    pyproject = pyproject.replace('pythonpath = [".", "ingestion", "spark/jobs"]', 'pythonpath = ["src", "."]')
-    pyproject += MUTMUT_CONFIG.format(paths=[f"src/{p}" for p in paths], tests=tests).replace("'", '"')
-    (target / "pyproject.toml").write_text(pyproject)
+    config = MUTMUT_CONFIG.format(paths=[f"src/{p}" for p in paths], tests=tests).replace("'", '"')
+    (target / "pyproject.toml").write_text((REPO_ROOT / "pyproject.toml").read_text() + config)
 
 
 if __name__ == "__main__":
