@@ -21,10 +21,11 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+from lakehouse.defaults import BOOTSTRAP  # the benchmarks' broker (bc.BOOTSTRAP): env KAFKA_BOOTSTRAP, else local
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 PYTHON = sys.executable
-BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP", "localhost:19092")
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 PRODUCER = "ingestion/kraken_trades_ws.py"
 BRONZE_JOB = "spark/jobs/kafka_to_bronze_trades.py"

@@ -361,7 +361,7 @@ def test_parquet_files_on_disk_skips_the_log_and_hidden_files(tmp_path: Path) ->
 def test_default_arguments() -> None:
     args = audit.parse_args([])
     assert (args.bootstrap, args.topic, args.bronze, args.master) == (
-        audit.DEFAULT_BOOTSTRAP, "crypto.trades", "data/bronze/crypto_trades", None)
+        audit.BOOTSTRAP, "crypto.trades", "data/bronze/crypto_trades", None)
     assert (args.json, args.allow_head_gap, args.fail_on_orphans, args.client_props) == (False, False, False, {})
 
 

@@ -21,8 +21,8 @@ from typing import Iterable
 
 from confluent_kafka import OFFSET_END, Consumer, KafkaException, TopicPartition
 
-DEFAULT_BOOTSTRAP = "localhost:19092"
-DEFAULT_TOPIC = "crypto.trades"
+from lakehouse.defaults import LOCAL_BOOTSTRAP, TOPIC
+
 TIMEOUT_S = 10.0
 # librdkafka logs every failed connection attempt; the one error message below says it once.
 QUIET = logging.getLogger("consume_trades.librdkafka")
@@ -79,8 +79,8 @@ def read_ranges(consumer: Consumer, topic: str, plan: dict[int, tuple[int, int]]
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-n", "--num", type=int, default=5, help="how many records (default %(default)s)")
-    parser.add_argument("--topic", default=DEFAULT_TOPIC, help="topic (default %(default)s)")
-    parser.add_argument("--bootstrap", default=DEFAULT_BOOTSTRAP, help="Kafka bootstrap servers (default %(default)s)")
+    parser.add_argument("--topic", default=TOPIC, help="topic (default %(default)s)")
+    parser.add_argument("--bootstrap", default=LOCAL_BOOTSTRAP, help="Kafka bootstrap servers (default %(default)s)")
     parser.add_argument("--from-start", action="store_true", help="the first records instead of the last")
     args = parser.parse_args(argv)
     if args.num < 1:

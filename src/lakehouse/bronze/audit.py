@@ -48,9 +48,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from lakehouse.bronze.job import (DEFAULT_BOOTSTRAP, DEFAULT_OUT, DEFAULT_TOPIC, add_kafka_properties_argument,
-                                  broker_unreachable_error, load_kafka_properties)
+from lakehouse.bronze.job import add_kafka_properties_argument, broker_unreachable_error, load_kafka_properties
 from lakehouse.common.logs import configure_logging
+from lakehouse.defaults import BOOTSTRAP, BRONZE_PATH, TOPIC
 from lakehouse.spark.flags import add_master_argument
 from lakehouse.spark.progress import describe_error
 from lakehouse.spark.session import build_spark
@@ -496,10 +496,10 @@ def run_audit(spark, args: argparse.Namespace, broker: dict[int, tuple[int, int]
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_master_argument(parser)
-    parser.add_argument("--bootstrap", default=DEFAULT_BOOTSTRAP,
+    parser.add_argument("--bootstrap", default=BOOTSTRAP,
                         help="Kafka bootstrap servers (default %(default)s; env KAFKA_BOOTSTRAP)")
-    parser.add_argument("--topic", default=DEFAULT_TOPIC, help="the topic Bronze lands (default %(default)s)")
-    parser.add_argument("--bronze", default=DEFAULT_OUT,
+    parser.add_argument("--topic", default=TOPIC, help="the topic Bronze lands (default %(default)s)")
+    parser.add_argument("--bronze", default=BRONZE_PATH,
                         help="the Bronze job's --out folder, a local path (default %(default)s)")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON document (for scripts)")
     parser.add_argument("--allow-head-gap", action="store_true",

@@ -40,15 +40,12 @@ import sys
 from pathlib import Path
 
 from lakehouse.common.logs import configure_logging
+from lakehouse.defaults import BOOTSTRAP, BRONZE_CHECKPOINT, BRONZE_PATH, TOPIC
 from lakehouse.spark.flags import add_drain_arguments, add_master_argument, parse_bool, parse_trigger, positive_int
 from lakehouse.spark.lifecycle import StopRequest, drain_restart, run_query, wait_until_ready
 from lakehouse.spark.session import build_spark
 from lakehouse.spark.sinks import sink_pairing_problem, start_parquet_sink
 
-DEFAULT_BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP", "localhost:19092")
-DEFAULT_TOPIC = "crypto.trades"
-DEFAULT_OUT = "data/bronze/crypto_trades"
-DEFAULT_CHECKPOINT = "data/checkpoints/kafka_to_bronze_trades"
 QUERY_NAME = "kafka_to_bronze_trades"
 BRONZE_COLUMNS = ["topic", "partition", "offset", "ts_kafka", "ts_type", "key", "value_raw"]
 BROKER_CHECK_TIMEOUT_S = 10.0
@@ -213,11 +210,11 @@ def load_kafka_properties(parser: argparse.ArgumentParser, args: argparse.Namesp
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_master_argument(parser)
-    parser.add_argument("--bootstrap", default=DEFAULT_BOOTSTRAP,
+    parser.add_argument("--bootstrap", default=BOOTSTRAP,
                         help="Kafka bootstrap servers (default %(default)s; env KAFKA_BOOTSTRAP)")
-    parser.add_argument("--topic", default=DEFAULT_TOPIC, help="topic to land (default %(default)s)")
-    parser.add_argument("--out", default=DEFAULT_OUT, help="Bronze Parquet folder, any Hadoop path (default %(default)s)")
-    parser.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT,
+    parser.add_argument("--topic", default=TOPIC, help="topic to land (default %(default)s)")
+    parser.add_argument("--out", default=BRONZE_PATH, help="Bronze Parquet folder, any Hadoop path (default %(default)s)")
+    parser.add_argument("--checkpoint", default=BRONZE_CHECKPOINT,
                         help="checkpoint folder; one per --out, never shared (default %(default)s)")
     parser.add_argument("--startingOffsets", default="earliest", type=parse_starting_offsets,
                         help="where a NEW query starts: earliest, latest or JSON; ignored once a checkpoint exists "

@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from lakehouse.common.logs import configure_logging
+from lakehouse.defaults import GOLD_PATH
 from lakehouse.gold.recompute import parse_minute
 from lakehouse.lake.reader import TableUnreadable, open_table
 
-DEFAULT_GOLD = "data/gold/ohlcv_1m"
 DEFAULT_WIDTH, DEFAULT_HEIGHT, DPI = 1200, 700, 100
 UP, DOWN, VWAP_COLOR = "#26a69a", "#ef5350", "#37474f"
 # Kraken's two spellings of the same assets (API v1 / REST and API v2).
@@ -190,7 +190,7 @@ def positive_pixels(text: str) -> int:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--gold", default=DEFAULT_GOLD, help="Gold bars Delta table (default %(default)s)")
+    parser.add_argument("--gold", default=GOLD_PATH, help="Gold bars Delta table (default %(default)s)")
     parser.add_argument("--symbol", required=True, help="the pair, e.g. XBT/USDT or BTC/USDT (either spelling)")
     parser.add_argument("--from", dest="start", type=parse_minute,
                         help="first minute, UTC, e.g. 2026-01-01T00:00 (inclusive; default: the pair's first bar)")

@@ -54,15 +54,13 @@ from decimal import Context, Decimal
 from typing import Any, Callable, Iterable
 
 from lakehouse.common.logs import configure_logging
+from lakehouse.defaults import GOLD_CHECKPOINT, GOLD_PATH, SILVER_PATH
 from lakehouse.lake.delta import (WRITER_SESSION_CONF, BatchWriter, Maintenance, add_maintenance_argument, ensure_table,
                                   in_list, is_delta_table, retry_on_conflict, sql_string, table_pairing_problem)
 from lakehouse.spark.flags import add_drain_arguments, add_master_argument, parse_trigger, trigger_kwargs
 from lakehouse.spark.lifecycle import StopRequest, drain_restart, run_queries, wait_until_ready
 from lakehouse.spark.session import build_spark
 
-DEFAULT_SILVER = "data/silver/crypto_trades"
-DEFAULT_OUT = "data/gold/ohlcv_1m"
-DEFAULT_CHECKPOINT = "data/checkpoints/silver_to_gold_ohlcv"
 DEFAULT_TRIGGER = "2 seconds"
 QUERY_NAME = "silver_to_gold_ohlcv"
 MINUTE = timedelta(minutes=1)
@@ -329,10 +327,10 @@ def start_query(spark, args: argparse.Namespace, query_name: str = QUERY_NAME):
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_master_argument(parser)
-    parser.add_argument("--silver", default=DEFAULT_SILVER,
+    parser.add_argument("--silver", default=SILVER_PATH,
                         help="Silver trades Delta table written by bronze_to_silver_trades.py (default %(default)s)")
-    parser.add_argument("--out", default=DEFAULT_OUT, help="Gold bars Delta table (default %(default)s)")
-    parser.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT,
+    parser.add_argument("--out", default=GOLD_PATH, help="Gold bars Delta table (default %(default)s)")
+    parser.add_argument("--checkpoint", default=GOLD_CHECKPOINT,
                         help="checkpoint folder; one per --out, never shared (default %(default)s)")
     parser.add_argument("--trigger", default=DEFAULT_TRIGGER, type=parse_trigger,
                         help=f'micro-batch interval, e.g. "2 seconds" (default "{DEFAULT_TRIGGER}")')

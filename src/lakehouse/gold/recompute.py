@@ -23,13 +23,13 @@ from datetime import datetime, timedelta, timezone
 from typing import Iterator
 
 from lakehouse.common.logs import configure_logging
-from lakehouse.gold.job import (DEFAULT_SILVER, QUERY_NAME, bars_dataframe, finish_bars, from_micros, minute_sums,
+from lakehouse.defaults import GOLD_RECOMPUTE_PATH, SILVER_PATH
+from lakehouse.gold.job import (QUERY_NAME, bars_dataframe, finish_bars, from_micros, minute_sums,
                                 read_silver)
 from lakehouse.lake.delta import table_owner
 from lakehouse.spark.flags import add_master_argument
 from lakehouse.spark.session import build_spark
 
-DEFAULT_OUT = "data/gold/ohlcv_1m_recompute"
 
 log = logging.getLogger("gold_ohlcv_batch")
 
@@ -82,12 +82,12 @@ def newest_minutes(trades) -> dict[str, datetime]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_master_argument(parser)
-    parser.add_argument("--silver", default=DEFAULT_SILVER, help="Silver trades Delta table (default %(default)s)")
+    parser.add_argument("--silver", default=SILVER_PATH, help="Silver trades Delta table (default %(default)s)")
     parser.add_argument("--from", dest="start", required=True, type=parse_minute,
                         help="first minute to recompute, UTC, e.g. 2026-01-01T00:00 (inclusive)")
     parser.add_argument("--to", dest="end", required=True, type=parse_minute,
                         help="end of the range, UTC, e.g. 2026-01-02T00:00 (exclusive)")
-    parser.add_argument("--out", default=DEFAULT_OUT,
+    parser.add_argument("--out", default=GOLD_RECOMPUTE_PATH,
                         help="Delta table to (re)write with the range's bars; not the stream's Gold table "
                              "(default %(default)s)")
     args = parser.parse_args(argv)
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     spark = build_spark("gold_ohlcv_batch", delta=True, master=args.master)
     if table_owner(spark, args.out) == QUERY_NAME:
         print(f"error: --out {args.out} is the stream's Gold table (written by {QUERY_NAME}); the batch recompute "
-              f"writes its own table, e.g. {DEFAULT_OUT}", file=sys.stderr)
+              f"writes its own table, e.g. {GOLD_RECOMPUTE_PATH}", file=sys.stderr)
         spark.stop()
         return 2
     silver = read_silver(spark, args.silver)

@@ -30,6 +30,8 @@ from typing import Any, Callable
 
 from lakehouse.bronze import job as bronze_job
 from lakehouse.common.logs import configure_logging
+from lakehouse.defaults import (BOOTSTRAP, BRONZE_CHECKPOINT, BRONZE_PATH, DATA_DIR, GOLD_CHECKPOINT, GOLD_PATH,
+                                QUARANTINE_PATH, SILVER_CHECKPOINT, SILVER_PATH, TOPIC)
 from lakehouse.gold import job as gold_job
 from lakehouse.lake.delta import (DEFAULT_MAINTENANCE_EVERY, WRITER_SESSION_CONF, Maintenance, is_delta_table,
                                   parse_maintenance_every, table_pairing_problem)
@@ -40,7 +42,6 @@ from lakehouse.spark.progress import format_progress
 from lakehouse.spark.session import build_spark
 from lakehouse.spark.sinks import sink_pairing_problem
 
-DEFAULT_DATA_DIR = "data"
 DEFAULT_TRIGGERS = {"bronze": "2 seconds", "silver": "2 seconds", "gold": "2 seconds"}
 LAYERS = ["bronze", "silver", "gold"]
 
@@ -54,12 +55,12 @@ log = logging.getLogger("all_layers")
 def layer_paths(data_dir: str) -> dict[str, str]:
     """The jobs' default paths (data/...), under --data-dir instead of data/."""
     def under(default: str) -> str:
-        return str(Path(data_dir) / Path(default).relative_to(DEFAULT_DATA_DIR))
+        return str(Path(data_dir) / Path(default).relative_to(DATA_DIR))
 
-    return {"bronze": under(bronze_job.DEFAULT_OUT), "bronze_checkpoint": under(bronze_job.DEFAULT_CHECKPOINT),
-            "silver": under(silver_job.DEFAULT_OUT), "quarantine": under(silver_job.DEFAULT_QUARANTINE),
-            "silver_checkpoint": under(silver_job.DEFAULT_CHECKPOINT), "gold": under(gold_job.DEFAULT_OUT),
-            "gold_checkpoint": under(gold_job.DEFAULT_CHECKPOINT)}
+    return {"bronze": under(BRONZE_PATH), "bronze_checkpoint": under(BRONZE_CHECKPOINT),
+            "silver": under(SILVER_PATH), "quarantine": under(QUARANTINE_PATH),
+            "silver_checkpoint": under(SILVER_CHECKPOINT), "gold": under(GOLD_PATH),
+            "gold_checkpoint": under(GOLD_CHECKPOINT)}
 
 
 def layer_argv(args: argparse.Namespace) -> dict[str, list[str]]:
@@ -157,10 +158,10 @@ def run_available_now(layers: Layers, stop: StopRequest) -> int:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_master_argument(parser)
-    parser.add_argument("--bootstrap", default=bronze_job.DEFAULT_BOOTSTRAP,
+    parser.add_argument("--bootstrap", default=BOOTSTRAP,
                         help="Kafka bootstrap servers (default %(default)s; env KAFKA_BOOTSTRAP)")
-    parser.add_argument("--topic", default=bronze_job.DEFAULT_TOPIC, help="topic to land (default %(default)s)")
-    parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR,
+    parser.add_argument("--topic", default=TOPIC, help="topic to land (default %(default)s)")
+    parser.add_argument("--data-dir", default=DATA_DIR,
                         help="where the layers and their checkpoints live, as the jobs lay them out under data/ "
                              "(default %(default)s)")
     parser.add_argument("--layers", type=int, choices=[1, 2, 3], default=3,

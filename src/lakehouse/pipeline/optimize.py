@@ -23,10 +23,8 @@ import argparse
 import logging
 
 from lakehouse.common.logs import configure_logging
-from lakehouse.gold.job import DEFAULT_OUT as DEFAULT_GOLD
+from lakehouse.defaults import GOLD_PATH, QUARANTINE_PATH, SILVER_PATH
 from lakehouse.lake.delta import DEFAULT_RETENTION_HOURS, WRITER_SESSION_CONF, compact_and_vacuum, is_delta_table
-from lakehouse.silver.job import DEFAULT_OUT as DEFAULT_SILVER
-from lakehouse.silver.job import DEFAULT_QUARANTINE
 from lakehouse.spark.flags import add_master_argument
 from lakehouse.spark.progress import describe_error
 from lakehouse.spark.session import build_spark
@@ -48,12 +46,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_master_argument(parser)
     parser.add_argument("--table", action="append",
-                        help=f"a Delta table to compact, repeatable (default: {DEFAULT_SILVER}, {DEFAULT_QUARANTINE}, "
-                             f"{DEFAULT_GOLD})")
+                        help=f"a Delta table to compact, repeatable (default: {SILVER_PATH}, {QUARANTINE_PATH}, "
+                             f"{GOLD_PATH})")
     parser.add_argument("--retain-hours", type=non_negative_hours, default=DEFAULT_RETENTION_HOURS,
                         help="VACUUM keeps files that versions of the last N hours need (default %(default)s)")
     args = parser.parse_args(argv)
-    args.table = args.table or [DEFAULT_SILVER, DEFAULT_QUARANTINE, DEFAULT_GOLD]
+    args.table = args.table or [SILVER_PATH, QUARANTINE_PATH, GOLD_PATH]
     return args
 
 

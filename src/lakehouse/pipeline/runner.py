@@ -43,15 +43,13 @@ from pathlib import Path
 from typing import IO, Callable
 
 from lakehouse.bronze.audit import read_sink_log  # the _spark_metadata reader
-from lakehouse.defaults import REPO_ROOT
+from lakehouse.defaults import DATA_DIR, LOCAL_BOOTSTRAP, LOG_DIR, REPO_ROOT, TOPIC
 from lakehouse.fake_kraken.server import checked_pace
 from lakehouse.pipeline.all_layers import layer_paths  # where each layer lives under --data-dir
 from lakehouse.producer.kafka_sink import ensure_topic  # the producer's own topic creation
 
-DEFAULT_LOG_DIR = REPO_ROOT / "data" / "logs"
 DEMO_RECORDING = REPO_ROOT / "ingestion" / "recordings" / "kraken_v2_demo.jsonl"
 DEMO_PORT = 8765
-BOOTSTRAP = "localhost:19092"
 CLUSTER_BOOTSTRAP = "localhost:19092,localhost:19094,localhost:19096"  # infra/cluster.py's brokers
 CLUSTER_MASTER = "spark://127.0.0.1:7077"
 CLUSTER_REPLICATION_FACTOR = 3
@@ -220,7 +218,7 @@ def docker_engine_answers() -> bool:
 def ensure_broker() -> None:
     """A broker on localhost:19092: the one already there, Redpanda when Docker answers, else the local Kafka."""
     if port_open(BROKER_PORT):
-        log.info("using the broker already on %s", BOOTSTRAP)
+        log.info("using the broker already on %s", LOCAL_BOOTSTRAP)
         return
     if docker_engine_answers():
         log.info("starting Redpanda with docker compose")
@@ -378,12 +376,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pair", action="append", help="trading pair, repeatable (default XBT/USDT; demo: the "
                                                         "recording's pairs)")
-    parser.add_argument("--topic", default="crypto.trades", help="Kafka topic (default %(default)s)")
+    parser.add_argument("--topic", default=TOPIC, help="Kafka topic (default %(default)s)")
     parser.add_argument("--cluster", action="store_true",
                         help=f"run on the local cluster (make cluster-up): Kafka {CLUSTER_BOOTSTRAP}, topic with "
                              f"replication factor {CLUSTER_REPLICATION_FACTOR}, Spark {CLUSTER_MASTER}; refused "
                              f"(exit 2) when the cluster is not up")
-    parser.add_argument("--bootstrap", help=f"Kafka bootstrap servers (default {BOOTSTRAP}; --cluster: its brokers)")
+    parser.add_argument("--bootstrap",
+                        help=f"Kafka bootstrap servers (default {LOCAL_BOOTSTRAP}; --cluster: its brokers)")
     parser.add_argument("--master", help="Spark master for the layers (default: the jobs' own, local[*]; --cluster: "
                                          f"{CLUSTER_MASTER})")
     parser.add_argument("--partitions", type=int, default=3,
@@ -402,12 +401,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help='demo replay pace: "recorded", "fast", or a speed-up such as "10x" (default 10x: the '
                              "recording's 25 minutes in 2.5)")
     parser.add_argument("--demo-port", type=int, default=DEMO_PORT, help="fake Kraken port for --demo")
-    parser.add_argument("--data-dir", type=Path, default=REPO_ROOT / "data", help="where the layers live")
-    parser.add_argument("--log-dir", type=Path, default=DEFAULT_LOG_DIR, help="process logs (default data/logs)")
+    parser.add_argument("--data-dir", type=Path, default=REPO_ROOT / DATA_DIR, help="where the layers live")
+    parser.add_argument("--log-dir", type=Path, default=LOG_DIR, help="process logs (default data/logs)")
     parser.add_argument("--drain-timeout", type=float, default=60.0,
                         help="on stop, how long each layer may take to land what its input holds (default 60 s)")
     args = parser.parse_args(argv)
-    args.bootstrap = args.bootstrap or (CLUSTER_BOOTSTRAP if args.cluster else BOOTSTRAP)
+    args.bootstrap = args.bootstrap or (CLUSTER_BOOTSTRAP if args.cluster else LOCAL_BOOTSTRAP)
     args.master = args.master or (CLUSTER_MASTER if args.cluster else None)
     args.replication_factor = CLUSTER_REPLICATION_FACTOR if args.cluster else None
     args.demo_pairs = ["BTC/USDT", "ETH/USD", "DOGE/USD"]
@@ -425,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.cluster:
             ensure_cluster()
-        elif args.bootstrap == BOOTSTRAP:
+        elif args.bootstrap == LOCAL_BOOTSTRAP:
             ensure_broker()  # another --bootstrap: the brokers there, as they are
         create_topic(args.bootstrap, args.topic, args.partitions, args.replication_factor)
     except (subprocess.SubprocessError, OSError, RuntimeError) as exc:

@@ -49,6 +49,7 @@ import logging
 import signal
 from typing import Any, Optional
 
+from lakehouse.defaults import LOCAL_BOOTSTRAP, TOPIC
 from lakehouse.producer.kafka_sink import check_broker, ensure_topic, producer_config
 from lakehouse.producer.protocol import DEFAULT_WS_URLS
 from lakehouse.producer.records import PAIR_RE, native_pair
@@ -59,8 +60,6 @@ from lakehouse.producer.session import EXIT_FAILURE, EXIT_OK, RateLimitedLog, Ra
 log = logging.getLogger("kraken_trades_ws")
 
 DEFAULT_PAIRS = ["XBT/USDT"]
-DEFAULT_BOOTSTRAP = "localhost:19092"
-DEFAULT_TOPIC = "crypto.trades"
 DEFAULT_API = "v2"
 DEFAULT_STATS_INTERVAL = 10.0
 DEFAULT_WATCHDOG = 10.0
@@ -95,8 +94,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     )
     p.add_argument("--pair", action="append", help="pair as BASE/QUOTE; repeatable; XBT/BTC and XDG/DOGE both "
                    f"accepted and translated to the API's dialect (default {DEFAULT_PAIRS[0]})")
-    p.add_argument("--bootstrap", default=DEFAULT_BOOTSTRAP, help="Kafka bootstrap servers")
-    p.add_argument("--topic", default=DEFAULT_TOPIC, help="Kafka topic")
+    p.add_argument("--bootstrap", default=LOCAL_BOOTSTRAP, help="Kafka bootstrap servers")
+    p.add_argument("--topic", default=TOPIC, help="Kafka topic")
     p.add_argument("--api", choices=["v2", "v1"], default=DEFAULT_API, help="Kraken WebSocket API version")
     p.add_argument("--ws-url", help="WebSocket URL (default: Kraken's public URL for --api: "
                    f"{DEFAULT_WS_URLS['v2']} or {DEFAULT_WS_URLS['v1']})")

@@ -26,9 +26,9 @@ import json
 import sys
 from typing import Any, Optional
 
+from lakehouse.defaults import SILVER_PATH
 from lakehouse.lake.reader import TableUnreadable, snapshot
 
-DEFAULT_SILVER = "data/silver/crypto_trades"
 MAX_LISTED = 20  # ranges listed per pair and kind; the counts are always complete
 EXIT_COMPLETE, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
 
@@ -147,7 +147,7 @@ def render(pairs: list[dict[str, Any]], table_path: str, version: int, found: li
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--silver", default=DEFAULT_SILVER, help="the Silver Delta table (default %(default)s)")
+    parser.add_argument("--silver", default=SILVER_PATH, help="the Silver Delta table (default %(default)s)")
     parser.add_argument("--symbol", action="append", help="audit only this pair (as in Silver's symbol column, "
                         "e.g. XBT/USDT); repeatable")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON document (for scripts)")

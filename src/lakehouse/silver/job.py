@@ -69,6 +69,7 @@ import time
 from typing import Any, Callable
 
 from lakehouse.common.logs import configure_logging
+from lakehouse.defaults import BRONZE_PATH, QUARANTINE_PATH, SILVER_CHECKPOINT, SILVER_PATH
 from lakehouse.lake.delta import (WRITER_SESSION_CONF, BatchWriter, Maintenance, add_maintenance_argument, ensure_table,
                                   in_list, retry_on_conflict, sql_string, table_pairing_problem)
 from lakehouse.spark.flags import add_drain_arguments, add_master_argument, parse_trigger, positive_int, trigger_kwargs
@@ -76,10 +77,6 @@ from lakehouse.spark.lifecycle import StopRequest, drain_restart, run_queries, w
 from lakehouse.spark.session import build_spark
 from lakehouse.spark.sinks import path_exists
 
-DEFAULT_BRONZE = "data/bronze/crypto_trades"
-DEFAULT_OUT = "data/silver/crypto_trades"
-DEFAULT_QUARANTINE = "data/silver/crypto_trades_quarantine"
-DEFAULT_CHECKPOINT = "data/checkpoints/bronze_to_silver_trades"
 QUERY_NAME = "bronze_to_silver_trades"
 
 BRONZE_SCHEMA = ("topic string, partition int, offset long, ts_kafka timestamp, ts_type int, key string, "
@@ -407,11 +404,11 @@ def start_query(spark, args: argparse.Namespace, query_name: str = QUERY_NAME):
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_master_argument(parser)
-    parser.add_argument("--bronze", default=DEFAULT_BRONZE, help="Bronze Parquet folder to read (default %(default)s)")
-    parser.add_argument("--out", default=DEFAULT_OUT, help="Silver Delta table (default %(default)s)")
-    parser.add_argument("--quarantine", default=DEFAULT_QUARANTINE,
+    parser.add_argument("--bronze", default=BRONZE_PATH, help="Bronze Parquet folder to read (default %(default)s)")
+    parser.add_argument("--out", default=SILVER_PATH, help="Silver Delta table (default %(default)s)")
+    parser.add_argument("--quarantine", default=QUARANTINE_PATH,
                         help="Delta table for records that are not valid trades (default %(default)s)")
-    parser.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT,
+    parser.add_argument("--checkpoint", default=SILVER_CHECKPOINT,
                         help="checkpoint folder; one per --out, never shared (default %(default)s)")
     parser.add_argument("--trigger", default="2 seconds", type=parse_trigger,
                         help='micro-batch interval, e.g. "2 seconds" (default "2 seconds")')

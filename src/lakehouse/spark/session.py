@@ -14,13 +14,13 @@ import zipfile
 from pathlib import Path
 from typing import Sequence
 
-from lakehouse.defaults import REPO_ROOT
+from lakehouse.defaults import LOG_DIR, REPO_ROOT
 from lakehouse.spark.jars import extra_jars
 from lakehouse.spark.progress import SparkStartError, spark_start_hint
 
 # Spark's own log: errors on the terminal, warnings to data/logs/spark-<app>.log (spark/conf/log4j2.properties).
 LOG4J2_CONF = REPO_ROOT / "spark" / "conf" / "log4j2.properties"
-SPARK_LOG_DIR = Path(os.environ.get("SPARK_JOB_LOG_DIR", REPO_ROOT / "data" / "logs"))
+SPARK_LOG_DIR = Path(os.environ.get("SPARK_JOB_LOG_DIR", LOG_DIR))
 # Delta Lake in a session: its SQL extension (MERGE, OPTIMIZE, VACUUM, time travel) and its catalog.
 DELTA_SESSION_CONF = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
