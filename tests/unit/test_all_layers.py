@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import pytest
 
-from lakehouse.pipeline import all_layers
+from lakehouse.pipeline import all_layers, layers
 
 
 def test_layers_live_where_the_jobs_put_them_under_data_dir():
-    paths = all_layers.layer_paths("/lake")
+    paths = layers.layer_paths("/lake")
     assert paths == {
         "bronze": "/lake/bronze/crypto_trades", "bronze_checkpoint": "/lake/checkpoints/kafka_to_bronze_trades",
         "silver": "/lake/silver/crypto_trades", "quarantine": "/lake/silver/crypto_trades_quarantine",
         "silver_checkpoint": "/lake/checkpoints/bronze_to_silver_trades", "gold": "/lake/gold/ohlcv_1m",
         "gold_checkpoint": "/lake/checkpoints/silver_to_gold_ohlcv"}
-    assert all_layers.layer_paths("data")["bronze"] == "data/bronze/crypto_trades"  # the jobs' own defaults
+    assert layers.layer_paths("data")["bronze"] == "data/bronze/crypto_trades"  # the jobs' own defaults
 
 
 def test_each_layer_gets_its_own_job_flags():

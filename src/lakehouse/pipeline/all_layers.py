@@ -25,16 +25,15 @@ import argparse
 import logging
 import os
 import sys
-from pathlib import Path
 from typing import Any, Callable
 
 from lakehouse.bronze import job as bronze_job
 from lakehouse.common.logs import configure_logging
-from lakehouse.defaults import (BOOTSTRAP, BRONZE_CHECKPOINT, BRONZE_PATH, DATA_DIR, GOLD_CHECKPOINT, GOLD_PATH,
-                                QUARANTINE_PATH, SILVER_CHECKPOINT, SILVER_PATH, TOPIC)
+from lakehouse.defaults import BOOTSTRAP, DATA_DIR, TOPIC
 from lakehouse.gold import job as gold_job
 from lakehouse.lake.delta import (DEFAULT_MAINTENANCE_EVERY, WRITER_SESSION_CONF, Maintenance, is_delta_table,
                                   parse_maintenance_every, table_pairing_problem)
+from lakehouse.pipeline.layers import LAYERS, layer_argv
 from lakehouse.silver import job as silver_job
 from lakehouse.spark.flags import DEFAULT_DRAIN_TIMEOUT_S, add_master_argument, parse_trigger
 from lakehouse.spark.lifecycle import StopRequest, drain_restart, run_queries, wait_until_ready
@@ -43,7 +42,6 @@ from lakehouse.spark.session import build_spark
 from lakehouse.spark.sinks import sink_pairing_problem
 
 DEFAULT_TRIGGERS = {"bronze": "2 seconds", "silver": "2 seconds", "gold": "2 seconds"}
-LAYERS = ["bronze", "silver", "gold"]
 
 log = logging.getLogger("all_layers")
 
@@ -52,35 +50,18 @@ log = logging.getLogger("all_layers")
 # Pure functions: each layer's own flags, from this job's
 
 
-def layer_paths(data_dir: str) -> dict[str, str]:
-    """The jobs' default paths (data/...), under --data-dir instead of data/."""
-    def under(default: str) -> str:
-        return str(Path(data_dir) / Path(default).relative_to(DATA_DIR))
-
-    return {"bronze": under(BRONZE_PATH), "bronze_checkpoint": under(BRONZE_CHECKPOINT),
-            "silver": under(SILVER_PATH), "quarantine": under(QUARANTINE_PATH),
-            "silver_checkpoint": under(SILVER_CHECKPOINT), "gold": under(GOLD_PATH),
-            "gold_checkpoint": under(GOLD_CHECKPOINT)}
-
-
-def layer_argv(args: argparse.Namespace) -> dict[str, list[str]]:
+def job_argv(args: argparse.Namespace) -> dict[str, list[str]]:
     """The command line each layer's own job would be run with for these flags."""
-    paths = layer_paths(args.data_dir)
+    argv = layer_argv(args.data_dir, args.bootstrap, args.topic,
+                      {layer: getattr(args, f"{layer}_trigger") for layer in LAYERS}, args.startingOffsets)
     common = ["--available-now"] if args.available_now else []
     maintenance = ["--maintenance-every", args.maintenance_every_text]
-    bronze = ["--bootstrap", args.bootstrap, "--topic", args.topic, "--out", paths["bronze"],
-              "--checkpoint", paths["bronze_checkpoint"], "--startingOffsets", args.startingOffsets,
-              "--trigger", args.bronze_trigger, *common]
+    argv["bronze"] += common
     if args.kafka_properties:
-        bronze += ["--kafka-properties", str(args.kafka_properties)]
-    return {
-        "bronze": bronze,
-        "silver": ["--bronze", paths["bronze"], "--out", paths["silver"], "--quarantine", paths["quarantine"],
-                   "--checkpoint", paths["silver_checkpoint"], "--trigger", args.silver_trigger, *maintenance,
-                   *common],
-        "gold": ["--silver", paths["silver"], "--out", paths["gold"], "--checkpoint", paths["gold_checkpoint"],
-                 "--trigger", args.gold_trigger, *maintenance, *common],
-    }
+        argv["bronze"] += ["--kafka-properties", str(args.kafka_properties)]
+    argv["silver"] += [*maintenance, *common]
+    argv["gold"] += [*maintenance, *common]
+    return argv
 
 
 def pairing_problems(layer_args: dict[str, argparse.Namespace]) -> list[str]:
@@ -184,7 +165,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.maintenance_every = parse_maintenance_every(args.maintenance_every_text)
     except argparse.ArgumentTypeError as exc:
         parser.error(f"argument --maintenance-every: {exc}")
-    argv_by_layer = layer_argv(args)
+    argv_by_layer = job_argv(args)
     args.layer_args = {"bronze": bronze_job.parse_args(argv_by_layer["bronze"]),
                        "silver": silver_job.parse_args(argv_by_layer["silver"]),
                        "gold": gold_job.parse_args(argv_by_layer["gold"])}

@@ -45,13 +45,15 @@ from typing import IO, Callable
 from lakehouse.bronze.audit import read_sink_log  # the _spark_metadata reader
 from lakehouse.defaults import DATA_DIR, LOCAL_BOOTSTRAP, LOG_DIR, REPO_ROOT, TOPIC
 from lakehouse.fake_kraken.server import checked_pace
-from lakehouse.pipeline.all_layers import layer_paths  # where each layer lives under --data-dir
+from lakehouse.pipeline.layers import LAYERS, layer_argv, layer_paths  # each layer under --data-dir, its flags
 from lakehouse.producer.kafka_sink import ensure_topic  # the producer's own topic creation
 
 DEMO_RECORDING = REPO_ROOT / "ingestion" / "recordings" / "kraken_v2_demo.jsonl"
 DEMO_PORT = 8765
 CLUSTER_BOOTSTRAP = "localhost:19092,localhost:19094,localhost:19096"  # infra/cluster.py's brokers
 CLUSTER_MASTER = "spark://127.0.0.1:7077"
+LAYER_SCRIPTS = {"bronze": "spark/jobs/kafka_to_bronze_trades.py", "silver": "spark/jobs/bronze_to_silver_trades.py",
+                 "gold": "spark/jobs/silver_to_gold_ohlcv.py"}  # --separate-jobs: each layer's own job
 CLUSTER_REPLICATION_FACTOR = 3
 BROKER_PORT = 19092
 DOCKER_INFO_TIMEOUT_S = 10.0
@@ -86,20 +88,9 @@ def spark_plans(args: argparse.Namespace) -> list[Plan]:
                      (*master, "--bootstrap", args.bootstrap, "--topic", args.topic, "--data-dir", str(args.data_dir),
                       "--layers", str(args.layers), "--bronze-trigger", args.trigger,
                       "--silver-trigger", args.trigger, "--gold-trigger", args.trigger, *drain), signal.SIGKILL)]
-    paths = layer_paths(str(args.data_dir))
-    plans = [
-        Plan("bronze", "spark/jobs/kafka_to_bronze_trades.py",
-             (*master, "--bootstrap", args.bootstrap, "--topic", args.topic, "--out", paths["bronze"], "--checkpoint",
-              paths["bronze_checkpoint"], "--startingOffsets", "earliest", "--trigger", args.trigger,
-              "--drain-on-stop", *drain), signal.SIGKILL),
-        Plan("silver", "spark/jobs/bronze_to_silver_trades.py",
-             (*master, "--bronze", paths["bronze"], "--out", paths["silver"], "--quarantine", paths["quarantine"],
-              "--checkpoint", paths["silver_checkpoint"], "--trigger", args.trigger, "--drain-on-stop", *drain),
-             signal.SIGKILL),
-        Plan("gold", "spark/jobs/silver_to_gold_ohlcv.py",
-             (*master, "--silver", paths["silver"], "--out", paths["gold"], "--checkpoint", paths["gold_checkpoint"],
-              "--trigger", args.trigger, "--drain-on-stop", *drain), signal.SIGKILL),
-    ]
+    argv = layer_argv(str(args.data_dir), args.bootstrap, args.topic, dict.fromkeys(LAYERS, args.trigger))
+    plans = [Plan(layer, LAYER_SCRIPTS[layer], (*master, *argv[layer], "--drain-on-stop", *drain), signal.SIGKILL)
+             for layer in LAYERS]
     return plans[: args.layers]
 
 
