@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from lakehouse.common.timefmt import parse_minute, spark_timestamp
 from lakehouse.gold.chart import minute_tick_step, positive_pixels
 from lakehouse.gold.job import GOLD_COLUMNS, decimal_limbs, notional_terms, parse_args, unscaled_18, vwap_from_terms
-from lakehouse.gold.recompute import parse_minute, spark_timestamp
 
 MAX = Decimal("99999999999999999999.999999999999999999")  # the largest decimal(38,18)
 EXACT = Context(prec=200)  # the default context keeps only 28 digits

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from lakehouse.common.logs import configure_logging
+from lakehouse.common.timefmt import parse_minute
 from lakehouse.defaults import GOLD_PATH
-from lakehouse.gold.recompute import parse_minute
 from lakehouse.lake.reader import TableUnreadable, open_table
 
 DEFAULT_WIDTH, DEFAULT_HEIGHT, DPI = 1200, 700, 100

@@ -23,6 +23,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Iterator
 
 from lakehouse.common.logs import configure_logging
+from lakehouse.common.timefmt import parse_minute, spark_timestamp
 from lakehouse.defaults import GOLD_RECOMPUTE_PATH, SILVER_PATH
 from lakehouse.gold.job import (QUERY_NAME, bars_dataframe, finish_bars, from_micros, minute_sums,
                                 read_silver)
@@ -32,24 +33,6 @@ from lakehouse.spark.session import build_spark
 
 
 log = logging.getLogger("gold_ohlcv_batch")
-
-
-def parse_minute(text: str) -> datetime:
-    """'2026-01-01T00:00', '2026-01-01 00:00:00' or with a Z / +00:00 suffix -> an aware UTC datetime on a whole
-    minute. A time without an offset is UTC."""
-    try:
-        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a time; use e.g. 2026-01-01T00:00 (UTC)") from None
-    moment = moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
-    if moment.second or moment.microsecond:
-        raise argparse.ArgumentTypeError(f"{text!r}: bars are whole minutes; give a time on a minute (seconds 00)")
-    return moment
-
-
-def spark_timestamp(moment: datetime) -> str:
-    """A UTC timestamp literal for Spark SQL (the session time zone is UTC)."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def day_chunks(start: datetime, end: datetime) -> Iterator[tuple[datetime, datetime]]:
