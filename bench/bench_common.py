@@ -21,6 +21,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+from lakehouse.common.polling import wait_until
 from lakehouse.defaults import BOOTSTRAP  # the benchmarks' broker (bc.BOOTSTRAP): env KAFKA_BOOTSTRAP, else local
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -68,17 +69,6 @@ def stop_process(proc: subprocess.Popen, sig: int = signal.SIGINT, timeout: floa
     return proc.returncode
 
 
-def wait_for(predicate, timeout: float, interval: float = 0.05, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
-
-
 def proc_cpu_s(pid: int) -> float:
     """User + system CPU seconds of a live process (all its threads), from /proc/<pid>/stat."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -109,7 +99,7 @@ def create_topic(prefix: str, partitions: int = 3, config: Optional[dict[str, st
     name = f"bench-{prefix}-{uuid.uuid4().hex[:8]}"
     admin = AdminClient({"bootstrap.servers": bootstrap})
     admin.create_topics([NewTopic(name, partitions, 1, config=config or {})])[name].result(30)
-    wait_for(lambda: name in admin.list_topics(timeout=10).topics, 30, what=f"topic {name}")
+    wait_until(lambda: name in admin.list_topics(timeout=10).topics, 30, 0.05, f"topic {name}")
     return name
 
 

@@ -40,6 +40,7 @@ from typing import Any
 
 import bench_common as bc
 from bench_stats import percentile, table, verdict
+from lakehouse.common.polling import wait_until
 
 NAME = "footprint"
 TARGET_CPU_SHARE = 0.40
@@ -203,8 +204,8 @@ def run_once(mode: str, rate: float, warmup: float, window: float, workdir: Path
         gold = data / "gold" / "ohlcv_1m"
         # Every layer started and through its first work (idle too: the fake's 50-trade snapshot makes bars), so
         # the window holds neither start-up nor the first batches
-        bc.wait_for(lambda: (gold / "_delta_log").is_dir() and any((gold / "_delta_log").glob("*1.json")),
-                    600, 1, "Gold's first bars")
+        wait_until(lambda: (gold / "_delta_log").is_dir() and any((gold / "_delta_log").glob("*1.json")),
+                   600, 1, "Gold's first bars")
         time.sleep(warmup)
         sampler = Sampler(runner.pid)
         thread = threading.Thread(target=sampler.run, daemon=True)
@@ -249,7 +250,7 @@ def wait_for_port(log_path: Path) -> int:
     def port() -> int | None:
         found = re.search(r"listening on ws://127\.0\.0\.1:(\d+)", log_path.read_text() if log_path.exists() else "")
         return int(found.group(1)) if found else None
-    return bc.wait_for(port, 60, 0.2, "the fake Kraken")
+    return wait_until(port, 60, 0.2, "the fake Kraken")
 
 
 def rows_of(result: dict[str, Any]) -> list[list[Any]]:

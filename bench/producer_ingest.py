@@ -34,6 +34,7 @@ from typing import Any, Optional
 
 import bench_common as bc
 from bench_stats import median, ratio, table, verdict
+from lakehouse.common.polling import wait_until
 from lakehouse.fake_kraken.server import FakeKraken, encode_frame
 
 NAME = "producer_ingest"
@@ -93,11 +94,11 @@ def run_producer(stream: bytes, n: int, workdir: Path, rep: int) -> dict[str, An
         args += ["--pair", p]
     proc = bc.start_script(bc.PRODUCER, args, log_path)
     try:
-        bc.wait_for(lambda: server.pushed_at or proc.poll() is not None, 60, 0.002, "the producer's subscription")
+        wait_until(lambda: server.pushed_at or proc.poll() is not None, 60, 0.002, "the producer's subscription")
         if server.pushed_at is None:
             raise RuntimeError(f"producer exited early: {log_path.read_text()[-2000:]}")
         cpu0 = bc.proc_cpu_s(proc.pid)
-        bc.wait_for(lambda: wm.total() >= n, 600, 0.005, f"{n} records acknowledged")
+        wait_until(lambda: wm.total() >= n, 600, 0.005, f"{n} records acknowledged")
         t_end = time.time()
         cpu1, rss = bc.proc_cpu_s(proc.pid), bc.proc_peak_rss_mb(proc.pid)
     finally:

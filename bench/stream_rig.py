@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import bench_common as bc
+from lakehouse.common.polling import wait_until
 from lakehouse.fake_kraken.server import FakeKraken
 
 END_RE = re.compile(r"end\[[^\]]+\]=(\S+)")
@@ -76,22 +77,22 @@ def run_stream(rate: float, duration: float, jobs: list[Job], workdir: Path, *, 
     producer = None
     try:
         for job in jobs:
-            bc.wait_for(lambda: "landing topic" in job.log_text() or job.proc.poll() is not None, start_timeout,
-                        0.2, f"Bronze job {job.label} to start")
+            wait_until(lambda: "landing topic" in job.log_text() or job.proc.poll() is not None, start_timeout,
+                       0.2, f"Bronze job {job.label} to start")
             if job.proc.poll() is not None:
                 raise RuntimeError(f"Bronze job {job.label} exited: {job.log_text()[-3000:]}")
         for job in jobs:  # a first batch (the warm-up records) proves the query runs; a minimum-size job may wait
             if "--minOffsetsPerTrigger" not in job.args:
-                bc.wait_for(lambda: bc.progress_lines(job.log_text()) or job.proc.poll() is not None, start_timeout,
-                            0.2, f"Bronze job {job.label}'s first batch")
+                wait_until(lambda: bc.progress_lines(job.log_text()) or job.proc.poll() is not None, start_timeout,
+                           0.2, f"Bronze job {job.label}'s first batch")
         server = FakeKraken(pairs=bc.NATIVE_PAIRS, rate=rate, history=0, seed=11, max_batch=3).start()
         producer_log = workdir / "producer.log"
         args = ["--ws-url", server.url("v2"), "--topic", topic, "--bootstrap", bc.BOOTSTRAP, "--stats-interval", "10"]
         for p in bc.USER_PAIRS:
             args += ["--pair", p]
         producer = bc.start_script(bc.PRODUCER, args, producer_log)
-        bc.wait_for(lambda: server.market_started.is_set() or producer.poll() is not None, 60, 0.01,
-                    "the producer's subscription")
+        wait_until(lambda: server.market_started.is_set() or producer.poll() is not None, 60, 0.01,
+                   "the producer's subscription")
         t_start = time.time()
         side = on_start(topic) if on_start else None
         log.info("market running at %.0f trades/s for %.0fs (topic %s, %d Bronze job(s))", rate, duration, topic,
@@ -106,8 +107,8 @@ def run_stream(rate: float, duration: float, jobs: list[Job], workdir: Path, *, 
         if drain:
             for job in jobs:
                 try:
-                    bc.wait_for(lambda: landed_offsets(job.log_text()) >= total, 120, 0.2,
-                                f"Bronze job {job.label} to land {total} records")
+                    wait_until(lambda: landed_offsets(job.log_text()) >= total, 120, 0.2,
+                               f"Bronze job {job.label} to land {total} records")
                 except TimeoutError as exc:
                     log.warning("%s", exc)
     finally:

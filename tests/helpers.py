@@ -6,25 +6,19 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
+
+from lakehouse.common import polling
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.1, message: str = "condition") -> Any:
-    """Poll `predicate` until it returns a truthy value (returned) or `timeout` seconds pass (AssertionError)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:.1f}s waiting for {message}")
-        time.sleep(interval)
+def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.1, what: str = "condition") -> Any:
+    """lakehouse.common.polling.wait_until, where a timeout fails the test (AssertionError) rather than erring it."""
+    return polling.wait_until(predicate, timeout, interval, what, error=AssertionError)
 
 
 def planned_not_committed(checkpoint: Path) -> bool:
@@ -97,7 +91,7 @@ def kill_network_namespace(netns: str) -> list[str]:
                 pids.append(int(proc.name))
             except OSError:
                 continue
-    wait_until(lambda: not any(_alive(pid) for pid in pids), 60, message=f"the processes killed in {netns} to die")
+    wait_until(lambda: not any(_alive(pid) for pid in pids), 60, what=f"the processes killed in {netns} to die")
     return killed
 
 
@@ -129,7 +123,7 @@ def run_in_network_namespace(script: str, *args: str, timeout: float, logs: Path
             stderr=err, start_new_session=True, text=True)
     host_netns = network_namespace(os.getpid())
     netns = wait_until(lambda: (ns := network_namespace(proc.pid)) != host_netns and ns, 30,
-                       message=f"{script} in its own network namespace")
+                       what=f"{script} in its own network namespace")
     proc.stdin.write("go\n")
     proc.stdin.close()
     try:

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from lakehouse.cluster.local import Cluster
 from lakehouse.common.daemon import InfraError, port_is_open
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, wait_until
 from tests.integration.producer_helpers import (V2_PAIRS, committed_rows, delta_rows, high_watermarks,
                                                 start_producer, stats, stop_producer, total)
 
@@ -135,14 +135,6 @@ def in_sync_counts(cluster: Cluster, topic: str) -> list[int]:
         return []
 
 
-def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.5)
-
-
 TOPIC = "failover"
 BROKERS = (1, 2, 3)
 
@@ -198,7 +190,7 @@ def kafka_failures(cluster: Cluster, cluster_dir: Path) -> None:
 
     admin = AdminClient({"bootstrap.servers": cluster.bootstrap, "log_level": 0})
     admin.create_topics([NewTopic(TOPIC, num_partitions=3)])[TOPIC].result(30)  # replication factor: the default
-    wait_for(lambda: in_sync_counts(cluster, TOPIC) == [3, 3, 3], 60, "3 in-sync replicas of each partition")
+    wait_until(lambda: in_sync_counts(cluster, TOPIC) == [3, 3, 3], 60, 0.5, "3 in-sync replicas of each partition")
     first = produce(cluster.bootstrap, TOPIC, [f"a{i}" for i in range(MESSAGES_PER_ROUND)])
     emit("topic", brokers=cluster.brokers_in_metadata(), produced=len(first["delivered"]), errors=first["errors"],
          **topic_facts(cluster, TOPIC))
@@ -273,13 +265,15 @@ def pipeline_failover(cluster: Cluster, cluster_dir: Path, work: Path) -> None:
                               "--silver-trigger", "2 seconds", "--gold-trigger", "2 seconds",
                               "--maintenance-every", "off", "--drain-timeout", "300", log_path=work / "layers.log")
         try:
-            wait_for(lambda: committed_rows(bronze) > 0 or layers.poll() is not None, 240, "Bronze's first rows")
+            wait_until(lambda: committed_rows(bronze) > 0 or layers.poll() is not None, 240, 0.5,
+                       "Bronze's first rows")
             emit("pipeline_started", layers_running=layers.poll() is None, bronze_rows=committed_rows(bronze),
                  apps=running_apps(cluster), stats=stats(producer_log))
             brokers_down_and_back(cluster, cluster_dir, topic, producer_log)
             worker_down_and_back(cluster, cluster_dir, bronze, layers)
             made = server.halt_market()
-            wait_for(lambda: high_watermarks(bootstrap, topic) >= total(server, "v2"), 120, "every trade in the topic")
+            wait_until(lambda: high_watermarks(bootstrap, topic) >= total(server, "v2"), 120, 0.5,
+                       "every trade in the topic")
             producer_rc = stop_producer(producer, timeout=60)
             layers.send_signal(15)  # SIGTERM: each layer lands what its input holds, then the job exits
             layers_rc = layers.wait(600)
@@ -310,22 +304,22 @@ def brokers_down_and_back(cluster: Cluster, cluster_dir: Path, topic: str, produ
     cluster.wait_out_of_sync(first, [topic], timeout=60)  # the partitions it led have new leaders
     # Writes caught in the leader change may time out (--delivery-timeout 3 s): wait until they are made again, then
     # watch a stretch with 2 of 3 replicas in sync.
-    wait_for(lambda: (lambda s: s["undelivered"] == 0 and s["failed"] == s["refilled"] + s["refill_found"])(
-        stats(producer_log)), 120, "writes caught in the leader change made again")
+    wait_until(lambda: (lambda s: s["undelivered"] == 0 and s["failed"] == s["refilled"] + s["refill_found"])(
+        stats(producer_log)), 120, 0.5, "writes caught in the leader change made again")
     out_of_sync = stats(producer_log)
-    wait_for(lambda: stats(producer_log).get("delivered", 0) >= out_of_sync["delivered"] + 3 * TRADES_PER_SECOND,
-             120, "deliveries with one broker down")
+    wait_until(lambda: stats(producer_log).get("delivered", 0) >= out_of_sync["delivered"] + 3 * TRADES_PER_SECOND,
+               120, 0.5, "deliveries with one broker down")
     emit("pipeline_one_broker_down", killed=first, out_of_sync=out_of_sync, later=stats(producer_log),
          isr=topic_facts(cluster, topic)["isr"])
     second = next(b for b in BROKERS if b != first)
     before = stats(producer_log)
     cluster.kill_broker(second)
-    wait_for(lambda: (lambda s: s["failed"] >= before["failed"] + 20 and s["undelivered"] > 0)(stats(producer_log)),
-             120, "deliveries failing with two brokers down")
+    wait_until(lambda: (lambda s: s["failed"] >= before["failed"] + 20 and s["undelivered"] > 0)(stats(producer_log)),
+               120, 0.5, "deliveries failing with two brokers down")
     emit("pipeline_two_brokers_down", killed=second, before=before, stats=stats(producer_log))
     restarts = [cluster_cli("start", f"broker-{b}", "--data-dir", str(cluster_dir))["rc"] for b in (first, second)]
-    wait_for(lambda: (lambda s: s.get("undelivered", 1) == 0 and s.get("failed", 0) == s.get("refilled", 0)
-                      + s.get("refill_found", 0))(stats(producer_log)), 180, "every failed delivery made again")
+    wait_until(lambda: (lambda s: s.get("undelivered", 1) == 0 and s.get("failed", 0) == s.get("refilled", 0)
+                        + s.get("refill_found", 0))(stats(producer_log)), 180, 0.5, "every failed delivery made again")
     emit("pipeline_brokers_back", restart_rcs=restarts, stats=stats(producer_log),
          isr=topic_facts(cluster, topic)["isr"])
 
@@ -336,8 +330,8 @@ def worker_down_and_back(cluster: Cluster, cluster_dir: Path, bronze: Path, laye
     killed = cluster_cli("kill", "worker-1", "--data-dir", str(cluster_dir))
     cluster.wait_worker(1, alive=False, timeout=60)
     rows_at_kill = committed_rows(bronze)
-    wait_for(lambda: committed_rows(bronze) > rows_at_kill + 2 * TRADES_PER_SECOND or layers.poll() is not None,
-             240, "Bronze rows landed with one worker")
+    wait_until(lambda: committed_rows(bronze) > rows_at_kill + 2 * TRADES_PER_SECOND or layers.poll() is not None,
+               240, 0.5, "Bronze rows landed with one worker")
     landed = committed_rows(bronze)
     back = cluster_cli("start", "worker-1", "--data-dir", str(cluster_dir))
     emit("pipeline_worker", kill_rc=killed["rc"], start_rc=back["rc"], layers_running=layers.poll() is None,
@@ -387,7 +381,7 @@ def down_refuse_and_up(cluster: Cluster, cluster_dir: Path, broker_dir: Path) ->
     emit("refused_beside_broker", **cluster_cli("up", "--data-dir", str(cluster_dir)))
     assert broker_cli("down", "--data-dir", str(broker_dir))["rc"] == 0
     again = cluster_cli("up", "--data-dir", str(cluster_dir))
-    wait_for(lambda: in_sync_counts(cluster, TOPIC) == [3, 3, 3], 60, "3 in-sync replicas after the restart")
+    wait_until(lambda: in_sync_counts(cluster, TOPIC) == [3, 3, 3], 60, 0.5, "3 in-sync replicas after the restart")
     values = topic_values(cluster.bootstrap, TOPIC)
     emit("up_after_down", up=again, values=sorted(values), **topic_facts(cluster, TOPIC))
 

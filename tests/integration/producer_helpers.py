@@ -77,7 +77,7 @@ def high_watermarks(bootstrap: str, topic: str) -> int:
 
 def wait_topic_count(bootstrap: str, topic: str, n: int, timeout: float) -> None:
     wait_until(lambda: high_watermarks(bootstrap, topic) >= n, timeout, interval=0.3,
-               message=f"{n} messages in {topic}")
+               what=f"{n} messages in {topic}")
 
 
 def consume_all(bootstrap: str, topic: str, timeout: float = 30) -> list[dict[str, Any]]:
@@ -106,7 +106,7 @@ def consume_all(bootstrap: str, topic: str, timeout: float = 30) -> list[dict[st
                 if all(pos[p] >= ends[p] for p in parts):
                     return True
 
-        wait_until(done, timeout, interval=0.05, message=f"reading {topic} to its end")
+        wait_until(done, timeout, interval=0.05, what=f"reading {topic} to its end")
         return sorted(out, key=lambda m: (m["partition"], m["offset"]))
     finally:
         c.close()

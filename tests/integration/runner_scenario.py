@@ -27,6 +27,8 @@ import time
 import traceback
 from pathlib import Path
 
+from lakehouse.common.polling import wait_until
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 T0 = time.monotonic()
@@ -67,16 +69,6 @@ def alive(pids: list[int]) -> list[int]:
     return running
 
 
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
 def read(path: Path) -> str:
     return path.read_text(errors="replace") if path.exists() else ""
 
@@ -115,8 +107,8 @@ def offline(data: Path) -> None:
     (hanging / "docker").chmod(0o755)
     runner, out = start_runner(data / "offline", path_prefix=str(hanging))
     logs = data / "offline" / "logs"
-    wait_until(lambda: read(logs / "producer.log").count("reconnecting in") >= 2, 300, "the producer's retries")
-    wait_until(lambda: "bronze started" in read(logs / "spark.log"), 300, "Bronze to start")
+    wait_until(lambda: read(logs / "producer.log").count("reconnecting in") >= 2, 300, 0.5, "the producer's retries")
+    wait_until(lambda: "bronze started" in read(logs / "spark.log"), 300, 0.5, "Bronze to start")
     time.sleep(5)
     running = runner.poll() is None
     stopped = ctrl_c(runner, 240)
@@ -134,7 +126,7 @@ def broker_gone(data: Path) -> None:
     """The demo running, the broker stopped under it (a crash, or `make broker-down` first), then Ctrl-C."""
     runner, out = start_runner(data / "demo1", "--demo", "--pace", "fast")
     silver_log = data / "demo1" / "silver" / "crypto_trades" / "_delta_log"
-    wait_until(lambda: any(silver_log.glob("*1.json")) if silver_log.is_dir() else False, 400, "Silver's trades")
+    wait_until(lambda: any(silver_log.glob("*1.json")) if silver_log.is_dir() else False, 400, 0.5, "Silver's trades")
     down = subprocess.run([PYTHON, "infra/kafka/broker.py", "down"], cwd=REPO_ROOT, capture_output=True, text=True,
                           timeout=120)
     stopped = ctrl_c(runner, 400)
@@ -149,7 +141,7 @@ def sigkill(data: Path) -> None:
                         timeout=300)
     runner, _ = start_runner(data / "demo2", "--demo", "--pace", "fast")
     logs = data / "demo2" / "logs"
-    wait_until(lambda: "silver started" in read(logs / "spark.log"), 400, "the layers to start")
+    wait_until(lambda: "silver started" in read(logs / "spark.log"), 400, 0.5, "the layers to start")
     watched = descendants(runner.pid)
     names = sorted({Path(a).name for pid in watched
                     for a in read(Path(f"/proc/{pid}/cmdline")).split("\0")[1:2] if a.endswith(".py")})

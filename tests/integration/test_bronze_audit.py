@@ -158,10 +158,10 @@ def test_a_job_started_at_latest_misses_the_head(spark, bootstrap, new_topic, ca
     try:
         # the query has fixed its starting offsets once batch 0 is committed
         wait_until(lambda: committed_end_offsets(checkpoint, topic) == {0: 5, 1: 5, 2: 5}, timeout=90,
-                   interval=0.25, message="the Bronze job to start at latest")
+                   interval=0.25, what="the Bronze job to start at latest")
         produce(bootstrap, topic, {0: 3, 1: 3, 2: 3})
         wait_until(lambda: committed_end_offsets(checkpoint, topic) == {0: 8, 1: 8, 2: 8}, timeout=60,
-                   interval=0.25, message="the new records to land")
+                   interval=0.25, what="the new records to land")
     finally:
         job.send_signal(signal.SIGTERM)
         assert job.wait(60) == 0, (tmp_path / "job.log").read_text()

@@ -133,7 +133,7 @@ def test_kill_9_mid_stream_loses_and_doubles_nothing(spark, bootstrap, new_topic
             commits = checkpoint / "commits"
             before = len(list(commits.glob("[0-9]*"))) if commits.exists() else 0
             wait_until(lambda: commits.exists() and len(list(commits.glob("[0-9]*"))) > before, timeout=90,
-                       message=f"a committed batch in round {round_number}")
+                       what=f"a committed batch in round {round_number}")
             if round_number < 2:
                 wait_until(lambda: planned_not_committed(checkpoint), 90, 0.01, "a batch in flight")
             else:
@@ -158,7 +158,7 @@ def test_sigterm_stops_cleanly_and_restart_resumes(spark, bootstrap, new_topic, 
     job = start_script(JOB, "--bootstrap", bootstrap, "--topic", topic, "--out", str(tmp_path / "bronze"),
                        "--checkpoint", str(tmp_path / "checkpoint"), "--trigger", "500 milliseconds",
                        log_path=tmp_path / "job.log")
-    wait_until(lambda: (tmp_path / "checkpoint" / "commits" / "0").exists(), timeout=90, message="first batch")
+    wait_until(lambda: (tmp_path / "checkpoint" / "commits" / "0").exists(), timeout=90, what="first batch")
     job.send_signal(signal.SIGTERM)
     assert job.wait(60) == 0
     log = (tmp_path / "job.log").read_text()
@@ -181,10 +181,10 @@ def test_started_before_its_topic_exists_then_drains_on_sigterm(spark, bootstrap
                        str(checkpoint), "--trigger", "30 seconds", "--drain-on-stop", log_path=log_path)
     admin = AdminClient({"bootstrap.servers": bootstrap})
     try:
-        wait_until(lambda: "does not exist yet" in log_path.read_text(), timeout=120, message="the waiting line")
+        wait_until(lambda: "does not exist yet" in log_path.read_text(), timeout=120, what="the waiting line")
         admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])[topic].result(30)
         expected = produce(bootstrap, topic, numbered_records(0, 50))
-        wait_until(lambda: (checkpoint / "commits" / "0").exists(), timeout=240, message="the first batch")
+        wait_until(lambda: (checkpoint / "commits" / "0").exists(), timeout=240, what="the first batch")
         expected |= produce(bootstrap, topic, numbered_records(50, 30), first_index=50)
         job.send_signal(signal.SIGTERM)
         assert job.wait(240) == 0, log_path.read_text()[-3000:]

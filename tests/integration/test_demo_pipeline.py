@@ -94,7 +94,7 @@ def demo(bootstrap, tmp_path_factory):
     gold = data / "gold" / "ohlcv_1m"
     try:
         wait_until(lambda: sum(r["trade_count"] for r in delta_rows(gold, ["trade_count"])) >= len(expected),
-                   timeout=600, interval=2, message=f"all {len(expected)} trades in Gold")
+                   timeout=600, interval=2, what=f"all {len(expected)} trades in Gold")
         os.killpg(runner.pid, signal.SIGINT)  # Ctrl-C in the terminal
         code = runner.wait(300)
         audit = run_script("spark/jobs/bronze_audit.py", "--bootstrap", bootstrap, "--topic", topic,

@@ -31,7 +31,7 @@ def market_ids(server: FakeKraken, pairs: dict[str, str] = V2_PAIRS) -> dict[str
 
 def subscribed(server: FakeKraken, conns: int) -> None:
     wait_until(lambda: server.connection_count() >= conns and server.active_connections() == 1, 20,
-               message=f"producer connection #{conns} subscribed")
+               what=f"producer connection #{conns} subscribed")
 
 
 def start(tmp_path: Path, server: FakeKraken, bootstrap: str, topic: str, conns: int, *extra: str):
@@ -45,7 +45,7 @@ def outage(server: FakeKraken, trades_per_pair: int) -> None:
     """Drop the producer's connection and refuse reconnects while the market makes `trades_per_pair` per pair."""
     server.set_hold(True)
     server.drop_connections()
-    wait_until(lambda: server.counters["refused"] >= 1, 10, message="a refused reconnect")
+    wait_until(lambda: server.counters["refused"] >= 1, 10, what="a refused reconnect")
     server.step(trades_per_pair)
     server.set_hold(False)
 
@@ -55,7 +55,7 @@ def settle(bootstrap: str, topic: str, server: FakeKraken, log: Path) -> dict:
     want = sum(map(len, market_ids(server).values()))
     wait_topic_count(bootstrap, topic, want, 60)
     wait_until(lambda: stats(log).get("open_gaps", 1) == 0 and stats(log).get("queue", 1) == 0, 30,
-               message="no open gap in the stats line")
+               what="no open gap in the stats line")
     return topic_trades(bootstrap, topic)
 
 
@@ -118,11 +118,11 @@ def test_rest_faults_delay_but_lose_nothing(tmp_path: Path, bootstrap: str, new_
         server.add_rest_fault("slow", delay=3)
         outage(server, 200)
         subscribed(server, 2)
-        wait_until(lambda: server.counters["rest_faults"] >= 4, 60, message="the four faults served")
+        wait_until(lambda: server.counters["rest_faults"] >= 4, 60, what="the four faults served")
         server.set_rest_down(True)
         server.step(200)                          # a second gap while REST is down: a reconnect to find it
         server.drop_connections()
-        wait_until(lambda: server.counters["rest_refused"] >= 2, 60, message="REST calls refused while down")
+        wait_until(lambda: server.counters["rest_refused"] >= 2, 60, what="REST calls refused while down")
         assert stats(log).get("open_gaps", 0) >= 1
         server.set_rest_down(False)
         got = settle(bootstrap, topic, server, log)
@@ -145,7 +145,7 @@ def test_gap_older_than_rest_history_is_reported(tmp_path: Path, bootstrap: str,
         outage(server, 300)                       # REST keeps the newest 120: the 180 oldest of the gap are gone
         subscribed(server, 2)
         wait_until(lambda: stats(log).get("unfillable", 0) == 3 * 180 and stats(log)["open_gaps"] == 0, 30,
-                   message="the unfillable part reported")
+                   what="the unfillable part reported")
         assert stop_producer(proc) == 0, log.read_text()
     market = market_ids(server)
     text = log.read_text()
@@ -172,17 +172,17 @@ def test_broker_down_longer_than_delivery_timeout_every_id_once(tmp_path: Path, 
     with FakeKraken(pairs=list(V2_PAIRS.values()), rate=150, seed=35, history=0, heartbeat_interval=0.5) as server:
         proc, log = start_producer(tmp_path, server.url("v2"), bootstrap, topic, list(V2_PAIRS), "v2",
                                    "--delivery-timeout", "3")
-        wait_until(lambda: stats(log).get("delivered", 0) >= 200, 30, message="deliveries before the outage")
+        wait_until(lambda: stats(log).get("delivered", 0) >= 200, 30, what="deliveries before the outage")
         assert f"created topic {topic} (3 partitions, replication factor 1)" in log.read_text()
         down()
-        wait_until(lambda: stats(log).get("failed", 0) >= 300, 60, message="deliveries failing during the outage")
+        wait_until(lambda: stats(log).get("failed", 0) >= 300, 60, what="deliveries failing during the outage")
         assert proc.poll() is None, "the producer must ride out the outage"
         up()
         wait_until(lambda: stats(log).get("failed", 1) == stats(log).get("refilled", 0)
                    + stats(log).get("refill_found", 0) and stats(log).get("undelivered", 1) == 0, 90,
-                   message="every failed delivery produced again or found in the topic")
+                   what="every failed delivery produced again or found in the topic")
         server.halt_market()
-        n = wait_until(lambda: total(server, "v2"), 5, message="trades sent")
+        n = wait_until(lambda: total(server, "v2"), 5, what="trades sent")
         wait_topic_count(bootstrap, topic, n, 60)
         assert stop_producer(proc) == 0, log.read_text()
     got = topic_trades(bootstrap, topic)
@@ -200,10 +200,10 @@ def test_trades_undelivered_at_shutdown_exit_1(tmp_path: Path, private_broker):
     with FakeKraken(pairs=list(V2_PAIRS.values()), rate=100, seed=36, history=0, heartbeat_interval=0.5) as server:
         proc, log = start_producer(tmp_path, server.url("v2"), bootstrap, topic, list(V2_PAIRS), "v2",
                                    "--delivery-timeout", "3", "--flush-timeout", "3")
-        wait_until(lambda: stats(log).get("delivered", 0) >= 50, 30, message="deliveries before the outage")
+        wait_until(lambda: stats(log).get("delivered", 0) >= 50, 30, what="deliveries before the outage")
         down()
         try:
-            wait_until(lambda: stats(log).get("failed", 0) >= 50, 60, message="deliveries failing")
+            wait_until(lambda: stats(log).get("failed", 0) >= 50, 60, what="deliveries failing")
             code = stop_producer(proc, timeout=60)
         finally:
             up()
@@ -224,7 +224,7 @@ def test_sigterm_during_a_backfill_waits_for_it(tmp_path: Path, bootstrap: str, 
         server.add_rest_fault("slow", n=3, delay=2)   # every pair's first REST call answers after 2 s
         outage(server, 200)
         subscribed(server, 2)
-        wait_until(lambda: stats(log).get("open_gaps", 0) == 3, 20, message="three open gaps")
+        wait_until(lambda: stats(log).get("open_gaps", 0) == 3, 20, what="three open gaps")
         assert stop_producer(proc, timeout=60) == 0, log.read_text()
     got = topic_trades(bootstrap, topic)
     assert_each_id_once(got, market_ids(server))
@@ -244,7 +244,7 @@ def test_kill_9_in_the_middle_of_a_backfill_the_restart_finishes_it(tmp_path: Pa
         outage(server, 350)
         subscribed(server, 2)
         wait_until(lambda: 40 <= stats(log).get("backfilled", 0) and stats(log)["open_gaps"] == 3, 30,
-                   message="a backfill under way")
+                   what="a backfill under way")
         wait_topic_count(bootstrap, topic, 3 * 110 + stats(log)["backfilled"], 20)
         os.killpg(proc.pid, signal.SIGKILL)
         assert proc.wait(10) == -signal.SIGKILL

@@ -48,17 +48,17 @@ def test_v2_hostile_frames_between_good_ones(tmp_path: Path, bootstrap: str, new
     topic = new_topic(3)
     with FakeKraken(pairs=list(V2_PAIRS.values()), rate=0, seed=15, history=10, heartbeat_interval=0.5) as server:
         proc, log = start_producer(tmp_path, server.url("v2"), bootstrap, topic, list(V2_PAIRS), "v2")
-        wait_until(lambda: server.active_connections() == 1, 15, message="subscribed")
+        wait_until(lambda: server.active_connections() == 1, 15, what="subscribed")
         server.step(5)
         frames = ['{"channel":"trade","type":"update","data":[' + e + "]}" for e in BAD_V2_ELEMENTS] + BAD_V2_FRAMES
         server.inject(frames + ['{"channel":"book","type":"update","data":[]}'], api="v2")
         server.step(5)
         server.emit_mixed("ETH/USD", 4, BAD_V2_ELEMENTS[:3])  # good, bad, good, bad, good, bad, good in one frame
         server.step(5)
-        n = wait_until(lambda: total(server, "v2") == 3 * 25 + 4 and total(server, "v2"), 10, message="all sent")
+        n = wait_until(lambda: total(server, "v2") == 3 * 25 + 4 and total(server, "v2"), 10, what="all sent")
         wait_topic_count(bootstrap, topic, n, 20)
         wait_until(lambda: stats(log).get("frames", 0) and stats(log)["malformed"] == 13, 10,
-                   message="the stats line counting the 13 malformed elements/frames")
+                   what="the stats line counting the 13 malformed elements/frames")
         assert proc.poll() is None, "the producer must keep running"
         assert stop_producer(proc) == 0, log.read_text()
     assert_topic_matches(bootstrap, topic, server, "v2", V2_PAIRS)
@@ -75,16 +75,16 @@ def test_v1_hostile_frames_between_good_ones(tmp_path: Path, bootstrap: str, new
     topic = new_topic(3)
     with FakeKraken(pairs=list(V1_PAIRS.values()), rate=0, seed=16, heartbeat_interval=0.5) as server:
         proc, log = start_producer(tmp_path, server.url("v1"), bootstrap, topic, list(V1_PAIRS), "v1")
-        wait_until(lambda: server.active_connections() == 1, 15, message="subscribed")
+        wait_until(lambda: server.active_connections() == 1, 15, what="subscribed")
         # the first trade XBT/USDT ever sees has time "": it used to pass, then kill the producer
         server.inject(['[0,[["5541.20000","0.15850568","","s","l",""]],"trade","XBT/USDT"]'], api="v1")
         server.step(5)
         server.inject(['[0,[' + e + '],"trade","XBT/USDT"]' for e in BAD_V1_ELEMENTS] + BAD_V1_FRAMES, api="v1")
         server.emit_mixed("DOGE/USD", 3, BAD_V1_ELEMENTS, api="v1")
         server.step(5)
-        n = wait_until(lambda: total(server, "v1") == 3 * 10 + 3 and total(server, "v1"), 10, message="all sent")
+        n = wait_until(lambda: total(server, "v1") == 3 * 10 + 3 and total(server, "v1"), 10, what="all sent")
         wait_topic_count(bootstrap, topic, n, 20)
-        wait_until(lambda: stats(log).get("malformed") == 11, 10, message="the stats line counting 11 malformed")
+        wait_until(lambda: stats(log).get("malformed") == 11, 10, what="the stats line counting 11 malformed")
         assert proc.poll() is None, "the producer must keep running"
         assert stop_producer(proc) == 0, log.read_text()
     assert_topic_matches(bootstrap, topic, server, "v1", V1_PAIRS)

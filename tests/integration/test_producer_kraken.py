@@ -26,7 +26,7 @@ def test_three_pairs_every_trade_once_in_order(tmp_path: Path, bootstrap: str, n
     with FakeKraken(pairs=list(pairs.values()), rate=2500, count=4000, seed=11, max_batch=8, history=50,
                     decimals=decimals, heartbeat_interval=0.5) as server:
         proc, log = start_producer(tmp_path, server.url(api), bootstrap, topic, list(pairs), api)
-        wait_until(lambda: server.generated >= 4000, 30, message="4000 trades generated")
+        wait_until(lambda: server.generated >= 4000, 30, what="4000 trades generated")
         n = total(server, api)
         wait_topic_count(bootstrap, topic, n, 30)
         assert stop_producer(proc) == 0, log.read_text()
@@ -54,9 +54,9 @@ def test_v2_faults_mid_stream_every_trade_once_and_contiguous(tmp_path: Path, bo
 
         def progressed(conns: int) -> None:
             wait_until(lambda: server.connection_count() >= conns and server.active_connections() == 1, 15,
-                       message=f"producer connection #{conns} subscribed")
+                       what=f"producer connection #{conns} subscribed")
             before = server.counters["trades_sent"]
-            wait_until(lambda: server.counters["trades_sent"] >= before + 10, 10, message="trades flowing")
+            wait_until(lambda: server.counters["trades_sent"] >= before + 10, 10, what="trades flowing")
 
         progressed(1)
         server.drop_connections()                 # 1006 for the client
@@ -101,19 +101,19 @@ def test_v2_gap_filled_by_snapshot_or_counted(tmp_path: Path, bootstrap: str, ne
     pairs = {"XBT/USDT": "BTC/USDT", "ETH/USD": "ETH/USD"}
     with FakeKraken(pairs=list(pairs.values()), rate=0, seed=9, history=5, heartbeat_interval=0.5) as server:
         proc, log = start_producer(tmp_path, server.url("v2"), bootstrap, topic, list(pairs), "v2", "--no-backfill")
-        wait_until(lambda: server.active_connections() == 1, 15, message="subscribed")
+        wait_until(lambda: server.active_connections() == 1, 15, what="subscribed")
         server.step(20)
 
         def outage(missed_per_pair: int, conns: int) -> None:
             wait_topic_count(bootstrap, topic, total(server, "v2"), 15)  # nothing in flight when the link dies
             server.set_hold(True)                 # handshakes refused (503) while trades happen
             server.drop_connections()
-            wait_until(lambda: server.counters["refused"] >= 1, 10, message="a refused reconnect")
+            wait_until(lambda: server.counters["refused"] >= 1, 10, what="a refused reconnect")
             server.step(missed_per_pair)
             server.counters["refused"] = 0
             server.set_hold(False)
             wait_until(lambda: server.connection_count() >= conns and server.active_connections() == 1, 15,
-                       message="reconnected")
+                       what="reconnected")
 
         outage(45, 2)   # fits in the 50-trade snapshot: filled, no gap
         server.step(3)
@@ -179,10 +179,10 @@ def test_stopped_broker_comes_back_nothing_lost(tmp_path: Path, private_broker):
     pairs = V2_PAIRS
     with FakeKraken(pairs=list(pairs.values()), rate=300, seed=3, history=0, heartbeat_interval=0.5) as server:
         proc, log = start_producer(tmp_path, server.url("v2"), bootstrap, topic, list(pairs), "v2")
-        wait_until(lambda: stats(log).get("delivered", 0) >= 200, 20, message="deliveries before the outage")
+        wait_until(lambda: stats(log).get("delivered", 0) >= 200, 20, what="deliveries before the outage")
         down()
         outage_start = server.counters["trades_sent"]
-        wait_until(lambda: server.counters["trades_sent"] >= outage_start + 600, 20, message="trades during outage")
+        wait_until(lambda: server.counters["trades_sent"] >= outage_start + 600, 20, what="trades during outage")
         assert proc.poll() is None, "producer must ride out the outage"
         up()
         server.halt_market()
@@ -206,7 +206,7 @@ def test_topic_created_at_start_an_existing_one_left_alone(tmp_path: Path, boots
         with FakeKraken(pairs=["BTC/USDT"], rate=0, heartbeat_interval=0.5) as server:
             for topic, extra in ((fresh, ["--partitions", "2"]), (existing, ["--partitions", "5"])):
                 proc, log = start_producer(tmp_path, server.url("v2"), bootstrap, topic, ["XBT/USDT"], "v2", *extra)
-                wait_until(lambda: server.active_connections() == 1, 15, message="subscribed")
+                wait_until(lambda: server.active_connections() == 1, 15, what="subscribed")
                 assert stop_producer(proc) == 0, log.read_text()
                 assert ("created topic" in log.read_text()) == (topic == fresh)
         parts = {t: len(admin.list_topics(timeout=10).topics[t].partitions) for t in (fresh, existing)}
@@ -220,7 +220,7 @@ def test_kraken_unreachable_keeps_retrying_until_stopped(tmp_path: Path, bootstr
     """`make run` without a route to Kraken: clear retry lines, never an exit, until Ctrl-C (exit 0)."""
     topic = new_topic(3)
     proc, log = start_producer(tmp_path, "ws://127.0.0.1:9/v2", bootstrap, topic, ["XBT/USDT"], "v2")
-    wait_until(lambda: log.read_text().count("reconnecting in") >= 5, 30, message="five retries")
+    wait_until(lambda: log.read_text().count("reconnecting in") >= 5, 30, what="five retries")
     assert proc.poll() is None
     text = log.read_text()
     assert "connection lost: connect to ws://127.0.0.1:9/v2 failed: [Errno 111] Connection refused" in text

@@ -76,7 +76,7 @@ def start(tmp_path: Path, server: FakeKraken, bootstrap: str, topic: str, *extra
     conns = server.connection_count()
     proc, log = start_producer(tmp_path, server.url("v2"), bootstrap, topic, list(PAIRS), "v2", *extra)
     wait_until(lambda: server.connection_count() > conns and server.active_connections() == 1, 20,
-               message="the producer subscribed")
+               what="the producer subscribed")
     return proc, log
 
 

@@ -35,7 +35,6 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 from lakehouse.broker.kraft import (
     DEFAULT_JARS_DIR, LIGHT_JIT, KafkaNode, ensure_jars, find_java, format_storages, node_properties,
@@ -44,6 +43,7 @@ from lakehouse.cluster.spark_standalone import (
     MasterState, daemon_env, fetch_master_state, master_command, pyspark_home, worker_command)
 from lakehouse.common.daemon import (CLUSTER_MARK, DEFAULT_CLUSTER_DIR, SPARK_MASTER_CLASS, Daemon, InfraError,
                                      port_is_open, port_owner, stop_all)
+from lakehouse.common.polling import wait_until
 
 DEFAULT_DATA_DIR = DEFAULT_CLUSTER_DIR
 BROKER_IDS = (1, 2, 3)
@@ -355,8 +355,8 @@ class Cluster:
 
     def wait_worker(self, index: int, alive: bool, timeout: float = ISR_TIMEOUT_S) -> None:
         """Wait until the master lists worker-`index` as ALIVE (alive=True) or no longer does (alive=False)."""
-        _wait(lambda: self.worker_alive(index) == alive, timeout,
-              f"worker-{index} {'ALIVE' if alive else 'gone'} at the master")
+        wait_until(lambda: self.worker_alive(index) == alive, timeout, 0.5,
+                   f"worker-{index} {'ALIVE' if alive else 'gone'} at the master", error=InfraError)
 
     # -- internals --------------------------------------------------------------------------------------------------
 
@@ -441,18 +441,11 @@ class Cluster:
             return all((node_id in p.isrs) == member for t in chosen for p in t.partitions.values()
                        if node_id in p.replicas)
 
-        _wait(settled, timeout, f"broker {node_id} {'in' if member else 'out of'} the in-sync replicas")
+        wait_until(settled, timeout, 0.5, f"broker {node_id} {'in' if member else 'out of'} the in-sync replicas",
+                   error=InfraError)
 
 
 _NO_MASTER = MasterState(status="DOWN", url="", workers=(), active_apps=0)
-
-
-def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            raise InfraError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.5)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import IO, Callable
 
 from lakehouse.bronze.audit import read_sink_log  # the _spark_metadata reader
+from lakehouse.common.polling import wait_until
 from lakehouse.defaults import DATA_DIR, LOCAL_BOOTSTRAP, LOG_DIR, REPO_ROOT, TOPIC
 from lakehouse.fake_kraken.server import checked_pace
 from lakehouse.pipeline.layers import LAYERS, layer_argv, layer_paths  # each layer under --data-dir, its flags
@@ -271,7 +272,7 @@ class Pipeline:
     def start_all(self) -> None:
         if self.args.demo:
             self.start(kraken_plan(self.args))
-            wait_for(lambda: port_open(self.args.demo_port), 30, "the fake Kraken")
+            wait_until(lambda: port_open(self.args.demo_port), 30, 0.2, "the fake Kraken", error=RuntimeError)
         self.start(producer_plan(self.args))
         for plan in self.spark:  # each layer waits for its input itself
             self.start(plan)
@@ -334,7 +335,7 @@ def delta_summary(table: Path) -> str:
         return "no table yet"
     from deltalake import DeltaTable
 
-    dt = DeltaTable(str(table))  # its log only (reading data through deltalake can abort at exit: lakehouse/lake/reader.py)
+    dt = DeltaTable(str(table))  # its log only (reading data through deltalake can abort at exit: lake/reader.py)
     actions = dt.get_add_actions(flatten=True)
     rows = sum(n or 0 for n in actions.column("num_records").to_pylist()) if actions.num_rows else 0
     return f"{rows} rows in {actions.num_rows} files (version {dt.version()})"
@@ -353,14 +354,6 @@ def draw_charts(data_dir: Path, pairs: list[str]) -> list[str]:
         last = (result.stdout + result.stderr).strip().splitlines()[-1:] or [""]
         lines.append(f"chart   {png} (and .html)" if result.returncode == 0 else f"chart   {pair}: {last[0]}")
     return lines
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.2)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
