@@ -38,7 +38,8 @@ from typing import Any, Callable
 
 import bench_common as bc
 from bench_stats import table, verdict
-from footprint import TARGET_CPU_SHARE, TARGET_P99_S, children_of, tree_cpu_s
+from footprint import TARGET_CPU_SHARE, TARGET_P99_S, tree_cpu_s
+from lakehouse.common.processes import children_of
 from merge_cost import build_silver, timed_batches
 
 NAME = "batch_floor"

@@ -41,6 +41,7 @@ from typing import Any
 import bench_common as bc
 from bench_stats import percentile, table, verdict
 from lakehouse.common.polling import wait_until
+from lakehouse.common.processes import children_of, command_line, descendants, stat_fields
 
 NAME = "footprint"
 TARGET_CPU_SHARE = 0.40
@@ -57,35 +58,12 @@ log = logging.getLogger(NAME)
 # /proc
 
 
-def children_of() -> dict[int, list[int]]:
-    """Every live process's children, from /proc/<pid>/stat."""
-    tree: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            tree.setdefault(ppid, []).append(int(entry.name))
-    return tree
-
-
-def descendants(pid: int, tree: dict[int, list[int]]) -> list[int]:
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        todo.extend(tree.get(current, []))
-    return found
-
-
 def tree_cpu_s(pid: int, tree: dict[int, list[int]]) -> float:
     """CPU seconds of a process and its live descendants, including children they reaped (cutime/cstime)."""
     total = 0.0
-    for p in descendants(pid, tree):
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
+    for p in [pid, *descendants(pid, tree)]:
+        fields = stat_fields(p)
+        if fields is None:
             continue
         total += sum(int(fields[i]) for i in (11, 12, 13, 14)) / bc.CLK_TCK  # utime stime cutime cstime
     return total
@@ -93,7 +71,7 @@ def tree_cpu_s(pid: int, tree: dict[int, list[int]]) -> float:
 
 def tree_rss_mb(pid: int, tree: dict[int, list[int]]) -> float:
     total = 0
-    for p in descendants(pid, tree):
+    for p in [pid, *descendants(pid, tree)]:
         try:
             total += int(Path(f"/proc/{p}/statm").read_text().split()[1]) * PAGE
         except (OSError, IndexError):
@@ -107,9 +85,8 @@ def named_processes(runner_pid: int, tree: dict[int, list[int]]) -> dict[str, in
              "bronze_to_silver_trades.py": "silver", "silver_to_gold_ohlcv.py": "gold"}
     found = {}
     for child in tree.get(runner_pid, []):
-        try:
-            cmdline = Path(f"/proc/{child}/cmdline").read_bytes().decode(errors="replace")
-        except OSError:
+        cmdline = command_line(child)
+        if cmdline is None:
             continue
         for script, role in roles.items():
             if script in cmdline:

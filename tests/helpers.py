@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from lakehouse.common import polling
+from lakehouse.common import polling, processes
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -83,24 +83,19 @@ def kill_network_namespace(netns: str) -> list[str]:
     asynchronously: on a loaded machine a killed process can still be running a moment later); returns their command
     lines."""
     killed, pids = [], []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit() and network_namespace(int(proc.name)) == netns:
-            try:
-                killed.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:200])
-                os.kill(int(proc.name), signal.SIGKILL)
-                pids.append(int(proc.name))
-            except OSError:
-                continue
-    wait_until(lambda: not any(_alive(pid) for pid in pids), 60, what=f"the processes killed in {netns} to die")
+    for pid in processes.pids():
+        cmdline = processes.command_line(pid) if network_namespace(pid) == netns else None
+        if cmdline is None:
+            continue
+        killed.append(cmdline[:200])
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            continue
+        pids.append(pid)
+    wait_until(lambda: not any(processes.is_running(pid) for pid in pids), 60,
+               what=f"the processes killed in {netns} to die")
     return killed
-
-
-def _alive(pid: int) -> bool:
-    """True while `pid` runs (a zombie, dead but not yet reaped, has an empty command line)."""
-    try:
-        return bool(Path(f"/proc/{pid}/cmdline").read_bytes())
-    except OSError:
-        return False
 
 
 def python_target(script: str) -> list[str]:

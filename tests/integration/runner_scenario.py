@@ -28,6 +28,7 @@ import traceback
 from pathlib import Path
 
 from lakehouse.common.polling import wait_until
+from lakehouse.common.processes import descendants, is_running, process_argv
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -38,35 +39,9 @@ def emit(step: str, **fields) -> None:
     print(json.dumps({"step": step, "at": round(time.monotonic() - T0, 1), **fields}), flush=True)
 
 
-def descendants(pid: int) -> list[int]:
-    """pid's live descendants (from /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], list(children.get(pid, []))
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        todo.extend(children.get(current, []))
-    return found
-
-
 def alive(pids: list[int]) -> list[int]:
     """Those of pids still running (a zombie waiting to be reaped is dead)."""
-    running = []
-    for pid in pids:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue
-        if state != "Z":
-            running.append(pid)
-    return running
+    return [pid for pid in pids if is_running(pid)]
 
 
 def read(path: Path) -> str:
@@ -143,8 +118,7 @@ def sigkill(data: Path) -> None:
     logs = data / "demo2" / "logs"
     wait_until(lambda: "silver started" in read(logs / "spark.log"), 400, 0.5, "the layers to start")
     watched = descendants(runner.pid)
-    names = sorted({Path(a).name for pid in watched
-                    for a in read(Path(f"/proc/{pid}/cmdline")).split("\0")[1:2] if a.endswith(".py")})
+    names = sorted({Path(a).name for pid in watched for a in (process_argv(pid) or [])[1:2] if a.endswith(".py")})
     runner.send_signal(signal.SIGKILL)
     runner.wait(30)
     killed_at = time.monotonic()

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from lakehouse.common import processes
 from tests.helpers import network_namespace_supported, run_in_network_namespace
 
 pytestmark = pytest.mark.integration
@@ -187,7 +188,7 @@ def test_namespace_runner_kills_what_a_script_leaves_behind(tmp_path: Path) -> N
     late = run_in_network_namespace(str(script), "300", timeout=2, logs=tmp_path / "b")
     assert late.returncode is None and sorted(late.leftovers)[1] == "sleep 313 "
     assert "python" in sorted(late.leftovers)[0] and str(script) in sorted(late.leftovers)[0]
-    assert not [p for p in Path("/proc").glob("[0-9]*/cmdline") if p.exists() and p.read_bytes() == b"sleep\x00313\x00"]
+    assert not [pid for pid in processes.pids() if processes.process_argv(pid) == ["sleep", "313"]]
     # The namespace has its own loopback: the host's shared broker on 19092 is out of reach.
     refused = run_in_network_namespace(str(script), "0", "connect", timeout=60, logs=tmp_path / "c")
     assert refused.returncode == 1 and "ConnectionRefusedError" in refused.stderr

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from lakehouse.common import processes
 from tests.helpers import PYTHON, REPO_ROOT, run_script, script_env, wait_until
 from tests.integration.producer_helpers import delta_rows
 
@@ -67,14 +68,10 @@ def free_port() -> int:
 
 def processes_mentioning(text: str) -> list[str]:
     found = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit() and int(proc.name) != os.getpid():
-            try:
-                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            if text in cmdline:
-                found.append(f"{proc.name}: {cmdline[:200]}")
+    for pid in processes.pids():
+        cmdline = processes.command_line(pid) if pid != os.getpid() else None
+        if cmdline is not None and text in cmdline:
+            found.append(f"{pid}: {cmdline[:200]}")
     return found
 
 

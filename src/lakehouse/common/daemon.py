@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
 
+from lakehouse.common.processes import PROC, pids, process_argv
 from lakehouse.defaults import REPO_ROOT
 
 DEFAULT_BROKER_DIR = REPO_ROOT / "data" / "broker"  # make broker-up's
@@ -64,15 +65,6 @@ def listening_inodes(proc_net_tcp: str, port: int) -> set[int]:
     return inodes
 
 
-def process_argv(pid: int) -> list[str] | None:
-    """A live process's command line as a list; None when it is gone (or a zombie, whose cmdline is empty)."""
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return None
-    return raw.decode(errors="replace").split("\0")[:-1] or None
-
-
 def pid_listening_on(port: int) -> int | None:
     """The pid of the process listening on `port` in this network namespace, when /proc shows it (we are root)."""
     inodes: set[int] = set()
@@ -84,12 +76,10 @@ def pid_listening_on(port: int) -> int | None:
     targets = {f"socket:[{inode}]" for inode in inodes}
     if not targets:
         return None
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
+    for pid in pids():
         try:
-            if any(os.readlink(fd) in targets for fd in (proc / "fd").iterdir()):
-                return int(proc.name)
+            if any(os.readlink(fd) in targets for fd in (PROC / str(pid) / "fd").iterdir()):
+                return pid
         except OSError:
             continue
     return None
