@@ -20,7 +20,7 @@ BROKER := PYTHONPATH=src $(PYTHON) infra/kafka/broker.py
 .DEFAULT_GOAL := help
 .PHONY: help setup connector broker-up broker-down broker-status cluster-up cluster-down cluster-status run demo audit \
 	audit-completeness consume chart gold-recompute optimize clean-data test test-unit test-integration bench \
-	bench-quick mutants test-failover
+	bench-quick mutants test-failover pyzip
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 20
@@ -39,6 +39,10 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 # to spark.jars.packages.
 connector: $(VENV)/.installed
 	@$(PY) spark/fetch_jars.py
+
+pyzip: $(VENV)/.installed  ## zip the lakehouse package into dist/lakehouse.zip, for spark-submit --py-files on a cluster
+	@mkdir -p dist
+	@$(PY) -c 'from pathlib import Path; from lakehouse.spark.session import zip_package; print(zip_package(Path("dist")))'
 
 broker-up:  ## start the local Kafka broker on localhost:19092 (no-op when it is up)
 	@$(BROKER) up

@@ -163,8 +163,7 @@ def test_readme_reading_snippets_work_as_written_on_the_demos_tables(demo) -> No
     """The README's 'Reading Silver and Gold without Spark' blocks, run from a folder holding the demo's data/."""
     blocks = readme_python_blocks("### Reading Silver and Gold without Spark")
     assert len(blocks) == 2
-    result = subprocess.run([PYTHON, "-c", "\n".join(blocks)], cwd=demo["root"],
-                            env=script_env(PYTHONPATH=str(REPO_ROOT / "spark" / "jobs")), capture_output=True,
+    result = subprocess.run([PYTHON, "-c", "\n".join(blocks)], cwd=demo["root"], env=script_env(), capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "XBT/USDT trades since 2026-01-01" in result.stdout
