@@ -3,10 +3,8 @@
 The seed's quick check uses rpk inside the Redpanda container; this works without Docker too (and with Redpanda).
 Each record is printed as one JSON line, as rpk prints it: topic, key, value, timestamp (ms), partition, offset.
 
-Usage:
-    python ingestion/consume_trades.py -n 5                   # the last 5 records of crypto.trades (newest last)
-    python ingestion/consume_trades.py -n 5 --from-start      # the first 5, as rpk does by default
-    python ingestion/consume_trades.py --topic crypto.trades --bootstrap localhost:19092 -n 20
+Usage (examples in the entry point's docstring, ingestion/consume_trades.py):
+    python ingestion/consume_trades.py --help
 
 Exit codes: 0 ok (also when the topic is empty), 2 a bad flag, an unknown topic or an unreachable broker.
 """

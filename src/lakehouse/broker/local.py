@@ -3,14 +3,8 @@
 It listens where the Redpanda compose file does (localhost:19092), so every other command in the README is the same
 on both paths. Only the standard library is used, so it runs before any virtualenv exists.
 
-Usage:
-    python3 infra/kafka/broker.py up        # fetch jars on first use, format storage, start, wait until ready
-    python3 infra/kafka/broker.py status    # exit 0 when a broker answers on the port
-    python3 infra/kafka/broker.py down      # stop it cleanly (SIGTERM, then SIGKILL after a timeout)
-    python3 infra/kafka/broker.py fetch     # only download the jars (make setup does this)
-
-    # a second, independent broker (tests use one to simulate an outage without touching the main one)
-    python3 infra/kafka/broker.py up --port 29192 --controller-port 29193 --data-dir /tmp/broker-b
+Usage (examples in the entry point's docstring, infra/kafka/broker.py):
+    python3 infra/kafka/broker.py --help
 
 `up` is idempotent: when this broker is already running it says so and returns 0. Data, logs and the pid file live
 under --data-dir (default data/broker, git-ignored); the jars are cached under .cache/kafka/<version> (git-ignored).

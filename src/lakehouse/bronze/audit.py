@@ -24,12 +24,8 @@ lists them and --fail-on-orphans turns them into a failure for lakes read that w
 Offsets that retention deleted from Kafka after they were landed (Bronze's first offset < log start) are fine: keeping
 them is what Bronze is for. The audit reads local folders only (file:// paths in _spark_metadata).
 
-Usage:
-    python spark/jobs/bronze_audit.py --bootstrap localhost:19092 --topic crypto.trades \\
-        --bronze data/bronze/crypto_trades
-
-    # for scripts and tests: the same report as one JSON document on stdout
-    python spark/jobs/bronze_audit.py --json
+Usage (examples in the entry point's docstring, spark/jobs/bronze_audit.py):
+    python spark/jobs/bronze_audit.py --help
 
 Exit codes: 0 no holes, no duplicates, no missing committed files (lag and orphans are reported, not failures);
 1 the audit found a problem (the verdict line says which); 2 a bad flag, an unreachable broker, an unknown topic, or a

@@ -12,19 +12,8 @@ Bytes are kept as they are: key and value_raw hold the record's bytes unchanged,
 (Spark does not validate or replace bytes when it casts binary to string). `CAST(value_raw AS BINARY)` gives back the
 exact bytes Kafka held; a reader that decodes to text (e.g. .collect() in Python) shows U+FFFD for invalid bytes.
 
-Usage:
-    python spark/jobs/kafka_to_bronze_trades.py --bootstrap localhost:19092 --topic crypto.trades \\
-        --out data/bronze/crypto_trades --checkpoint data/checkpoints/kafka_to_bronze_trades \\
-        --startingOffsets earliest --trigger "2 seconds"
-
-    # a backfill (or a test): land everything the topic holds now, then exit
-    python spark/jobs/kafka_to_bronze_trades.py --available-now
-
-    # on a cluster, with security settings kept out of the command line (make pyzip builds dist/lakehouse.zip)
-    spark-submit --master yarn --packages org.apache.spark:spark-sql-kafka-0-10_2.12:3.5.7 \\
-        --py-files dist/lakehouse.zip \\
-        spark/jobs/kafka_to_bronze_trades.py --bootstrap broker1:9093 --kafka-properties /secure/client.properties \\
-        --out s3a://lake/bronze/crypto_trades --checkpoint s3a://lake/checkpoints/kafka_to_bronze_trades
+Usage (examples in the entry point's docstring, spark/jobs/kafka_to_bronze_trades.py):
+    python spark/jobs/kafka_to_bronze_trades.py --help
 
 Exit codes: 0 stopped on request (Ctrl-C, SIGTERM) or finished (--available-now); 1 the query failed;
 2 a bad flag, an unreachable broker, or an output folder and a checkpoint that do not belong together.
@@ -188,6 +177,13 @@ def start_query(spark, args: argparse.Namespace, query_name: str = QUERY_NAME):
                               available_now=args.available_now, name=query_name)
 
 
+def add_topic_arguments(parser: argparse.ArgumentParser) -> None:
+    """--bootstrap and --topic: the topic to land (this job's, and the one-application pipeline's)."""
+    parser.add_argument("--bootstrap", default=BOOTSTRAP,
+                        help="Kafka bootstrap servers (default %(default)s; env KAFKA_BOOTSTRAP)")
+    parser.add_argument("--topic", default=TOPIC, help="topic to land (default %(default)s)")
+
+
 def add_kafka_properties_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kafka-properties", type=Path, default=os.environ.get("KAFKA_CLIENT_PROPERTIES"),
                         help="file of Kafka client settings for a secured cluster (security.protocol, sasl.*, ssl.*), "
@@ -211,9 +207,7 @@ def load_kafka_properties(parser: argparse.ArgumentParser, args: argparse.Namesp
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_master_argument(parser)
-    parser.add_argument("--bootstrap", default=BOOTSTRAP,
-                        help="Kafka bootstrap servers (default %(default)s; env KAFKA_BOOTSTRAP)")
-    parser.add_argument("--topic", default=TOPIC, help="topic to land (default %(default)s)")
+    add_topic_arguments(parser)
     parser.add_argument("--out", default=BRONZE_PATH, help="Bronze Parquet folder, any Hadoop path (default %(default)s)")
     parser.add_argument("--checkpoint", default=BRONZE_CHECKPOINT,
                         help="checkpoint folder; one per --out, never shared (default %(default)s)")

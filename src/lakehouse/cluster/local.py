@@ -12,14 +12,8 @@ workers of one core and 2 GiB each (web UIs on 8081, 8082), run by pyspark's own
 Everything lives under --data-dir (default data/cluster, git-ignored): per process its configuration, data, console
 log (logs/) and pid file.
 
-Usage:
-    python infra/cluster.py up                   # make cluster-up: start what is not running, wait until ready
-    python infra/cluster.py status [--json]      # make cluster-status: pid, port, alive per process; exit 1 if not all up
-    python infra/cluster.py down                 # make cluster-down: SIGTERM, SIGKILL after 30 s; the data stays
-    python infra/cluster.py kill broker-2        # kill -9 one process: broker-N, controller-N, master, worker-N
-    python infra/cluster.py start broker-2       # start it again; waits until the broker is back in every ISR
-    python infra/cluster.py stop worker-2        # stop one process cleanly
-    python infra/cluster.py leaders crypto.trades  # JSON: per partition its leader, replicas and in-sync replicas
+Usage (examples in the entry point's docstring, infra/cluster.py):
+    python infra/cluster.py --help
 
 Exit codes: 0 ok; 1 a process failed to start or stop (its log tail is printed), or status found one down; 2 a usage
 or environment error (no Java 17+, no pyspark, a port taken: the message says by what and how to stop it).

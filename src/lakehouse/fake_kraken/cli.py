@@ -1,10 +1,7 @@
 """The fake Kraken's command line: serve a simulated market or replay a recording on a port, or write a recording.
 
-Usage:
-    python ingestion/fake_kraken.py --port 8765 --pairs BTC/USDT,ETH/USD,DOGE/USD --rate 200 --seed 7
-    python ingestion/fake_kraken.py --port 8765 --replay ingestion/recordings/kraken_v2_demo.jsonl --pace 10x
-    python ingestion/fake_kraken.py --write-recording /tmp/market.jsonl --minutes 25 --rate 4 --seed 11
-    # then: python ingestion/kraken_trades_ws.py --ws-url ws://127.0.0.1:8765/v2 --pair XBT/USDT
+Usage (examples in the entry point's docstring, ingestion/fake_kraken.py):
+    python ingestion/fake_kraken.py --help
 
 What the server speaks and the faults it serves on demand: lakehouse/fake_kraken/server.py.
 """

@@ -6,11 +6,8 @@ XBT/USD"), heartbeats about every second when idle, app-level ping/pong (and pro
 (last 50 trades), batched trades sharing a timestamp, prices/sizes with many decimals and trailing zeros, and faults
 on demand. Trades keep happening (trade_id advances) whether or not a client is connected.
 
-Usage:
-    python ingestion/fake_kraken.py --port 8765 --pairs BTC/USDT,ETH/USD,DOGE/USD --rate 200 --seed 7
-    python ingestion/fake_kraken.py --port 8765 --replay ingestion/recordings/kraken_v2_demo.jsonl --pace 10x
-    python ingestion/fake_kraken.py --write-recording /tmp/market.jsonl --minutes 25 --rate 4 --seed 11
-    # then: python ingestion/kraken_trades_ws.py --ws-url ws://127.0.0.1:8765/v2 --pair XBT/USDT
+Usage (examples in the entry point's docstring, ingestion/fake_kraken.py):
+    python ingestion/fake_kraken.py --help
 
 Faults and inspection over plain HTTP on the same port (curl http://127.0.0.1:8765/control/<action>):
     drop                      abrupt TCP reset of every connection (client sees 1006)

@@ -7,12 +7,8 @@ BTC/USDT, XDG/USD or DOGE/USD): it is found however the producer's --pair spelle
 those Gold holds. The bars' values stay exact Decimals in the HTML table; only the drawing converts them to floats for
 pixel positions.
 
-Usage:
-    python spark/jobs/plot_ohlcv.py --gold data/gold/ohlcv_1m --symbol XBT/USDT \\
-        --from 2026-01-01T00:00 --to 2026-01-01T02:00 --png docs/xbt_usdt.png --html docs/xbt_usdt.html
-
-    # every bar of the pair Gold holds (e.g. after `make demo`)
-    python spark/jobs/plot_ohlcv.py --symbol XBT/USDT --png data/charts/xbt_usdt.png
+Usage (examples in the entry point's docstring, spark/jobs/plot_ohlcv.py):
+    python spark/jobs/plot_ohlcv.py --help
 
 Exit codes: 0 written; 1 no bars for the pair in the range; 2 a bad flag.
 """

@@ -32,12 +32,8 @@ batch redone after Ctrl-C, SIGTERM or kill -9 changes nothing (lakehouse/lake/de
 recomputed from Silver, even a rebuild with a new checkpoint ends with the same bars. A MERGE that conflicts with a concurrent
 compaction is retried.
 
-Usage:
-    python spark/jobs/silver_to_gold_ohlcv.py --silver data/silver/crypto_trades --out data/gold/ohlcv_1m \\
-        --checkpoint data/checkpoints/silver_to_gold_ohlcv --trigger "2 seconds"
-
-    # a backfill (or a test): bring Gold up to what Silver holds now, then exit
-    python spark/jobs/silver_to_gold_ohlcv.py --available-now
+Usage (examples in the entry point's docstring, spark/jobs/silver_to_gold_ohlcv.py):
+    python spark/jobs/silver_to_gold_ohlcv.py --help
 
 Exit codes: 0 stopped on request (Ctrl-C, SIGTERM) or finished (--available-now); 1 the query failed; 2 a bad flag,
 or a table and a checkpoint that do not belong together.

@@ -7,9 +7,8 @@ a Delta table with Gold's columns (revision 0, updated_at the time of the run), 
 run; the range is computed one UTC day at a time, so a long range never holds more than a day's bars in memory. It
 may not be the stream's Gold table: the stream owns that one (and a late trade already corrects its bar there).
 
-Usage:
-    python spark/jobs/gold_ohlcv_batch.py --silver data/silver/crypto_trades \\
-        --from 2026-01-01T00:00 --to 2026-01-02T00:00 --out data/gold/ohlcv_1m_recompute
+Usage (examples in the entry point's docstring, spark/jobs/gold_ohlcv_batch.py):
+    python spark/jobs/gold_ohlcv_batch.py --help
 
 Exit codes: 0 written; 2 a bad flag, or --out is the stream's Gold table.
 """

@@ -12,8 +12,8 @@ now (Bronze everything the topic holds, then Silver all of Bronze, then Gold all
 seconds each), so a stopped pipeline is caught up from the broker to Gold. A second Ctrl-C stops at once (what did
 not land, lands on the next start: every layer is exactly once).
 
-Usage:
-    python spark/jobs/all_layers.py --bootstrap localhost:19092 --topic crypto.trades --data-dir data
+Usage (examples in the entry point's docstring, spark/jobs/all_layers.py):
+    python spark/jobs/all_layers.py --help
 
 Exit codes: 0 stopped on request (or finished with --available-now); 1 a query failed or a layer did not catch up
 within --drain-timeout; 2 a bad flag, an unreachable broker, or a checkpoint that does not belong with its output.
@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 from lakehouse.bronze import job as bronze_job
 from lakehouse.common.logs import configure_logging
-from lakehouse.defaults import BOOTSTRAP, DATA_DIR, TOPIC
+from lakehouse.defaults import DATA_DIR
 from lakehouse.gold import job as gold_job
 from lakehouse.lake.delta import (DEFAULT_MAINTENANCE_EVERY, WRITER_SESSION_CONF, Maintenance, is_delta_table,
                                   parse_maintenance_every, table_pairing_problem)
@@ -139,9 +139,7 @@ def run_available_now(layers: Layers, stop: StopRequest) -> int:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_master_argument(parser)
-    parser.add_argument("--bootstrap", default=BOOTSTRAP,
-                        help="Kafka bootstrap servers (default %(default)s; env KAFKA_BOOTSTRAP)")
-    parser.add_argument("--topic", default=TOPIC, help="topic to land (default %(default)s)")
+    bronze_job.add_topic_arguments(parser)
     parser.add_argument("--data-dir", default=DATA_DIR,
                         help="where the layers and their checkpoints live, as the jobs lay them out under data/ "
                              "(default %(default)s)")

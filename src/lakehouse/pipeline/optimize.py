@@ -9,9 +9,8 @@ keeps every file a version of the last --retain-hours needs (default 168 h, Delt
 window and a reader that started before it keep working. A shorter retention is allowed (e.g. to reclaim disk in a
 dev folder) but then time travel further back and a stream of Gold that was stopped longer than that may fail.
 
-Usage:
-    python spark/jobs/optimize_tables.py        # make optimize
-    python spark/jobs/optimize_tables.py --table data/gold/ohlcv_1m --retain-hours 24
+Usage (examples in the entry point's docstring, spark/jobs/optimize_tables.py):
+    python spark/jobs/optimize_tables.py --help
 
 Exit codes: 0 done (tables that do not exist yet are skipped, with a line saying so); 1 a table could not be
 compacted; 2 a bad flag.

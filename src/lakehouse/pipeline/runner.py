@@ -11,11 +11,8 @@ each layer is and how many rows it holds, and warns about anything that did not 
 process at once (nothing is lost: each layer resumes exactly once from its checkpoint). Whatever ends the runner,
 even SIGKILL, its processes end with it (they are signalled by the kernel when it dies).
 
-Usage:
-    python infra/run_pipeline.py                        # live Kraken, pair XBT/USDT (make run)
-    python infra/run_pipeline.py --pair XBT/USDT --pair ETH/USD
-    python infra/run_pipeline.py --demo                 # offline: a fake Kraken replays a shipped recording (make demo)
-    python infra/run_pipeline.py --demo --cluster       # on make cluster-up's 3 brokers and Spark (make demo CLUSTER=1)
+Usage (examples in the entry point's docstring, infra/run_pipeline.py):
+    python infra/run_pipeline.py --help
 
 With --cluster the pipeline runs on the local cluster (`make cluster-up`): Kafka at its three brokers, the topic
 created with replication factor 3, the Spark layers on its standalone master. The runner does not start the cluster.

@@ -18,14 +18,8 @@ flowing, with "source": "rest" (lakehouse/producer/backfill.py); what REST canno
 delivery to Kafka finally failed (an outage longer than --delivery-timeout) are produced again once Kafka accepts
 writes, unless the topic already holds them. The producer creates its topic at start if it is missing.
 
-Usage:
-    python ingestion/kraken_trades_ws.py --pair XBT/USDT --bootstrap localhost:19092 --topic crypto.trades
-    python ingestion/kraken_trades_ws.py --pair XBT/USDT --pair ETH/USD --pair DOGE/USD --api v1
-    python ingestion/kraken_trades_ws.py --pair XBT/USDT --no-resume     # a restart re-sends the 50-trade snapshot
-    # against the local fake Kraken (ingestion/fake_kraken.py):
-    python ingestion/fake_kraken.py --port 8765 --pairs BTC/USDT,ETH/USD --rate 100 &
-    python ingestion/kraken_trades_ws.py --ws-url ws://127.0.0.1:8765/v2 --pair XBT/USDT --pair ETH/USD
-    #   (--rest-url defaults to http://127.0.0.1:8765 there: the fake serves REST trades too)
+Usage (examples in the entry point's docstring, ingestion/kraken_trades_ws.py):
+    python ingestion/kraken_trades_ws.py --help
 
 Kafka message (key = the pair exactly as typed on the command line, UTF-8), fields in this order:
     {"symbol": "XBT/USDT", "price": "83744.3", "size": "0.00044780", "side": "buy", "ord_type": "limit",

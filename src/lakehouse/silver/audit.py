@@ -11,9 +11,8 @@ Silver is read WITHOUT Spark (lakehouse/lake/reader.py: deltalake lists the Delt
 them): only the columns `symbol` and `trade_id`, computed with pyarrow (sorting and comparing whole columns, no Python
 loop per row), so tens of millions of rows take seconds.
 
-Usage:
-    python spark/jobs/silver_completeness_audit.py --silver data/silver/crypto_trades
-    python spark/jobs/silver_completeness_audit.py --silver data/silver/crypto_trades --symbol XBT/USDT --json
+Usage (examples in the entry point's docstring, spark/jobs/silver_completeness_audit.py):
+    python spark/jobs/silver_completeness_audit.py --help
 
 Exit codes: 0 every pair complete (no hole, no double); 1 a hole or a double (or a --symbol with no trades);
 2 a bad flag, or no Delta table at --silver.

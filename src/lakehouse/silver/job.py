@@ -48,13 +48,8 @@ changes nothing that already landed (lakehouse/lake/delta.py). Rebuilding (new t
 Bronze) gives the same rows, except quarantined_at. Auto compaction keeps the number of files small; compaction or VACUUM
 running beside the job (`make optimize`) never fails it: a write that conflicts with a compaction is retried.
 
-Usage:
-    python spark/jobs/bronze_to_silver_trades.py --bronze data/bronze/crypto_trades \\
-        --out data/silver/crypto_trades --quarantine data/silver/crypto_trades_quarantine \\
-        --checkpoint data/checkpoints/bronze_to_silver_trades --trigger "2 seconds"
-
-    # a backfill or rebuild: process everything Bronze holds now, then exit
-    python spark/jobs/bronze_to_silver_trades.py --available-now
+Usage (examples in the entry point's docstring, spark/jobs/bronze_to_silver_trades.py):
+    python spark/jobs/bronze_to_silver_trades.py --help
 
 Exit codes: 0 stopped on request (Ctrl-C, SIGTERM) or finished (--available-now); 1 the query failed;
 2 a bad flag, or a table and a checkpoint that do not belong together.

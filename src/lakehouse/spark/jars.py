@@ -9,8 +9,8 @@ ask for the same coordinates through spark.jars.packages. Spark's own resolver (
 some machines while Maven can: this is the path tests and CI take. Quiet when everything is cached; Maven's
 own output is shown only when it fails.
 
-Usage:
-    python spark/fetch_jars.py
+Usage (examples in the entry point's docstring, spark/fetch_jars.py):
+    python spark/fetch_jars.py --help
 
 Exit codes: 0 the jars are there; 1 Maven failed (its output is printed); 2 Maven is not installed.
 """
