@@ -175,7 +175,7 @@ def producer_values(frames: list[str]) -> list[tuple[bytes, bytes]]:
 
 
 def progress_lines(log_text: str) -> list[dict[str, int]]:
-    """The Bronze job's one-line-per-batch progress (streaming_common.format_progress) as dicts."""
+    """The Bronze job's one-line-per-batch progress (lakehouse.spark.progress.format_progress) as dicts."""
     return [{"batch": int(m.group(1)), "rows": int(m.group(2)), "rows_per_s": int(m.group(3)),
              "duration_ms": int(m.group(4))} for m in PROGRESS_RE.finditer(log_text)]
 

@@ -166,8 +166,8 @@ GOLD_AS_TEXT = ["symbol", "window_start", "open", "high", "low", "close", "volum
 
 
 def test_gold_read_without_spark_equals_gold_read_with_spark(spark, demo):
-    """Every Gold row read without a JVM (lake_reader, as the chart and the README do) equals the row Spark reads,
-    value for value; and the reading process exits 0 (deltalake's own scan has been seen to abort at exit)."""
+    """Every Gold row read without a JVM (lakehouse.lake.reader, as the chart and the README do) equals the row Spark
+    reads, value for value; and the reading process exits 0 (deltalake's own scan has been seen to abort at exit)."""
     code = (f"import json\nfrom lakehouse.lake.reader import read_table\n"
             f"table = read_table({str(demo['gold'])!r})\n"
             f"rows = [[str(row[c]) if c != 'window_start' else row[c].strftime('%Y-%m-%d %H:%M:%S%z') "

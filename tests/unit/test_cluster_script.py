@@ -1,5 +1,6 @@
-"""infra/cluster.py and the parts it shares (infra/daemon.py, infra/kafka/kraft.py, infra/spark_standalone.py):
-generated configuration, command lines, status parsing and rendering, the words a refusal uses. No server starts."""
+"""The local cluster (infra/cluster.py: lakehouse.cluster.local) and the parts it shares (lakehouse.common.daemon,
+lakehouse.broker.kraft, lakehouse.cluster.spark_standalone): generated configuration, command lines, status parsing
+and rendering, the words a refusal uses. No server starts."""
 
 from __future__ import annotations
 

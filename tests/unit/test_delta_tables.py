@@ -1,5 +1,5 @@
-"""The pure parts of delta_tables.py: what counts as a write conflict, backoff, transaction ids, SQL literals, the
---maintenance-every flag, and refusing a table and a checkpoint that do not belong together."""
+"""The pure parts of lakehouse/lake/delta.py: what counts as a write conflict, backoff, transaction ids, SQL literals,
+the --maintenance-every flag, and refusing a table and a checkpoint that do not belong together."""
 
 from __future__ import annotations
 
