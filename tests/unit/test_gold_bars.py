@@ -1,0 +1,132 @@
+"""lakehouse.gold.bars: folding partial bars into Gold's bars, against an independent Decimal/Fraction reference.
+
+The property: trades split at random into Silver versions, the versions into Gold writes, some writes redone (a batch
+Spark redoes after a crash) and the writer's memory sometimes lost (a restart); Gold's bars then equal the bars of
+all the trades, each once: open/close by (ts_event, trade_id, Kafka position) with many ties, exact VWAP, the open bar
+each pair's newest minute, revision the number of later writes that added trades to the bar.
+"""
+
+from __future__ import annotations
+
+from decimal import Context, Decimal, localcontext
+from fractions import Fraction
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lakehouse.gold import bars as B
+
+# the largest decimal(38,18), limbs of every position in use, the smallest step, an everyday price
+EXTREMES = [Decimal("99999999999999999999.999999999999999999"), Decimal("1000000000000000000.5"), Decimal("0.000000000000000001"), Decimal("83744.3")]
+T0 = 1_767_225_600_000_000  # 2026-01-01 in us
+
+trade_st = st.tuples(
+    st.sampled_from(["XBT/USDT", "ETH/USD"]),
+    st.integers(0, 3),                      # minute
+    st.integers(0, 2),                      # microsecond bucket within the minute (many ties)
+    st.one_of(st.none(), st.integers(1, 9)),  # trade_id or None (v1)
+    st.integers(0, 2),                      # partition
+    st.one_of(st.decimals(min_value=Decimal("0.000000000000000001"), max_value=Decimal("99999999999999999999"), places=18, allow_nan=False, allow_infinity=False), st.sampled_from(EXTREMES)),
+    st.one_of(st.decimals(min_value=Decimal("0.000000000000000001"), max_value=Decimal("99999999999999999999"), places=18, allow_nan=False, allow_infinity=False), st.sampled_from(EXTREMES)),
+)
+
+def reference(trades: list[dict]) -> dict:
+    """(symbol, minute) -> (open, high, low, close, volume, vwap, trade_count), computed without lakehouse.gold.bars."""
+    groups = {}
+    for t in trades:
+        groups.setdefault((t["symbol"], B.minute_us(t["key"][0])), []).append(t)
+    out = {}
+    for key, members in groups.items():
+        ordered = sorted(members, key=lambda t: (t["key"][0], -1 if t["key"][1] is None else t["key"][1], t["key"][2], t["key"][3]))
+        with localcontext(Context(prec=200)):
+            volume = sum((t["size"] for t in members), Decimal(0))
+        notional = sum(Fraction(t["price"]) * Fraction(t["size"]) for t in members)
+        vwap = Decimal(round(notional / Fraction(volume) * 10 ** 18)).scaleb(-18, context=Context(prec=200))
+        out[key] = (ordered[0]["price"], max(t["price"] for t in members), min(t["price"] for t in members),
+                    ordered[-1]["price"], volume, vwap, len(members))
+    return out
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(trade_st, min_size=1, max_size=40), st.randoms(use_true_random=False))
+def test_folded_bars_equal_the_bars_of_all_trades(raw, rng):
+    trades, seen = [], set()
+    for i, (sym, minute, bucket, tid, part, price, size) in enumerate(raw):
+        ts = T0 + minute * B.MINUTE_US + bucket
+        key = (ts, tid, part, i)   # offset i unique
+        trades.append({"symbol": sym, "key": key, "price": price, "size": size})
+    # versions: split trades into consecutive Silver versions
+    rng.shuffle(trades)
+    versions, v = [], 0
+    i = 0
+    while i < len(trades):
+        n = rng.randint(1, 6); versions.append((v, trades[i:i + n])); i += n; v += 1
+    # Gold writes: groups of consecutive versions; some writes redone (applied twice)
+    gold = {}  # key -> GoldBar  (the "table")
+    writes_adding = {}  # bar key -> number of writes that added trades to it
+    book = B.BarBook()
+    j = 0
+    while j < len(versions):
+        n = rng.randint(1, 3)
+        chunk = versions[j:j + n]
+        partials = {}
+        for ver, ts_ in chunk:
+            for t in ts_:
+                b = B.Bar.of_trade(t["symbol"], t["key"], t["price"], t["size"], ver)
+                k = (b.key, ver)
+                partials[k] = partials[k].merged(b) if k in partials else b
+        for key in {k for k, _ in partials}:
+            writes_adding[key] = writes_adding.get(key, 0) + 1
+        for attempt in range(2 if rng.random() < 0.3 else 1):
+            if rng.random() < 0.3:
+                book.forget()
+            missing, pairs = book.missing(k for k, _ in partials)
+            book.load([g for k, g in gold.items() if k in missing or (g.is_open and k[0] in pairs)], missing, pairs)
+            rows = book.apply(partials.values())
+            for r in rows: gold[r.bar.key] = r
+            book.commit(rows)
+        j += n
+    ref = reference(trades)
+    assert {k: g.bar.values() for k, g in gold.items()} == ref
+    newest = {}
+    for (s, m) in ref: newest[s] = max(newest.get(s, m), m)
+    assert {k for k, g in gold.items() if g.is_open} == set(newest.items())
+    assert {k: g.revision for k, g in gold.items()} == {k: n - 1 for k, n in writes_adding.items()}
+
+
+def test_a_stored_bar_is_revised_only_when_its_values_change_and_closing_it_is_no_revision():
+    book = B.BarBook()
+    minute = T0
+    first = B.Bar.of_trade("XBT/USDT", (minute + 1, 1, 0, 0), Decimal("10"), Decimal("1"), silver_version=1)
+    book.load([], [first.key], ["XBT/USDT"])
+    rows = book.apply([first])
+    assert [(r.bar.values(), r.is_open, r.revision) for r in rows] == [(first.values(), True, 0)]
+    book.commit(rows)
+    # the same version again (a redone write): nothing to write
+    assert book.apply([first]) == []
+    # a later minute: the new bar is open, the old one closed with its values and revision unchanged
+    later = B.Bar.of_trade("XBT/USDT", (minute + B.MINUTE_US, 2, 0, 1), Decimal("11"), Decimal("1"), 2)
+    book.load([], [later.key], [])
+    rows = {r.bar.key: r for r in book.apply([later])}
+    assert rows[first.key].bar == first and not rows[first.key].is_open and rows[first.key].revision == 0
+    assert rows[later.key].is_open and rows[later.key].revision == 0
+    book.commit(rows.values())
+    # a late trade into the closed bar: a revision, the bar stays closed
+    late = B.Bar.of_trade("XBT/USDT", (minute + 2, 3, 0, 2), Decimal("9"), Decimal("2"), 3)
+    book.load([rows[first.key]], [first.key], [])
+    (restated,) = book.apply([late])
+    assert (restated.bar.trade_count, restated.bar.low, restated.is_open, restated.revision) == (2, 9, False, 1)
+
+
+def test_bars_must_be_loaded_before_they_are_folded():
+    bar = B.Bar.of_trade("XBT/USDT", (T0, 1, 0, 0), Decimal("1"), Decimal("1"), 0)
+    with pytest.raises(KeyError, match="load these bars first"):
+        B.BarBook().apply([bar])
+    with pytest.raises(ValueError, match="cannot fold"):
+        bar.merged(B.Bar.of_trade("ETH/USD", (T0, 1, 0, 0), Decimal("1"), Decimal("1"), 0))
+
+
+def test_minutes_floor_before_1970_and_micros_round_trip():
+    assert B.minute_us(-1) == -B.MINUTE_US and B.minute_us(B.MINUTE_US + 5) == B.MINUTE_US
+    moment = B.from_micros(T0 + 123_456)
+    assert B.to_micros(moment) == T0 + 123_456 and moment.tzinfo is not None
