@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Iterable
 
 from lakehouse.gold import job as gold_job
-from lakehouse.lake.delta import ensure_table
-from lakehouse.silver.job import SILVER_DDL
+from lakehouse.silver.job import ensure_silver
+from lakehouse.silver.parse import SILVER_DDL
 from lakehouse.spark.lifecycle import StopRequest, run_queries
 
 UTC = timezone.utc
@@ -48,7 +48,7 @@ class SilverWriter:
     def __init__(self, spark, root: Path) -> None:
         self.spark = spark
         self.path = root / "silver"
-        ensure_table(spark, str(self.path), SILVER_DDL, partition_by=["trade_date"], owner="tests")
+        ensure_silver(spark, str(self.path))
 
     def append(self, trades: Iterable[Trade]) -> None:
         rows = [t.row() for t in trades]

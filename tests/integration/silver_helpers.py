@@ -12,6 +12,7 @@ from confluent_kafka import Producer
 
 from lakehouse.bronze import job as bronze_job
 from lakehouse.silver import job as silver_job
+from lakehouse.silver.parse import QUARANTINE_COLUMNS, SILVER_COLUMNS
 from lakehouse.spark.lifecycle import StopRequest, run_queries
 
 TS_TEXT = "yyyy-MM-dd'T'HH:mm:ss.SSSSSS'Z'"  # session time zone is UTC
@@ -85,16 +86,13 @@ def silver_rows(spark, path: Path) -> list[dict[str, Any]]:
     from pyspark.sql import functions as F
 
     df = spark.read.format("delta").load(str(path))
-    assert df.columns == silver_job.SILVER_COLUMNS
+    assert df.columns == SILVER_COLUMNS
     df = df.select(*[F.date_format(c, TS_TEXT).alias(c) if c.startswith("ts_") else F.col(c) for c in df.columns])
     return [r.asDict() for r in df.orderBy("topic", "partition", "offset").collect()]
 
 
 def quarantine_rows(spark, path: Path) -> list[dict[str, Any]]:
-    """Quarantine as dicts with value_raw's exact bytes (value_bytes), sorted by Kafka coordinates."""
-    from pyspark.sql import functions as F
-
+    """Quarantine as dicts (value_bytes: the record's exact bytes), sorted by Kafka coordinates."""
     df = spark.read.format("delta").load(str(path))
-    assert df.columns == silver_job.QUARANTINE_COLUMNS
-    df = df.withColumn("value_bytes", F.col("value_raw").cast("binary"))
+    assert df.columns == QUARANTINE_COLUMNS
     return [r.asDict() for r in df.orderBy("topic", "partition", "offset").collect()]

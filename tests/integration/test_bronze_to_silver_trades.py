@@ -113,7 +113,7 @@ def test_good_and_bad_records(bootstrap, new_topic, spark, tmp_path: Path):
     assert {r["offset"]: (r["trade_id"], r["price"], r["size"]) for r in silver} == {
         o: (m["trade_id"], Decimal(m["price"]), Decimal(m["size"])) for o, m in expected_good.items()}
     assert {q["offset"]: (bytes(q["value_bytes"]), q["reason"]) for q in quarantine} == expected_bad
-    assert all(q["key"] == "XBT/USDT" and q["topic"] == topic and q["quarantined_at"] for q in quarantine)
+    assert all(q["key_text"] == "XBT/USDT" and q["topic"] == topic and q["quarantined_at"] for q in quarantine)
 
 
 def test_each_trade_once_however_late_its_copy_arrives(bootstrap, new_topic, spark, tmp_path: Path):

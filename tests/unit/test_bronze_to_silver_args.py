@@ -1,4 +1,5 @@
-"""Pure parts of the Bronze -> Silver job: flags, the text checks behind "exact or quarantined", the batch log line."""
+"""Pure parts of the Bronze -> Silver job: flags, the text checks behind "exact or quarantined", the batch log line.
+(The checks themselves on Spark, and the MERGEs' conditions: test_silver_parse.py.)"""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from decimal import Decimal, localcontext
 
 import pytest
 
-from lakehouse.silver import job
+from lakehouse.silver import job, parse
 
 
 def test_defaults():
@@ -15,15 +16,17 @@ def test_defaults():
     assert (args.bronze, args.out, args.quarantine, args.checkpoint) == (
         "data/bronze/crypto_trades", "data/silver/crypto_trades", "data/silver/crypto_trades_quarantine",
         "data/checkpoints/bronze_to_silver_trades")
-    assert (args.trigger, args.watermark, args.available_now, args.max_files_per_trigger, args.maintenance_every) == (
-        "2000 milliseconds", None, False, None, 3600.0)
-    assert job.SILVER_COLUMNS == ["symbol", "price", "size", "side", "ord_type", "trade_id", "v1_ordinal", "ts_event",
+    assert (args.trigger, args.watermark, args.available_now, args.max_files_per_trigger, args.maintenance_every,
+            args.future_tolerance) == ("2000 milliseconds", None, False, None, 3600.0, 3600)
+    assert job.parse_args(["--future-tolerance", "2 hours"]).future_tolerance == 7200
+    assert parse.SILVER_COLUMNS == ["symbol", "price", "size", "side", "ord_type", "trade_id", "v1_ordinal", "ts_event",
                                   "ts_ingest", "source", "topic", "partition", "offset", "ts_kafka", "trade_date"]
     assert job.parse_args(["--watermark", "10 minutes"]).watermark == "600000 milliseconds"  # accepted, unused
 
 
 @pytest.mark.parametrize("argv", [["--watermark", "soon"], ["--trigger", "0 seconds"],
-                                  ["--max-files-per-trigger", "0"], ["--maintenance-every", "0 seconds"]])
+                                  ["--max-files-per-trigger", "0"], ["--maintenance-every", "0 seconds"],
+                                  ["--future-tolerance", "soon"], ["--future-tolerance", "1500 milliseconds"]])
 def test_bad_flags_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         job.parse_args(argv)
@@ -41,8 +44,8 @@ def test_bad_flags_exit_2(argv, capsys):
 def test_decimal_fit_matches_python_decimal(text, fits):
     """The regex agrees with exact arithmetic: the text fits iff quantizing to 18 places does not change it and the
     integer part has at most 20 digits."""
-    assert re.match(job.DECIMAL_RE, text)
-    assert bool(re.match(job.DECIMAL_FITS_RE, text)) is fits
+    assert re.match(parse.DECIMAL_RE, text)
+    assert bool(re.match(parse.DECIMAL_FITS_RE, text)) is fits
     with localcontext() as ctx:
         ctx.prec = 80
         value = Decimal(text)
@@ -52,7 +55,7 @@ def test_decimal_fit_matches_python_decimal(text, fits):
 
 @pytest.mark.parametrize("text", ["abc", "-5", "+5", "1e-5", " 1.0", "1.", ".5", "1,5", ""])
 def test_not_a_decimal(text):
-    assert not re.match(job.DECIMAL_RE, text)
+    assert not re.match(parse.DECIMAL_RE, text)
 
 
 @pytest.mark.parametrize("text, ok", [
@@ -60,36 +63,10 @@ def test_not_a_decimal(text):
     ("2026-09-25T17:48:26.8443591Z", False), ("2026-09-25 17:48:26.844359", False), ("2026-09-25T17:48:26", False),
 ])
 def test_timestamp_text(text, ok):
-    assert bool(re.match(job.TIMESTAMP_RE, text)) is ok
+    assert bool(re.match(parse.TIMESTAMP_RE, text)) is ok
 
 
 def test_format_batch_line():
     counts = {"bronze_rows": 10, "inserted": 6, "duplicates": 3, "quarantined": 1}
     assert job.format_batch(3, counts, 0.25) == (
         "silver batch=3 bronze_rows=10 inserted=6 duplicates=3 quarantined=1 duration_ms=250")
-
-
-def test_merge_pruning_sql():
-    """The target-side predicates that keep a MERGE's cost to the batch: dates as partitions, per symbol a range."""
-    v2 = [("XBT/USDT", 5, 9, ["2026-01-02", "2026-01-01"]), ("ETH/USD", 100, 100, ["2026-01-01"])]
-    assert job.id_ranges(v2) == (
-        "t.trade_date IN ('2026-01-01', '2026-01-02') AND ((t.symbol = 'XBT/USDT' AND t.trade_id BETWEEN 5 AND 9) "
-        "OR (t.symbol = 'ETH/USD' AND t.trade_id BETWEEN 100 AND 100))")
-    v1 = [("O'NE/USD", "2026-01-01 00:00:00.000001", "2026-01-01 00:00:59", ["2026-01-01"])]
-    assert job.time_ranges(v1) == (
-        "t.trade_date IN ('2026-01-01') AND ((t.symbol = 'O''NE/USD' AND t.ts_event BETWEEN "
-        "TIMESTAMP '2026-01-01 00:00:00.000001' AND TIMESTAMP '2026-01-01 00:00:59'))")
-    assert job.offset_ranges([("t", 0, 3, 7), ("t", 2, 1, 1)]) == (
-        "(t.topic = 't' AND t.partition = 0 AND t.offset BETWEEN 3 AND 7) OR "
-        "(t.topic = 't' AND t.partition = 2 AND t.offset BETWEEN 1 AND 1)")
-    assert job.id_ranges([]) == "FALSE AND (FALSE)" and job.offset_ranges([]) == "FALSE"
-
-
-def test_merge_statements_match_a_trade_by_its_identity():
-    sql = job.insert_only_merge("/lake/silver", "batch", "P", job.V2_MATCH)
-    assert sql == ("MERGE INTO delta.`/lake/silver` AS t USING batch AS s ON (P) AND t.symbol = s.symbol AND "
-                   "t.trade_date = s.trade_date AND t.trade_id = s.trade_id WHEN NOT MATCHED THEN INSERT *")
-    for column in ("symbol", "trade_date", "ts_event", "price", "size", "side", "ord_type", "v1_ordinal"):
-        assert f"t.{column} = s.{column}" in job.V1_MATCH
-    assert "t.trade_id IS NULL" in job.V1_MATCH
-    assert job.QUARANTINE_MATCH == "t.topic = s.topic AND t.partition = s.partition AND t.offset = s.offset"

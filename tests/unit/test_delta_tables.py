@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse.lake.delta import (conflict_backoff, in_list, is_write_conflict, parse_maintenance_every,
-                                  retry_on_conflict, sql_string, table_pairing_problem, txn_app_id)
+from lakehouse.lake.delta import (SAFE_PROPERTY, conflict_backoff, is_write_conflict, parse_maintenance_every,
+                                  quoted_identifier, retry_on_conflict, table_pairing_problem)
 
 
 class ConcurrentAppendException(Exception):
@@ -67,14 +67,30 @@ def test_retry_on_conflict_retries_conflicts_only(monkeypatch):
     assert len(calls) == 4
 
 
-def test_sql_literals_and_lists():
-    assert sql_string("O'Neil") == "'O''Neil'"
-    assert in_list("t.trade_date", ["2026-01-01", "2026-01-02"]) == "t.trade_date IN ('2026-01-01', '2026-01-02')"
-    assert in_list("symbol", []) == "FALSE"
+def test_a_path_is_quoted_as_an_identifier_and_only_plain_properties_reach_sql_text():
+    """The one SQL statement left (setting table properties) quotes the path as an identifier and takes only
+    properties of a plain shape; data values never reach SQL text (Column expressions: test_silver_parse.py)."""
+    assert quoted_identifier("/lake/gold") == "`/lake/gold`"
+    assert quoted_identifier("/lake/we`ird") == "`/lake/we``ird`"
+    assert SAFE_PROPERTY.fullmatch("delta.enableChangeDataFeed") and SAFE_PROPERTY.fullmatch("interval 7 days")
+    assert not SAFE_PROPERTY.fullmatch("x' = 'y") and not SAFE_PROPERTY.fullmatch("a;b")
 
 
-def test_txn_app_id_names_the_query_and_the_output():
-    assert txn_app_id("0f9c-query", "silver-v2") == "0f9c-query/silver-v2"
+def test_retry_on_conflict_forgets_what_it_read_before_each_retry(monkeypatch):
+    from lakehouse.lake import delta as delta_tables
+
+    monkeypatch.setattr(delta_tables.time, "sleep", lambda _s: None)
+    forgotten = []
+    attempts = iter([ConcurrentAppendException("lost"), None])
+
+    def write():
+        error = next(attempts)
+        if error:
+            raise error
+        return "done"
+
+    assert retry_on_conflict(write, "test", rng=random.Random(1), on_conflict=lambda: forgotten.append(1)) == "done"
+    assert forgotten == [1]
 
 
 @pytest.mark.parametrize("text, seconds", [("1 hour", 3600.0), ("30 minutes", 1800.0), ("off", 0.0), ("0", 0.0),

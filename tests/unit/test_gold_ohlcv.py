@@ -13,7 +13,9 @@ import pytest
 
 from lakehouse.common.timefmt import parse_minute, spark_timestamp
 from lakehouse.gold.chart import minute_tick_step, positive_pixels
-from lakehouse.gold.job import GOLD_COLUMNS, decimal_limbs, notional_terms, parse_args, unscaled_18, vwap_from_terms
+from lakehouse.gold.bars import Bar, GoldBar, decimal_limbs, notional_terms, unscaled_18, vwap_from_terms
+from lakehouse.gold.job import parse_args
+from lakehouse.gold.table import GOLD_COLUMNS, gold_row
 
 MAX = Decimal("99999999999999999999.999999999999999999")  # the largest decimal(38,18)
 EXACT = Context(prec=200)  # the default context keeps only 28 digits
@@ -85,14 +87,16 @@ def test_job_flags_have_the_documented_defaults():
     args = parse_args([])
     assert (args.silver, args.out, args.checkpoint) == (
         "data/silver/crypto_trades", "data/gold/ohlcv_1m", "data/checkpoints/silver_to_gold_ohlcv")
-    assert (args.trigger, args.watermark, args.available_now, args.maintenance_every) == (
-        "2000 milliseconds", None, False, 3600.0)
+    assert (args.trigger, args.watermark, args.available_now, args.maintenance_every, args.max_files_per_trigger) == (
+        "2000 milliseconds", None, False, 3600.0, 100)
+    # what readers use first, in the order the README gives; then the state the writer folds more trades into
     assert GOLD_COLUMNS == ["symbol", "window_start", "window_end", "open", "high", "low", "close", "volume", "vwap",
-                            "trade_count", "is_open", "revision", "updated_at", "bar_date"]
+                            "trade_count", "is_open", "revision", "updated_at", "bar_date",
+                            "open_key", "close_key", "notional_limbs", "silver_version"]
 
 
 def test_bad_flags_are_refused(capsys):
-    for argv in (["--watermark", "soon"], ["--maintenance-every", "sometimes"]):
+    for argv in (["--watermark", "soon"], ["--maintenance-every", "sometimes"], ["--max-files-per-trigger", "0"]):
         with pytest.raises(SystemExit) as exit_info:
             parse_args(argv)
         assert exit_info.value.code == 2 and argv[0] in capsys.readouterr().err
@@ -143,60 +147,26 @@ def test_minute_tick_step_keeps_at_most_ten_labels(minutes: int, step: int) -> N
     assert minute_tick_step(minutes) == step
 
 
-def test_finish_bars_computes_the_exact_vwap_and_marks_the_newest_minute_open():
-    from lakehouse.gold.job import EPOCH, finish_bars
-
+def test_gold_row_holds_the_exact_vwap_the_state_and_gold_column_order():
     t0 = datetime(2026, 1, 1, 0, 0, tzinfo=timezone.utc)
+    us = int(t0.timestamp()) * 1_000_000
     trades = [(Decimal("83744.3"), Decimal("0.00044780")), (Decimal("83744.1"), Decimal("0.12345678901234567"))]
-    sums = term_sums(trades)
-
-    def row(symbol, start, **values):
-        us = int((start - EPOCH).total_seconds()) * 1_000_000
-        return {"symbol": symbol, "window_start_us": us, "window_end_us": us + 60_000_000, "open": Decimal(1),
-                "high": Decimal(2), "low": Decimal("0.5"), "close": Decimal(1), "volume": values["volume"],
-                "trade_count": 2, **{f"_n{k}": s for k, s in enumerate(values["sums"])}}
-
-    volume = trades[0][1] + trades[1][1]
+    first = Bar.of_trade("XBT/USDT", (us + 5, 7, 0, 3), *trades[0], silver_version=4)
+    bar = first.merged(Bar.of_trade("XBT/USDT", (us + 9, None, 1, 2), *trades[1], silver_version=5))
     now = datetime(2026, 1, 2, tzinfo=timezone.utc)
-    bars = finish_bars([row("XBT/USDT", t0, volume=volume, sums=sums),
-                        row("XBT/USDT", t0.replace(minute=1), volume=volume, sums=sums),
-                        row("ETH/USD", t0, volume=Decimal(0), sums=[0] * 9)],
-                       newest={"XBT/USDT": t0.replace(minute=1), "ETH/USD": t0}, updated_at=now)
-    assert [(b[0], b[1], b[2], b[8], b[10], b[11], b[12], b[13]) for b in bars] == [
-        ("XBT/USDT", t0, t0.replace(minute=1), fraction_vwap(trades), False, 0, now, t0.date()),
-        ("XBT/USDT", t0.replace(minute=1), t0.replace(minute=2), fraction_vwap(trades), True, 0, now, t0.date()),
-        ("ETH/USD", t0, t0.replace(minute=1), None, True, 0, now, t0.date()),  # no volume: no VWAP
-    ]
-    assert len(bars[0]) == len(GOLD_COLUMNS)
-
-
-def test_merge_bars_sql_updates_changed_bars_and_counts_revisions():
-    from lakehouse.gold.job import merge_bars_sql
-
-    sql = merge_bars_sql("/lake/gold", "gold_batch", ["2026-01-01"])
-    assert sql.startswith("MERGE INTO delta.`/lake/gold` AS t USING gold_batch AS s ON t.bar_date IN ('2026-01-01') "
-                          "AND t.symbol = s.symbol AND t.bar_date = s.bar_date AND t.window_start = s.window_start ")
-    changed = ("NOT (t.open <=> s.open) OR NOT (t.high <=> s.high) OR NOT (t.low <=> s.low) OR NOT (t.close <=> "
-               "s.close) OR NOT (t.volume <=> s.volume) OR NOT (t.vwap <=> s.vwap) OR NOT (t.trade_count <=> "
-               "s.trade_count)")
-    assert f"WHEN MATCHED AND ({changed} OR t.is_open <> s.is_open) THEN UPDATE SET" in sql
-    assert f"t.revision = t.revision + CASE WHEN {changed} THEN 1 ELSE 0 END" in sql
-    assert "t.is_open = s.is_open, t.updated_at = s.updated_at" in sql
-    assert sql.endswith("WHEN NOT MATCHED THEN INSERT *")
-
-
-def test_minute_filter_prunes_by_date_and_per_symbol_span():
-    from lakehouse.gold.job import minute_filter
-
-    t0 = datetime(2026, 1, 1, 23, 59, tzinfo=timezone.utc)
-    keys = {"XBT/USDT": {t0, t0.replace(hour=23, minute=30)}, "ETH/USD": {datetime(2026, 1, 2, 0, 1,
-                                                                                    tzinfo=timezone.utc)}}
-    assert minute_filter(keys) == (
-        "trade_date IN ('2026-01-01', '2026-01-02') AND ("
-        "(symbol = 'ETH/USD' AND ts_event >= TIMESTAMP '2026-01-02 00:01:00.000000' AND ts_event < TIMESTAMP "
-        "'2026-01-02 00:02:00.000000') OR "
-        "(symbol = 'XBT/USDT' AND ts_event >= TIMESTAMP '2026-01-01 23:30:00.000000' AND ts_event < TIMESTAMP "
-        "'2026-01-02 00:00:00.000000'))")
+    row = gold_row(GoldBar(bar, True, 2), now)
+    assert len(row) == len(GOLD_COLUMNS)
+    named = dict(zip(GOLD_COLUMNS, row))
+    assert (named["symbol"], named["window_start"], named["window_end"], named["bar_date"]) == (
+        "XBT/USDT", t0, t0.replace(minute=1), t0.date())
+    assert (named["open"], named["close"], named["high"], named["low"]) == (
+        Decimal("83744.3"), Decimal("83744.1"), Decimal("83744.3"), Decimal("83744.1"))
+    assert named["volume"] == trades[0][1] + trades[1][1] and named["trade_count"] == 2
+    assert named["vwap"] == fraction_vwap(trades)
+    assert (named["is_open"], named["revision"], named["updated_at"], named["silver_version"]) == (True, 2, now, 5)
+    assert (named["open_key"], named["close_key"]) == ((us + 5, 7, 0, 3), (us + 9, None, 1, 2))
+    assert named["notional_limbs"] == [Decimal(t) for t in term_sums(trades)]
+    assert vwap_from_terms([0] * 9, Decimal(0)) is None  # a bar without volume has no VWAP
 
 
 def test_day_chunks_cut_at_utc_midnight():

@@ -1,6 +1,6 @@
 """Gold in batch: recompute the 1-minute OHLCV + VWAP bars of a time range from Silver, with every trade Silver holds.
-Same computation as the stream (silver_to_gold_ohlcv.minute_sums and finish_bars), so for the same Silver it gives
-the same bars, to the last digit, with is_open set the same way (the pair's newest minute in Silver).
+Same computation as the stream (lakehouse.gold.table.minute_partials, lakehouse.gold.bars), so for the same Silver it
+gives the same bars, to the last digit, with is_open set the same way (the pair's newest minute in Silver).
 
 A bar belongs to the range when its minute starts in [--from, --to); both must be whole minutes (UTC). The output is
 a Delta table with Gold's columns (revision 0, updated_at the time of the run), replaced by the range's bars on each
@@ -24,9 +24,10 @@ from typing import Iterator
 from lakehouse.common.logs import configure_logging
 from lakehouse.common.timefmt import parse_minute, spark_timestamp
 from lakehouse.defaults import GOLD_RECOMPUTE_PATH, SILVER_PATH
-from lakehouse.gold.job import (QUERY_NAME, bars_dataframe, finish_bars, from_micros, minute_sums,
-                                read_silver)
-from lakehouse.lake.delta import table_owner
+from lakehouse.gold.bars import GoldBar, minute_us
+from lakehouse.gold.job import QUERY_NAME
+from lakehouse.gold.table import GOLD_DDL, bar_of_row, gold_row, minute_partials
+from lakehouse.lake.delta import table_owner, table_version
 from lakehouse.spark.flags import add_master_argument
 from lakehouse.spark.session import build_spark
 
@@ -53,12 +54,19 @@ def select_range(trades, start: datetime, end: datetime):
         & (F.col("ts_event") < F.to_timestamp(F.lit(spark_timestamp(end)))))
 
 
-def newest_minutes(trades) -> dict[str, datetime]:
-    """Each pair's newest minute in Silver: the one bar per pair that is_open."""
+def newest_minutes(trades) -> dict[str, int]:
+    """Each pair's newest minute in Silver (microseconds since the epoch): the one bar per pair that is_open."""
     from pyspark.sql import functions as F
 
-    rows = trades.groupBy("symbol").agg(F.unix_micros(F.date_trunc("minute", F.max("ts_event"))).alias("m")).collect()
-    return {row.symbol: from_micros(row.m) for row in rows}
+    rows = trades.groupBy("symbol").agg(F.unix_micros(F.max("ts_event")).alias("m")).collect()
+    return {row.symbol: minute_us(row.m) for row in rows}
+
+
+def recompute(silver_df, version: int, newest: dict[str, int], start: datetime, end: datetime) -> list[GoldBar]:
+    """The bars of [start, end) from Silver's trades (read at `version`), each complete: revision 0, is_open for the
+    pair's newest minute."""
+    bars = [bar_of_row(row) for row in minute_partials(select_range(silver_df, start, end), version).collect()]
+    return [GoldBar(bar, bar.window_start_us == newest.get(bar.symbol), 0) for bar in bars]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -87,15 +95,17 @@ def main(argv: list[str] | None = None) -> int:
               f"writes its own table, e.g. {GOLD_RECOMPUTE_PATH}", file=sys.stderr)
         spark.stop()
         return 2
-    silver = read_silver(spark, args.silver)
+    version = table_version(spark, args.silver)
+    silver = spark.read.format("delta").option("versionAsOf", version).load(args.silver)
     newest = newest_minutes(silver)
     written, now = 0, datetime.now(timezone.utc)
     for number, (start, end) in enumerate(day_chunks(args.start, args.end)):
-        bars = finish_bars(minute_sums(select_range(silver, start, end)).collect(), newest, now)
+        bars = recompute(silver, version, newest, start, end)
         if not bars and number > 0:
             continue
-        (bars_dataframe(spark, bars).write.format("delta").mode("overwrite" if number == 0 else "append")
-         .option("overwriteSchema", "true").partitionBy("bar_date").save(args.out))
+        (spark.createDataFrame([gold_row(bar, now) for bar in bars], GOLD_DDL).write.format("delta")
+         .mode("overwrite" if number == 0 else "append").option("overwriteSchema", "true").partitionBy("bar_date")
+         .save(args.out))
         written += len(bars)
     log.info("wrote %d bar(s) for [%s, %s) from %s into %s", written, args.start.isoformat(), args.end.isoformat(),
              args.silver, args.out)

@@ -1,29 +1,33 @@
 """What the jobs that write Delta tables (Silver, its quarantine, Gold) share: creating a table with its properties,
-idempotent writes per micro-batch, retrying a write that lost a race with a compaction, and table maintenance.
+the version a write committed, reading a table's changes, retrying a write that lost a race with a compaction, and
+table maintenance.
 
 Not a job itself: the Silver and Gold jobs, the pipeline and the maintenance command import it.
 
-Exactly once. Each streaming query writes its tables from foreachBatch. Every write of a micro-batch carries a
-Delta transaction id, (app id, version) = ("<query id>/<output>", <batch id>); Delta records it in the same commit as
-the data and skips any later write with a version it already holds. A batch that Spark redoes after a crash or a
-kill -9 (its offsets were planned but its commit not recorded in the checkpoint) therefore changes nothing that
-already landed, and lands what did not. The query id is Spark's, kept in the checkpoint: a new checkpoint gets a new
-id, so its batch ids (which restart at 0) are never mistaken for done.
+Exactly once without transaction ids. Every write of ours is idempotent by the rows' own identity: Silver's and the
+quarantine's are insert-only MERGEs on the trade's (or the Kafka record's) identity, and a Gold bar records the
+newest Silver version folded into it (lakehouse.gold.bars). A batch that Spark redoes after a crash or a kill -9
+therefore inserts nothing twice and folds nothing twice. Delta's own idempotent-write ids (txnAppId/txnVersion) are
+not used: asking a table for them rebuilds its whole state from the log (a Spark job) on every write, which was half
+the CPU of a small commit (measured: 0.73 CPU-s per 15-row append with one, 0.23 without; BENCHMARKS.md).
 
 Conflicts. A MERGE that read files which a concurrent OPTIMIZE (or auto compaction) rewrote fails its commit with a
-Concurrent*Exception; nothing was written, so the write is simply retried (and the transaction id still guards it).
+Concurrent*Exception; nothing was written, so the write is retried (retry_on_conflict), from a fresh read.
+
+No value from the data is ever formatted into SQL text: conditions are Column expressions (pyspark.sql.functions.lit
+carries a value as a typed literal), and table operations go through the DeltaTable API.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import random
+import re
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Callable, Optional, TypeVar
 
 from lakehouse.spark.flags import parse_trigger
 from lakehouse.spark.progress import describe_error
@@ -54,8 +58,9 @@ WRITER_SESSION_CONF = {
 OWNER_PROPERTY = "lakehouse.writer"  # which job owns a table (e.g. the stream's Gold: refused by the batch recompute)
 DEFAULT_RETENTION_HOURS = 168  # VACUUM: Delta's default, 7 days
 DEFAULT_MAINTENANCE_EVERY = "1 hour"  # how often a writing job compacts and vacuums its own tables
-TXN_APP_ID = "spark.databricks.delta.write.txnAppId"
-TXN_VERSION = "spark.databricks.delta.write.txnVersion"
+SAFE_PROPERTY = re.compile(r"[A-Za-z0-9_. ]+")  # what set_properties() writes into SQL text
+# Set by Delta in the committing session after every commit: the version it wrote.
+LAST_COMMIT_VERSION = "spark.databricks.delta.lastCommitVersionInSession"
 CONFLICT_MARKERS = ("ConcurrentAppendException", "ConcurrentDeleteReadException", "ConcurrentDeleteDeleteException",
                     "ConcurrentTransactionException", "ConcurrentWriteException", "MetadataChangedException",
                     "ProtocolChangedException", "DELTA_CONCURRENT_", "DELTA_METADATA_CHANGED",
@@ -94,28 +99,8 @@ def add_maintenance_argument(parser: argparse.ArgumentParser) -> None:
                              "after writes runs anyway)")
 
 
-def txn_app_id(query_id: str, output: str) -> str:
-    """The Delta transaction app id of one output of one streaming query."""
-    return f"{query_id}/{output}"
-
-
-def sql_string(value: Any) -> str:
-    """A SQL literal for a string, date or timestamp value (single quotes doubled)."""
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-def in_list(column: str, values: list[Any]) -> str:
-    """`column IN ('a', 'b')` as SQL text; FALSE for an empty list."""
-    return f"{column} IN ({', '.join(sql_string(v) for v in values)})" if values else "FALSE"
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 # Tables
-
-
-def delta_path(path: str) -> str:
-    """`delta.`<path>``, the SQL name of a path-based table."""
-    return f"delta.`{path}`"
 
 
 def is_delta_table(spark, path: str) -> bool:
@@ -181,34 +166,76 @@ def table_owner(spark, path: str) -> str | None:
     """The job that owns the Delta table at `path` (its OWNER_PROPERTY), or None (not ours, or not a table)."""
     if not is_delta_table(spark, path):
         return None
-    row = spark.sql(f"SHOW TBLPROPERTIES {delta_path(path)} ('{OWNER_PROPERTY}')").collect()
-    value = row[0]["value"] if row else None
-    return value if value and "does not have property" not in value else None
+    return table_properties(spark, path).get(OWNER_PROPERTY)
+
+
+def table_properties(spark, path: str) -> dict[str, str]:
+    """The table's properties (TBLPROPERTIES)."""
+    from delta.tables import DeltaTable
+
+    return dict(DeltaTable.forPath(spark, path).detail().collect()[0]["properties"] or {})
+
+
+def set_properties(spark, path: str, properties: dict[str, str]) -> None:
+    """Set the properties the table lacks (or holds with another value): one commit, none when all are set."""
+    current = table_properties(spark, path)
+    wanted = {k: v for k, v in properties.items() if current.get(k) != v}
+    if not wanted:
+        return
+    # The DeltaTable API of this version cannot set properties, and Spark takes no parameters in TBLPROPERTIES, so this
+    # one statement is SQL text: the path is a flag's value, quoted as an identifier (a backtick doubled), and the
+    # properties are the project's own constants, checked against a plain pattern; nothing here comes from the data.
+    unsafe = [f"{k}={v}" for k, v in wanted.items() if not (SAFE_PROPERTY.fullmatch(k) and SAFE_PROPERTY.fullmatch(v))]
+    if unsafe:
+        raise ValueError(f"not a plain property: {unsafe}")
+    pairs = ", ".join(f"'{key}' = '{value}'" for key, value in wanted.items())
+    statement = f"ALTER TABLE delta.{quoted_identifier(path)} SET TBLPROPERTIES ({pairs})"
+    retry_on_conflict(lambda: spark.sql(statement).collect(), f"set properties of {path}")
+
+
+def quoted_identifier(name: str) -> str:
+    """`name` as a Spark SQL quoted identifier: in backticks, a backtick in it doubled."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+def table_version(spark, path: str) -> int:
+    """The table's newest version, as its log says now."""
+    from delta.tables import DeltaTable
+
+    return int(DeltaTable.forPath(spark, path).history(1).collect()[0]["version"])
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Writes and changes
+
+
+def committed_version(session, write: Callable[[], Any]) -> Optional[int]:
+    """Run `write` (one Delta write in `session`); the table version it committed, or None when it committed nothing.
+
+    Delta records the version of every commit in the committing session's settings (LAST_COMMIT_VERSION); the
+    setting is cleared first, so a write that commits nothing (nothing to insert) reads as None."""
+    session.conf.unset(LAST_COMMIT_VERSION)
+    write()
+    version = session.conf.get(LAST_COMMIT_VERSION, None)
+    return None if version is None else int(version)
+
+
+def read_changes(spark, path: str, first: int, last: int):
+    """The table's change feed from version `first` to `last` (both included): its rows with _change_type
+    (insert, delete, update_preimage, update_postimage), _commit_version and _commit_timestamp. Needs the table's
+    delta.enableChangeDataFeed from `first` on, and the log of those versions (kept delta.logRetentionDuration)."""
+    return (spark.read.format("delta").option("readChangeFeed", "true").option("startingVersion", first)
+            .option("endingVersion", last).load(path))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Idempotent writes
 
 
-@contextlib.contextmanager
-def delta_transaction(session, app_id: str, version: int) -> Iterator[None]:
-    """Every Delta write in `session` inside this block carries the transaction id (app_id, version): Delta commits it
-    with the data and skips the write when the table already holds that version for that app id.
-
-    Use the micro-batch's own session (batch_df.sparkSession): Spark gives each streaming query a session of its own,
-    so queries in one application never see each other's setting."""
-    session.conf.set(TXN_APP_ID, app_id)
-    session.conf.set(TXN_VERSION, str(version))
-    try:
-        yield
-    finally:
-        session.conf.unset(TXN_APP_ID)
-        session.conf.unset(TXN_VERSION)
-
-
 def retry_on_conflict(write: Callable[[], T], what: str, attempts: int = CONFLICT_RETRIES,
-                      rng: random.Random | None = None) -> T:
-    """Run `write`; when it loses a race with another commit (is_write_conflict), wait and run it again."""
+                      rng: random.Random | None = None, on_conflict: Callable[[], None] = lambda: None) -> T:
+    """Run `write`; when it loses a race with another commit (is_write_conflict), call on_conflict() (forget what
+    was read before the race), wait, and run it again."""
     rng = rng or random.Random()
     for attempt in range(attempts):
         try:
@@ -216,41 +243,12 @@ def retry_on_conflict(write: Callable[[], T], what: str, attempts: int = CONFLIC
         except Exception as exc:  # noqa: BLE001 - py4j/pyspark wrap Delta's exceptions in several types
             if not is_write_conflict(exc) or attempt == attempts - 1:
                 raise
+            on_conflict()
             delay = conflict_backoff(attempt, rng)
             log.warning("%s: a concurrent commit (compaction?) conflicted with this write; retrying in %.1fs (%s)",
                         what, delay, str(exc).strip().splitlines()[0][:200])
             time.sleep(delay)
     raise AssertionError("unreachable")
-
-
-def query_id(spark, query_name: str) -> str:
-    """The id of the active streaming query called `query_name` (Spark keeps it in the query's checkpoint)."""
-    for query in spark.streams.active:
-        if query.name == query_name:
-            return query.id
-    raise RuntimeError(f"no active streaming query named {query_name}")
-
-
-class BatchWriter:
-    """Base of a foreachBatch function that writes Delta tables idempotently: subclasses implement write(batch_df,
-    batch_id, txn), where txn(output) is the delta_transaction() context of one output of this batch."""
-
-    def __init__(self, spark, query_name: str) -> None:
-        self.spark, self.query_name = spark, query_name
-        self._query_id: str | None = None
-
-    def __call__(self, batch_df, batch_id: int) -> None:
-        if self._query_id is None:
-            self._query_id = query_id(self.spark, self.query_name)
-        session = batch_df.sparkSession
-
-        def txn(output: str):
-            return delta_transaction(session, txn_app_id(self._query_id, output), batch_id)
-
-        self.write(batch_df, batch_id, txn)
-
-    def write(self, batch_df, batch_id: int, txn: Callable[[str], Any]) -> None:
-        raise NotImplementedError
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -274,7 +272,9 @@ def _vacuum(spark, path: str, retention_hours: float) -> int:
     """VACUUM with the retention in hours; the number of files it deleted."""
     local = local_folder(path)
     before = _data_files_on_disk(local) if local else 0
-    spark.sql(f"VACUUM {delta_path(path)} RETAIN {retention_hours} HOURS").collect()
+    from delta.tables import DeltaTable
+
+    DeltaTable.forPath(spark, path).vacuum(retention_hours)
     return max(0, before - _data_files_on_disk(local)) if local else 0
 
 
@@ -284,7 +284,9 @@ def _data_files_on_disk(folder: Path) -> int:
 
 def active_file_count(spark, path: str) -> int:
     """Data files the table's current version references."""
-    return int(spark.sql(f"DESCRIBE DETAIL {delta_path(path)}").collect()[0]["numFiles"])
+    from delta.tables import DeltaTable
+
+    return int(DeltaTable.forPath(spark, path).detail().collect()[0]["numFiles"])
 
 
 class Maintenance:

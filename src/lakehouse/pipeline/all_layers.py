@@ -1,16 +1,19 @@
-"""Bronze, Silver and Gold in one Spark application: the three layers' streaming queries share one JVM.
+"""Bronze, Silver and Gold in one Spark application: one JVM, two streaming queries, one pass per batch for Silver and
+Gold.
 
-Each layer's query is started by its own job's start_query() with that job's flags and defaults, on the same
-checkpoint folders the jobs use: this is the same pipeline as kafka_to_bronze_trades.py, bronze_to_silver_trades.py
-and silver_to_gold_ohlcv.py run as three processes (the seed's way, still there), at a fraction of the memory and
-CPU (one JVM and one Python driver instead of three). You can switch between the two ways at any time. `make run`
+Bronze's query is its job's own (kafka_to_bronze_trades.py). Silver's query is its job's own too
+(bronze_to_silver_trades.py), and each of its batches then folds the trades it inserted into Gold with Gold's own
+writer (lakehouse.gold.table.GoldWriter, the one silver_to_gold_ohlcv.py's query uses): Gold needs no query, no
+checkpoint read, no second pass over the same trades. Same checkpoints and tables as the three jobs run as three
+processes (the README's step-by-step way, still there), at a fraction of the memory and CPU. You can switch between
+the two ways at any time: Gold records which Silver versions it holds, and either way starts from there. `make run`
 and `make demo` start this (infra/run_pipeline.py; --separate-jobs there for three processes).
 
-A layer starts once its input exists: Bronze once the topic exists, Silver once Bronze committed a first batch, Gold
-once Silver's table exists. On Ctrl-C or SIGTERM the layers stop in order, each first landing what its input holds
-now (Bronze everything the topic holds, then Silver all of Bronze, then Gold all of Silver; at most --drain-timeout
-seconds each), so a stopped pipeline is caught up from the broker to Gold. A second Ctrl-C stops at once (what did
-not land, lands on the next start: every layer is exactly once).
+A layer starts once its input exists: Bronze once the topic exists, Silver and Gold once Bronze committed a first
+batch. On Ctrl-C or SIGTERM the layers stop in order, each first landing what its input holds now (Bronze everything
+the topic holds, then Silver and Gold all of Bronze; at most --drain-timeout seconds each), so a stopped pipeline is
+caught up from the broker to Gold. A second Ctrl-C stops at once (what did not land, lands on the next start: every
+layer is exactly once).
 
 Usage (examples in the entry point's docstring, spark/jobs/all_layers.py):
     python spark/jobs/all_layers.py --help
@@ -22,6 +25,7 @@ within --drain-timeout; 2 a bad flag, an unreachable broker, or a checkpoint tha
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import sys
@@ -31,7 +35,8 @@ from lakehouse.bronze import job as bronze_job
 from lakehouse.common.logs import configure_logging
 from lakehouse.defaults import DATA_DIR
 from lakehouse.gold import job as gold_job
-from lakehouse.lake.delta import (DEFAULT_MAINTENANCE_EVERY, WRITER_SESSION_CONF, Maintenance, is_delta_table,
+from lakehouse.gold.table import GoldWriter
+from lakehouse.lake.delta import (DEFAULT_MAINTENANCE_EVERY, WRITER_SESSION_CONF, Maintenance,
                                   parse_maintenance_every, table_pairing_problem)
 from lakehouse.pipeline.layers import LAYERS, layer_argv
 from lakehouse.silver import job as silver_job
@@ -80,35 +85,51 @@ def pairing_problems(layer_args: dict[str, argparse.Namespace]) -> list[str]:
 # The job
 
 
-WAITING_FOR = {"bronze": "its topic (the producer creates it)", "silver": "Bronze's first committed batch",
-               "gold": "the Silver table"}
+WAITING_FOR = {"bronze": "its topic (the producer creates it)", "silver": "Bronze's first committed batch"}
+
+
+def start_silver_and_gold(spark, args: argparse.Namespace, gold_args: argparse.Namespace, gold: GoldWriter):
+    """Silver's query with Gold folded into each of its batches: the tables created if needed, Gold first brought up
+    to what Silver holds now (after a crash between a Silver and a Gold commit, or Gold's own job run meanwhile)."""
+    silver_job.ensure_silver(spark, args.out)
+    gold_job.ensure_gold(spark, gold_args.out)
+    gold.prepare(spark)
+    gold.follow(spark)
+    return silver_job.start_query(spark, args, gold=gold)
 
 
 class Layers:
-    """The layers' queries in one session, each started once its input exists."""
+    """The layers' queries in one session, each started once its input exists. Gold has no query of its own: Silver's
+    batches fold their new trades into it (one pass per batch, start_silver_and_gold)."""
 
     def __init__(self, spark, layer_args: dict[str, argparse.Namespace]) -> None:
         self.spark, self.layer_args = spark, layer_args
-        self.jobs = {"bronze": bronze_job, "silver": silver_job, "gold": gold_job}
+        self.starts: dict[str, Callable[..., Any]] = {"bronze": bronze_job.start_query,
+                                                       "silver": silver_job.start_query}
+        if "gold" in layer_args:
+            gold = GoldWriter(layer_args["gold"].out, layer_args["gold"].silver)
+            self.starts["silver"] = functools.partial(start_silver_and_gold, gold_args=layer_args["gold"], gold=gold)
         self.queries: dict[str, Any] = {}
+
+    @property
+    def query_layers(self) -> list[str]:
+        return [layer for layer in self.layer_args if layer in self.starts]
 
     def ready(self, layer: str) -> bool:
         if layer == "bronze":
             args = self.layer_args["bronze"]
             return bronze_job.topic_partitions(args.bootstrap, args.topic, args.client_props) != 0
-        if layer == "silver":
-            return silver_job.bronze_ready(self.spark, self.layer_args["silver"].bronze)
-        return is_delta_table(self.spark, self.layer_args["gold"].silver)
+        return silver_job.bronze_ready(self.spark, self.layer_args["silver"].bronze)
 
     def start(self, layer: str) -> Any:
-        self.queries[layer] = self.jobs[layer].start_query(self.spark, self.layer_args[layer])
-        log.info("%s started", layer)
+        self.queries[layer] = self.starts[layer](self.spark, self.layer_args[layer])
+        log.info("%s started", "silver + gold" if layer == "silver" and "gold" in self.layer_args else layer)
         return self.queries[layer]
 
     def start_as_inputs_appear(self, stop: StopRequest) -> None:
         """Start the layers in order, each once its input exists; returns when all run, or on a stop request or a
         failed query."""
-        for layer in self.layer_args:
+        for layer in self.query_layers:
             if not wait_until_ready(lambda: self.failed() is not None or self.ready(layer), stop,
                                     f"{layer} waits for {WAITING_FOR[layer]}"):
                 return
@@ -120,13 +141,12 @@ class Layers:
         return next((name for name, q in self.queries.items() if not q.isActive and q.exception()), None)
 
     def restarts(self) -> dict[str, Callable[[], Any]]:
-        return {name: drain_restart(self.jobs[name].start_query, self.spark, self.layer_args[name])
-                for name in self.queries}
+        return {name: drain_restart(self.starts[name], self.spark, self.layer_args[name]) for name in self.queries}
 
 
 def run_available_now(layers: Layers, stop: StopRequest) -> int:
     """--available-now: each layer in order lands what its input holds, then the next one starts."""
-    for layer in layers.layer_args:
+    for layer in layers.query_layers:
         if not layers.ready(layer):
             log.warning("%s: no input yet (%s); stopping here", layer, WAITING_FOR[layer])
             return 0

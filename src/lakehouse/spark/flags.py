@@ -37,6 +37,14 @@ def parse_trigger(text: str) -> str:
     return f"{int(milliseconds)} milliseconds"
 
 
+def parse_seconds(text: str) -> int:
+    """argparse type: an interval ("1 hour", "90 seconds") in whole seconds."""
+    milliseconds = int(parse_trigger(text).split()[0])
+    if milliseconds % 1000:
+        raise argparse.ArgumentTypeError(f"{text!r}: use whole seconds")
+    return milliseconds // 1000
+
+
 def positive_int(text: str) -> int:
     """argparse type: a whole number >= 1."""
     try:
