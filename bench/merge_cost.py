@@ -1,14 +1,15 @@
-"""Benchmark: does a micro-batch's cost follow the batch, or the table? Silver's and Gold's per-batch MERGE on a small
-table and on a large one, in the same run.
+"""Benchmark: does a micro-batch's cost follow the batch, or the table? A Silver + Gold batch on a small table and on
+a large one, in the same run.
 
 Two Silver tables, built the way trades arrive (trade_id growing with time, one trade_date partition per day): a
-small one (a day) and a large one (--large-rows, 20 million by default: 30 days). On each, the same kind of batch is
-written --repeats times with the jobs' own code (SilverBatchWriter: parse, dedup, insert-only MERGE pruned by date and
-per-symbol trade_id range; then GoldBatchWriter: the touched minutes recomputed from Silver and merged into Gold):
-1,000 new trades of three pairs plus 100 copies of trades already held (which the MERGE must find and skip). The
-median seconds per batch on the large table, as a ratio to the small one, should be near 1. The reference measured
-in the same run: the same Silver MERGE on the large table WITHOUT the pruning predicates (what a plain
-`MERGE ... ON t.symbol = s.symbol AND t.trade_id = s.trade_id` costs: it reads the whole table).
+small one (a day) and a large one (--large-rows, 20 million by default: 30 days), each with its Gold built from it.
+On each, the same kind of batch is written --repeats times with the jobs' own code (SilverWriter with its
+GoldWriter, as the one-application pipeline runs them: parse, dedup, insert-only MERGE pruned by date and per-symbol
+trade_id range; then the batch's new trades folded into Gold): 1,000 new trades of three pairs plus 100 copies of
+trades already held (which the MERGE must find and skip). The median seconds per batch on the large table, as a ratio
+to the small one, should be near 1. The reference measured in the same run: the same Silver MERGE on the large table
+WITHOUT the pruning predicates (what a plain `MERGE ... ON t.symbol = s.symbol AND t.trade_id = s.trade_id` costs: it
+reads the whole table).
 
 Usage:
     python bench/merge_cost.py                 # 20M rows; about 6-10 minutes on 2 cores
@@ -42,12 +43,11 @@ log = logging.getLogger(NAME)
 def build_silver(spark, path: Path, rows: int, days: int) -> int:
     """A Silver table of `rows` trades over `days` days (ids growing with time, as Kraken's do); returns the next
     trade_id."""
-    from lakehouse.lake.delta import ensure_table
     from pyspark.sql import functions as F
 
-    from lakehouse.silver import job as silver_job
+    from lakehouse.silver.job import ensure_silver
 
-    ensure_table(spark, str(path), silver_job.SILVER_DDL, partition_by=["trade_date"], owner="bench")
+    ensure_silver(spark, str(path))
     step_us = days * 86_400_000_000 // max(rows, 1)
     symbols = F.array(*[F.lit(s) for s in PAIRS])
     df = (spark.range(rows, numPartitions=max(2, days))
@@ -88,48 +88,55 @@ def bronze_batch(spark, first_id: int, at: datetime, copies_of: int, trades: int
                                        "key string, value_raw string")
 
 
+def batch_writers(spark, silver: Path, gold: Path):
+    """The one-application pipeline's writers over these tables: a SilverWriter folding into a GoldWriter; Gold built
+    from Silver first (as the pipeline does when it starts)."""
+    from lakehouse.gold.job import ensure_gold
+    from lakehouse.gold.table import GoldWriter
+    from lakehouse.silver.job import SilverWriter, ensure_quarantine
+
+    ensure_gold(spark, str(gold))
+    ensure_quarantine(spark, str(silver) + "_quarantine")
+    gold_writer = GoldWriter(str(gold), str(silver))
+    gold_writer.prepare(spark)
+    gold_writer.follow(spark)
+    return SilverWriter(str(silver), str(silver) + "_quarantine", gold=gold_writer)
+
+
 def timed_batches(spark, silver: Path, gold: Path, next_id: int, last_ts: datetime, repeats: int, warmup: int = 1,
                   trades: int = BATCH_TRADES, copies: int = BATCH_COPIES,
-                  cpu_s: Callable[[], float] = lambda: 0.0) -> dict[str, list]:
-    """Seconds per Silver batch and per Gold batch, `repeats` times after `warmup` batches (the JVM's JIT), with the
-    jobs' own writers; with `cpu_s` (the process's CPU seconds so far), also the CPU seconds of each."""
-    from lakehouse.lake.delta import delta_transaction, ensure_table
-
-    from lakehouse.gold import job as gold_job
-    from lakehouse.silver import job as silver_job
-
-    ensure_table(spark, str(gold), gold_job.GOLD_DDL, partition_by=["bar_date"], owner="bench")
-    silver_writer = silver_job.SilverBatchWriter(spark, "bench", str(silver), str(silver) + "_quarantine")
-    gold_writer = gold_job.GoldBatchWriter(spark, "bench", str(silver), str(gold))
-    ensure_table(spark, str(silver) + "_quarantine", silver_job.QUARANTINE_DDL, partition_by=[], owner="bench")
-    times: dict[str, list] = {"silver": [], "gold": [], "silver_cpu": [], "gold_cpu": []}
+                  cpu_s: Callable[[], float] = lambda: 0.0,
+                  between: Callable[[int], None] = lambda _i: None) -> dict[str, list]:
+    """Seconds (and, with `cpu_s`, the process's CPU seconds) per Silver + Gold batch, `repeats` times after `warmup`
+    batches (the JVM's JIT), with the pipeline's own writers; between(i) runs before batch i (uncounted)."""
+    writer = batch_writers(spark, silver, gold)
+    times: dict[str, list] = {"batch": [], "batch_cpu": []}
     for batch in range(warmup + repeats):
+        between(batch)
         at = last_ts + timedelta(seconds=20 * (batch + 1))
         bronze = bronze_batch(spark, next_id, at, copies_of=next_id, trades=trades, copies=copies)
         started, cpu_started = time.monotonic(), cpu_s()
-        silver_writer.write(bronze, batch, lambda out: delta_transaction(spark, f"bench-{out}", batch))
-        silver_s, silver_cpu = time.monotonic() - started, cpu_s() - cpu_started
-        new_trades = (spark.read.format("delta").load(str(silver))
-                      .where(f"trade_id >= {next_id} AND trade_id < {next_id + trades}"))
-        started, cpu_started = time.monotonic(), cpu_s()
-        gold_writer.write(new_trades, batch, lambda out: delta_transaction(spark, f"bench-{out}", batch))
-        gold_s, gold_cpu = time.monotonic() - started, cpu_s() - cpu_started
+        writer(bronze, batch)
+        elapsed, cpu = time.monotonic() - started, cpu_s() - cpu_started
+        assert writer.last["inserted"] == trades, writer.last
         next_id += trades
         if batch >= warmup:
-            for name, value in (("silver", silver_s), ("gold", gold_s), ("silver_cpu", silver_cpu),
-                                ("gold_cpu", gold_cpu)):
-                times[name].append(value)
+            times["batch"].append(elapsed)
+            times["batch_cpu"].append(cpu)
     return times
 
 
 def unpruned_merge_s(spark, silver: Path, next_id: int, at: datetime) -> float:
     """The reference: the same insert-only MERGE of a batch without the date and trade_id range predicates."""
-    from lakehouse.silver import job as silver_job
+    from delta.tables import DeltaTable
 
-    parsed = silver_job.parse_bronze(bronze_batch(spark, next_id, at, copies_of=next_id))
-    silver_job.v2_batch_trades(silver_job.to_silver_rows(parsed)).createOrReplaceTempView("unpruned_batch")
+    from lakehouse.silver import parse
+
+    batch = parse.v2_batch_trades(parse.to_silver_rows(parse.parse_bronze(bronze_batch(spark, next_id, at,
+                                                                                      copies_of=next_id))))
     started = time.monotonic()
-    spark.sql(silver_job.insert_only_merge(str(silver), "unpruned_batch", "TRUE", silver_job.V2_MATCH)).collect()
+    (DeltaTable.forPath(spark, str(silver)).alias("t").merge(batch.alias("s"), parse.v2_match())
+     .whenNotMatchedInsertAll().execute())
     return time.monotonic() - started
 
 
@@ -160,27 +167,22 @@ def main(argv: list[str] | None = None) -> int:
             log.info("%s Silver: %d rows in %.0fs", size, rows, time.monotonic() - started)
             last_ts = START + timedelta(days=days) - timedelta(minutes=5)
             times = timed_batches(spark, silver, gold, next_id, last_ts, repeats)
-            figures[size] = {"rows": rows, "silver_s": times["silver"], "gold_s": times["gold"],
-                             "silver_median_s": round(statistics.median(times["silver"]), 3),
-                             "gold_median_s": round(statistics.median(times["gold"]), 3)}
+            figures[size] = {"rows": rows, "batch_s": times["batch"],
+                             "batch_median_s": round(statistics.median(times["batch"]), 3)}
             if size == "large":
                 figures["large"]["unpruned_merge_s"] = round(
                     unpruned_merge_s(spark, silver, next_id + 100 * BATCH_TRADES, last_ts), 3)
     spark.stop()
     small, large = figures["small"], figures["large"]
-    silver_ratio = round(large["silver_median_s"] / small["silver_median_s"], 2)
-    gold_ratio = round(large["gold_median_s"] / small["gold_median_s"], 2)
-    print(table([[k, f"{v['rows']:,}", v["silver_median_s"], v["gold_median_s"]] for k, v in figures.items()],
-                ["table", "rows", "Silver batch s (median)", "Gold batch s (median)"]))
-    print(f"large / small: Silver {silver_ratio}, Gold {gold_ratio}; the same Silver MERGE on the large table "
-          f"without pruning: {large['unpruned_merge_s']} s ({large['unpruned_merge_s'] / large['silver_median_s']:.1f}x "
-          f"a whole pruned batch)")
-    rows = [bc.summary_row("merge cost", f"Silver batch s at {large['rows']:,} rows", large["silver_median_s"],
-                           "same batch, small table", small["silver_median_s"], silver_ratio, "<= 1.5",
-                           verdict(silver_ratio, 1.5, higher_is_better=False), "batch size, not table size"),
-            bc.summary_row("merge cost", f"Gold batch s at {large['rows']:,} Silver rows", large["gold_median_s"],
-                           "same batch, small table", small["gold_median_s"], gold_ratio, "<= 1.5",
-                           verdict(gold_ratio, 1.5, higher_is_better=False), "batch size, not table size")]
+    ratio = round(large["batch_median_s"] / small["batch_median_s"], 2)
+    print(table([[k, f"{v['rows']:,}", v["batch_median_s"]] for k, v in figures.items()],
+                ["table", "rows", "Silver + Gold batch s (median)"]))
+    print(f"large / small: {ratio}; the same Silver MERGE on the large table without pruning: "
+          f"{large['unpruned_merge_s']} s ({large['unpruned_merge_s'] / large['batch_median_s']:.1f}x a whole pruned "
+          f"batch)")
+    rows = [bc.summary_row("merge cost", f"Silver + Gold batch s at {large['rows']:,} rows", large["batch_median_s"],
+                           "same batch, small table", small["batch_median_s"], ratio, "<= 1.5",
+                           verdict(ratio, 1.5, higher_is_better=False), "batch size, not table size")]
     path = bc.write_results(NAME, {"machine": bc.machine_info(), "figures": figures, "rows": rows})
     print(f"results: {path}")
     return 0
