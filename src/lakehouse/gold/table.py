@@ -227,7 +227,7 @@ class GoldWriter:
         first = self.silver_version + 1
         for chunk_first in range(first, last + 1, CHUNK_VERSIONS):
             chunk_last = min(last, chunk_first + CHUNK_VERSIONS - 1)
-            self.fold_changes(session, read_changes(session, self.silver, chunk_first, chunk_last))
+            self.fold_changes(read_changes(session, self.silver, chunk_first, chunk_last))
             self.silver_version = chunk_last
 
     def fold_changes(self, changes_df, _batch_id: int | None = None) -> None:

@@ -123,7 +123,8 @@ class Layers:
 
     def start(self, layer: str) -> Any:
         self.queries[layer] = self.starts[layer](self.spark, self.layer_args[layer])
-        log.info("%s started", "silver + gold" if layer == "silver" and "gold" in self.layer_args else layer)
+        log.info("%s started%s", layer, " (Gold folded into its batches)" if layer == "silver" and "gold" in
+                 self.layer_args else "")
         return self.queries[layer]
 
     def start_as_inputs_appear(self, stop: StopRequest) -> None:
