@@ -89,10 +89,11 @@ def test_job_flags_have_the_documented_defaults():
         "data/silver/crypto_trades", "data/gold/ohlcv_1m", "data/checkpoints/silver_to_gold_ohlcv")
     assert (args.trigger, args.watermark, args.available_now, args.maintenance_every, args.max_files_per_trigger) == (
         "2000 milliseconds", None, False, 3600.0, 100)
-    # what readers use first, in the order the README gives; then the state the writer folds more trades into
+    # what readers use first, in the order the README gives; then the state the writer folds more trades into; the
+    # partition last, where delta-rs and polars put it too
     assert GOLD_COLUMNS == ["symbol", "window_start", "window_end", "open", "high", "low", "close", "volume", "vwap",
-                            "trade_count", "is_open", "revision", "updated_at", "bar_date",
-                            "open_key", "close_key", "notional_limbs", "silver_version"]
+                            "trade_count", "is_open", "revision", "updated_at",
+                            "open_key", "close_key", "notional_limbs", "silver_version", "bar_date"]
 
 
 def test_bad_flags_are_refused(capsys):

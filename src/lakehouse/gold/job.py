@@ -11,8 +11,9 @@ Gold columns (a Delta table partitioned by bar_date):
 
     symbol (string), window_start (timestamp), window_end (timestamp),
     open, high, low, close (decimal(38,18)), volume (decimal(38,18)), vwap (decimal(38,18)), trade_count (long),
-    is_open (boolean), revision (int), updated_at (timestamp), bar_date (date),
-    open_key, close_key, notional_limbs, silver_version (what folding more trades in needs; gold/table.py)
+    is_open (boolean), revision (int), updated_at (timestamp),
+    open_key, close_key, notional_limbs, silver_version (what folding more trades in needs; gold/table.py),
+    bar_date (date)
 
 - open / close: the first / last trade of the minute by ts_event; trades with the same ts_event are ordered by
   trade_id, and where trade_id is null (API v1) by Kafka (partition, offset).

@@ -4,13 +4,15 @@ writer that folds them into Gold (the arithmetic is lakehouse.gold.bars, in plai
 Gold columns (a Delta table partitioned by bar_date), what a reader uses first:
 
     symbol, window_start, window_end, open, high, low, close, volume, vwap, trade_count, is_open, revision,
-    updated_at, bar_date
+    updated_at
 
 then what the writer keeps to fold more trades into a bar without reading its trades again:
 
     open_key, close_key   STRUCT<ts_event_us, trade_id, partition, offset>: the order key of the first / last trade
     notional_limbs        ARRAY<DECIMAL(38,0)>: the nine exact limb sums of sum(price * size)
     silver_version        the newest Silver table version whose trades the bar holds
+
+and bar_date, the UTC date of window_start (the partition).
 
 How Gold follows Silver. Silver records its changes (delta.enableChangeDataFeed): each Silver version's new trades,
 with the version. The writer sums them per bar and per version on Spark (minute_partials, one small collect: a row
@@ -35,8 +37,10 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, Iterable, Optional
 
-from lakehouse.gold.bars import (LIMB_COUNT, MINUTE_US, NOTIONAL_TERMS, Bar, BarBook, GoldBar, from_micros)
-from lakehouse.lake.delta import is_delta_table, read_changes, retry_on_conflict, table_properties, table_version
+from lakehouse.gold.bars import (LIMB_COUNT, MINUTE_US, NOTIONAL_TERMS, Bar, BarBook, GoldBar, from_micros,
+                                  to_micros)
+from lakehouse.lake.delta import (commit_metadata, is_delta_table, parse_commit_metadata, read_changes,
+                                  retry_on_conflict, table_properties, table_version)
 
 log = logging.getLogger("gold")
 
@@ -46,14 +50,15 @@ GOLD_SCHEMA = [
     ("symbol", "STRING"), ("window_start", "TIMESTAMP"), ("window_end", "TIMESTAMP"), ("open", PRICE_TYPE),
     ("high", PRICE_TYPE), ("low", PRICE_TYPE), ("close", PRICE_TYPE), ("volume", PRICE_TYPE), ("vwap", PRICE_TYPE),
     ("trade_count", "BIGINT"), ("is_open", "BOOLEAN"), ("revision", "INT"), ("updated_at", "TIMESTAMP"),
-    ("bar_date", "DATE"),
     ("open_key", KEY_TYPE), ("close_key", KEY_TYPE), ("notional_limbs", "ARRAY<DECIMAL(38,0)>"),
     ("silver_version", "BIGINT"),
+    ("bar_date", "DATE"),  # the partition: last, where readers without Spark (delta-rs, polars) put it too
 ]
 GOLD_DDL = ", ".join(f"{name} {kind}" for name, kind in GOLD_SCHEMA)
 GOLD_COLUMNS = [name for name, _ in GOLD_SCHEMA]
 CDF_PROPERTY = "delta.enableChangeDataFeed"
 CHUNK_VERSIONS = 20  # Silver versions folded per read when catching up: each is one bounded Silver batch
+THROUGH_KEY = "silver_through"  # in a Gold commit's userMetadata: Gold holds every Silver change up to this version
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -88,9 +93,10 @@ def with_notional_terms(trades):
     return trades.select("*", *terms)
 
 
-def minute_partials(trades, version):
-    """Silver-shaped trades -> one row per (symbol, minute, `version`) with what a Bar holds: window_start_us, open /
-    close and their order keys, high, low, volume, trade_count, the limb sums _n0.._n8, silver_version. `version`: a
+def minute_partials(trades, version, by: Iterable[str] = ()):
+    """Silver-shaped trades -> one row per (symbol, minute, `version`, *by) with what a Bar holds: window_start_us,
+    open / close and their order keys, high, low, volume, trade_count, the limb sums _n0.._n8, silver_version; and the
+    range of the trades' ts_ingest (ingest_first_us, ingest_last_us; null without a ts_ingest column). `version`: a
     Column (the change feed's _commit_version) or a number (every trade of one snapshot). Times are microseconds since
     the epoch: collected timestamps would be turned into the Python process's local time."""
     from pyspark.sql import functions as F
@@ -98,16 +104,18 @@ def minute_partials(trades, version):
     ts_us = F.unix_micros("ts_event")
     key = F.struct(ts_us.alias("ts_event_us"), F.col("trade_id"), F.col("partition"), F.col("offset"))
     version = version if not isinstance(version, int) else F.lit(version)
-    keyed = trades.select("symbol", "price", "size", key.alias("_key"),
+    ingest = F.unix_micros("ts_ingest") if "ts_ingest" in trades.columns else F.lit(None).cast("long")
+    keyed = trades.select("symbol", "price", "size", *by, key.alias("_key"), ingest.alias("_ingest_us"),
                           (ts_us - F.pmod(ts_us, F.lit(MINUTE_US))).alias("window_start_us"),
                           version.cast("long").alias("silver_version"))
     return (with_notional_terms(keyed)
-            .groupBy("symbol", "window_start_us", "silver_version")
+            .groupBy("symbol", "window_start_us", "silver_version", *by)
             .agg(F.min_by("price", "_key").alias("open"), F.min("_key").alias("open_key"),
                  F.max("price").alias("high"), F.min("price").alias("low"),
                  F.max_by("price", "_key").alias("close"), F.max("_key").alias("close_key"),
                  F.sum("size").cast(PRICE_TYPE).alias("volume"), F.count(F.lit(1)).alias("trade_count"),
-                 *[F.sum(f"_n{k}").alias(f"_n{k}") for k in range(NOTIONAL_TERMS)]))
+                 *[F.sum(f"_n{k}").alias(f"_n{k}") for k in range(NOTIONAL_TERMS)],
+                 F.min("_ingest_us").alias("ingest_first_us"), F.max("_ingest_us").alias("ingest_last_us")))
 
 
 def bar_of_row(row) -> Bar:
@@ -125,8 +133,8 @@ def gold_row(gold_bar: GoldBar, updated_at: datetime) -> tuple:
     """A GoldBar as a Gold row, in GOLD_COLUMNS order."""
     bar = gold_bar.bar
     return (bar.symbol, bar.window_start, bar.window_end, bar.open, bar.high, bar.low, bar.close, bar.volume, bar.vwap,
-            bar.trade_count, gold_bar.is_open, gold_bar.revision, updated_at, bar.bar_date, bar.open_key,
-            bar.close_key, [Decimal(limb) for limb in bar.limbs], bar.silver_version)
+            bar.trade_count, gold_bar.is_open, gold_bar.revision, updated_at, bar.open_key, bar.close_key,
+            [Decimal(limb) for limb in bar.limbs], bar.silver_version, bar.bar_date)
 
 
 def gold_bar_of_row(row) -> GoldBar:
@@ -184,39 +192,34 @@ class GoldWriter:
 
     # -- starting ---------------------------------------------------------------------------------------------------
 
-    def prepare(self, spark) -> int:
-        """Make Gold hold Silver up to a known version (building it from Silver's snapshot when Gold is new) and return
-        the first Silver version to read changes from (a version read again changes nothing)."""
-        from pyspark.sql import functions as F
-
-        if CDF_PROPERTY not in table_properties(spark, self.silver) or \
-                table_properties(spark, self.silver)[CDF_PROPERTY] != "true":
+    def prepare(self, spark, check_feed: bool = True) -> int:
+        """Make Gold hold Silver up to a known version and return the first Silver version to read changes from (one
+        read again changes nothing). Gold's newest commits record how far they hold Silver (recorded_through); a
+        Gold without that record (new, or a rebuild that was interrupted) is built from Silver's snapshot.
+        check_feed: first check that Silver records its changes (the Silver job's own start turns that on)."""
+        if check_feed and table_properties(spark, self.silver).get(CDF_PROPERTY) != "true":
             raise SystemExit(f"error: the Silver table at {self.silver} does not record its changes "
                              f"({CDF_PROPERTY}): it was written by an older version of the Silver job. Start the "
                              f"Silver job (or `make run`) once: it turns the change feed on")
-        held = spark.read.format("delta").load(self.gold).agg(F.max("silver_version")).collect()[0][0]
-        if held is None:
-            self.silver_version = self.rebuild(spark)
-            return self.silver_version
-        # The newest version a bar holds may be held by part of Gold only (a streamed batch can end inside a version):
-        # read it again; the bars that hold it skip it.
-        self.silver_version = int(held) - 1
-        return int(held)
+        through = recorded_through(spark, self.gold)
+        self.silver_version = through if through is not None else self.rebuild(spark)
+        return min(self.silver_version + 1, table_version(spark, self.silver))
 
     def rebuild(self, spark) -> int:
-        """Fill an empty Gold from Silver's snapshot, one trade_date at a time; the snapshot's version."""
+        """Gold's bars from Silver's snapshot, one trade_date at a time, each bar written whole (over any bar of the
+        same minute an interrupted rebuild left); the snapshot's version, recorded with the last date's write."""
         from pyspark.sql import functions as F
 
         version = table_version(spark, self.silver)
         silver = spark.read.format("delta").option("versionAsOf", version).load(self.silver)
         dates = sorted(row[0] for row in silver.select("trade_date").distinct().collect())
         if dates:
-            log.info("Gold at %s is new: building it from Silver's version %d, %d day(s)", self.gold, version,
-                     len(dates))
+            log.info("Gold at %s holds no record of Silver: building it from Silver's version %d, %d day(s)",
+                     self.gold, version, len(dates))
         for day in dates:
             partials = [bar_of_row(r) for r in minute_partials(silver.where(F.col("trade_date") == F.lit(day)),
                                                                version).collect()]
-            self.write(spark, partials, known_new=True)
+            self.write(spark, partials, through=version if day == dates[-1] else None, whole=True)
         return version
 
     # -- following Silver -------------------------------------------------------------------------------------------
@@ -227,39 +230,46 @@ class GoldWriter:
         first = self.silver_version + 1
         for chunk_first in range(first, last + 1, CHUNK_VERSIONS):
             chunk_last = min(last, chunk_first + CHUNK_VERSIONS - 1)
-            self.fold_changes(read_changes(session, self.silver, chunk_first, chunk_last))
+            self.fold_changes(read_changes(session, self.silver, chunk_first, chunk_last), through=chunk_last)
             self.silver_version = chunk_last
 
-    def fold_changes(self, changes_df, _batch_id: int | None = None) -> None:
-        """Fold a DataFrame of Silver's change feed (a version range, or a streamed micro-batch) into Gold."""
+    def fold_changes(self, changes_df, _batch_id: int | None = None, through: Optional[int] = None) -> None:
+        """Fold a DataFrame of Silver's change feed (a version range, or a streamed micro-batch) into Gold: one Spark
+        job sums it per bar and version. through: the Silver version up to which it is complete (a streamed batch
+        may end inside a version: its newest version minus one)."""
         from pyspark.sql import functions as F
 
-        session = changes_df.sparkSession
-        kinds = changes_df.groupBy("_change_type").agg(F.min("_commit_version").alias("v")).collect()
-        other = [row for row in kinds if row["_change_type"] != "insert"]
+        rows = minute_partials(changes_df, F.col("_commit_version"), by=["_change_type"]).collect()
+        other = [row for row in rows if row["_change_type"] != "insert"]
         if other:
             raise RuntimeError(
-                f"Silver version {min(row['v'] for row in other)} {other[0]['_change_type'].replace('_', ' ')}s rows "
-                f"(a DELETE, UPDATE or MERGE on Silver?): Gold folds new trades only. Rebuild Gold from Silver: stop "
-                f"the Gold job, delete {self.gold} and its checkpoint, and start it again")
-        if not kinds:
+                f"Silver version {min(row['silver_version'] for row in other)} "
+                f"{other[0]['_change_type'].replace('_', ' ')}s rows (a DELETE, UPDATE or MERGE on Silver?): Gold "
+                f"folds new trades only. Rebuild Gold from Silver: stop the Gold job, delete {self.gold} and its "
+                f"checkpoint, and start it again")
+        if not rows:
             return
-        partials = [bar_of_row(row) for row in
-                    minute_partials(changes_df.where(F.col("_change_type") == "insert"), F.col("_commit_version"))
-                    .collect()]
-        self.write(session, partials)
+        if through is None:
+            through = max(row["silver_version"] for row in rows) - 1
+        self.write(changes_df.sparkSession, [bar_of_row(row) for row in rows], through=through,
+                   ingest_us=(min(row["ingest_first_us"] for row in rows),
+                              max(row["ingest_last_us"] for row in rows)))
 
     # -- writing ----------------------------------------------------------------------------------------------------
 
-    def write(self, session, partials: list[Bar], known_new: bool = False) -> list[GoldBar]:
+    def write(self, session, partials: list[Bar], through: Optional[int] = None, whole: bool = False,
+              ingest_us: tuple[Optional[int], Optional[int]] = (None, None)) -> list[GoldBar]:
         """Fold `partials` into Gold: read the bars they touch that are not held (and each pair's open bar), fold,
-        MERGE the changed rows. known_new: Gold holds none of these bars (a rebuild into an empty table)."""
+        MERGE the changed rows, recording in the commit that Gold now holds Silver `through` that version.
+        whole: the partials are whole bars (a rebuild from Silver's snapshot): written over what Gold holds, not
+        folded into it. ingest_us: the oldest and newest ts_ingest of the trades (microseconds), for the trade -> bar
+        latency the status reports."""
         started = time.monotonic()
         keys = {p.key for p in partials}
 
         def attempt() -> list[GoldBar]:
             missing, pairs = self.book.missing(keys)
-            if known_new:
+            if whole:  # what Gold holds of these bars does not count: they are written anew
                 self.book.load([], missing, pairs)
                 missing, pairs = set(), set()
             if missing or pairs:
@@ -267,7 +277,7 @@ class GoldWriter:
                 self.book.load(read_gold_bars(gold_df), missing, pairs)
             rows = self.book.apply(partials)
             if rows:
-                self.merge(session, rows)
+                self.merge(session, rows, through)
             self.book.commit(rows)
             return rows
 
@@ -276,12 +286,14 @@ class GoldWriter:
         except Exception:
             self.book.forget()  # what the book held may not be what Gold holds: read it again next time
             raise
-        self.last = {"trades": sum(p.trade_count for p in partials), "bars": len(rows),
-                     "duration_ms": int((time.monotonic() - started) * 1000)}
+        self.last = {"trades": sum(p.trade_count for p in partials), "bars": len(rows), "silver_version": through,
+                     "duration_ms": int((time.monotonic() - started) * 1000), "oldest_ingest_us": ingest_us[0],
+                     "newest_ingest_us": ingest_us[1], "written_at_us": to_micros(datetime.now(timezone.utc))}
         return rows
 
-    def merge(self, session, rows: list[GoldBar]) -> None:
-        """Insert new bars and replace changed ones, by (symbol, bar_date, window_start)."""
+    def merge(self, session, rows: list[GoldBar], through: Optional[int]) -> None:
+        """Insert new bars and replace changed ones, by (symbol, bar_date, window_start); the commit records `through`
+        (recorded_through reads it back)."""
         from delta.tables import DeltaTable
         from pyspark.sql import functions as F
 
@@ -291,8 +303,22 @@ class GoldWriter:
         condition = (F.col("t.bar_date").isin(dates) & (F.col("t.symbol") == F.col("s.symbol"))
                      & (F.col("t.bar_date") == F.col("s.bar_date"))
                      & (F.col("t.window_start") == F.col("s.window_start")))
-        (DeltaTable.forPath(session, self.gold).alias("t").merge(source.alias("s"), condition)
-         .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
+        merge = (DeltaTable.forPath(session, self.gold).alias("t").merge(source.alias("s"), condition)
+                 .whenMatchedUpdateAll().whenNotMatchedInsertAll())
+        with commit_metadata(session, {THROUGH_KEY: through} if through is not None else None):
+            merge.execute()
+
+
+def recorded_through(spark, gold: str, look_back: int = 20) -> Optional[int]:
+    """The Silver version up to which Gold holds every change, as its newest commit that says so records it (a
+    compaction's commit says nothing: look back a few); None when none of the newest commits says."""
+    from delta.tables import DeltaTable
+
+    for row in DeltaTable.forPath(spark, gold).history(look_back).select("userMetadata").collect():
+        through = parse_commit_metadata(row["userMetadata"]).get(THROUGH_KEY)
+        if through is not None:
+            return int(through)
+    return None
 
 
 def gold_ready(spark, silver: str) -> bool:

@@ -21,13 +21,15 @@ carries a value as a typed literal), and table operations go through the DeltaTa
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import logging
 import random
 import re
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Callable, Iterator, Optional, TypeVar
 
 from lakehouse.spark.flags import parse_trigger
 from lakehouse.spark.progress import describe_error
@@ -59,6 +61,7 @@ OWNER_PROPERTY = "lakehouse.writer"  # which job owns a table (e.g. the stream's
 DEFAULT_RETENTION_HOURS = 168  # VACUUM: Delta's default, 7 days
 DEFAULT_MAINTENANCE_EVERY = "1 hour"  # how often a writing job compacts and vacuums its own tables
 SAFE_PROPERTY = re.compile(r"[A-Za-z0-9_. ]+")  # what set_properties() writes into SQL text
+USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"  # recorded in every commit made while set
 # Set by Delta in the committing session after every commit: the version it wrote.
 LAST_COMMIT_VERSION = "spark.databricks.delta.lastCommitVersionInSession"
 CONFLICT_MARKERS = ("ConcurrentAppendException", "ConcurrentDeleteReadException", "ConcurrentDeleteDeleteException",
@@ -218,6 +221,29 @@ def committed_version(session, write: Callable[[], Any]) -> Optional[int]:
     write()
     version = session.conf.get(LAST_COMMIT_VERSION, None)
     return None if version is None else int(version)
+
+
+@contextlib.contextmanager
+def commit_metadata(session, metadata: Optional[dict[str, Any]]) -> Iterator[None]:
+    """Every Delta commit in `session` inside this block records `metadata` (JSON) as its commitInfo.userMetadata,
+    which DESCRIBE HISTORY shows (parse_commit_metadata reads it back); None: nothing."""
+    if metadata is None:
+        yield
+        return
+    session.conf.set(USER_METADATA, json.dumps(metadata, sort_keys=True))
+    try:
+        yield
+    finally:
+        session.conf.unset(USER_METADATA)
+
+
+def parse_commit_metadata(text: Optional[str]) -> dict[str, Any]:
+    """A commit's userMetadata as written by commit_metadata(); {} for none or anything else."""
+    try:
+        value = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def read_changes(spark, path: str, first: int, last: int):

@@ -93,7 +93,7 @@ def start_silver_and_gold(spark, args: argparse.Namespace, gold_args: argparse.N
     to what Silver holds now (after a crash between a Silver and a Gold commit, or Gold's own job run meanwhile)."""
     silver_job.ensure_silver(spark, args.out)
     gold_job.ensure_gold(spark, gold_args.out)
-    gold.prepare(spark)
+    gold.prepare(spark, check_feed=False)  # ensure_silver turned Silver's change feed on
     gold.follow(spark)
     return silver_job.start_query(spark, args, gold=gold)
 
