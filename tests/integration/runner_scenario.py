@@ -55,7 +55,7 @@ def start_runner(data: Path, *args: str, path_prefix: str = "") -> tuple[subproc
     if path_prefix:
         env["PATH"] = f"{path_prefix}:{env['PATH']}"
     proc = subprocess.Popen([PYTHON, "infra/run_pipeline.py", "--data-dir", str(data), "--log-dir",
-                             str(data / "logs"), "--drain-timeout", "20", *args], cwd=REPO_ROOT, env=env,
+                             str(data / "logs"), "--drain-timeout", "20", "--trigger", "2 seconds", *args], cwd=REPO_ROOT, env=env,
                             stdout=open(out, "w"), stderr=subprocess.STDOUT, start_new_session=True)
     return proc, out
 

@@ -23,7 +23,7 @@ def test_each_layer_gets_its_own_job_flags():
                                   "5 seconds", "--maintenance-every", "off"])
     bronze, silver, gold = (args.layer_args[k] for k in ("bronze", "silver", "gold"))
     assert (bronze.bootstrap, bronze.topic, bronze.out, bronze.trigger, bronze.startingOffsets) == (
-        "b:1", "t", "/lake/bronze/crypto_trades", "2000 milliseconds", "earliest")
+        "b:1", "t", "/lake/bronze/crypto_trades", "20000 milliseconds", "earliest")
     assert (silver.bronze, silver.out, silver.trigger, silver.maintenance_every) == (
         "/lake/bronze/crypto_trades", "/lake/silver/crypto_trades", "5000 milliseconds", 0.0)
     assert (gold.silver, gold.out, gold.checkpoint) == (

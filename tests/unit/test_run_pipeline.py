@@ -24,6 +24,16 @@ def test_one_spark_application_by_default():
                          "--gold-trigger", "1 second", "--drain-timeout", "20.0")
 
 
+def test_per_layer_triggers_and_driver_memory_by_default():
+    args = run_pipeline.parse_args(["--data-dir", "/d", "--silver-trigger", "5 seconds", "--driver-memory", "1g"])
+    [plan] = run_pipeline.spark_plans(args)
+    flags = dict(zip(plan.args[::2], plan.args[1::2]))
+    assert (flags["--bronze-trigger"], flags["--silver-trigger"], flags["--gold-trigger"]) == (
+        "20 seconds", "5 seconds", "20 seconds")
+    assert run_pipeline.Pipeline(args).env["SPARK_DRIVER_MEMORY"] == "1g"
+    assert run_pipeline.Pipeline(run_pipeline.parse_args([])).env["SPARK_DRIVER_MEMORY"] == "512m"
+
+
 def test_separate_jobs_use_the_jobs_own_default_layout_and_drain_on_stop():
     args = run_pipeline.parse_args(["--data-dir", "/d", "--separate-jobs", "--layers", "2"])
     plans = run_pipeline.spark_plans(args)

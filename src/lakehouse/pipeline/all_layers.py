@@ -38,7 +38,7 @@ from lakehouse.gold import job as gold_job
 from lakehouse.gold.table import GoldWriter
 from lakehouse.lake.delta import (DEFAULT_MAINTENANCE_EVERY, WRITER_SESSION_CONF, Maintenance,
                                   parse_maintenance_every, table_pairing_problem)
-from lakehouse.pipeline.layers import LAYERS, layer_argv
+from lakehouse.pipeline.layers import LAYERS, PIPELINE_TRIGGERS, layer_argv
 from lakehouse.silver import job as silver_job
 from lakehouse.spark.flags import DEFAULT_DRAIN_TIMEOUT_S, add_master_argument, parse_trigger
 from lakehouse.spark.lifecycle import StopRequest, drain_restart, run_queries, wait_until_ready
@@ -46,7 +46,6 @@ from lakehouse.spark.progress import format_progress
 from lakehouse.spark.session import build_spark
 from lakehouse.spark.sinks import sink_pairing_problem
 
-DEFAULT_TRIGGERS = {"bronze": "2 seconds", "silver": "2 seconds", "gold": "2 seconds"}
 
 log = logging.getLogger("all_layers")
 
@@ -167,8 +166,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--layers", type=int, choices=[1, 2, 3], default=3,
                         help="1 Bronze, 2 +Silver, 3 +Gold (default 3)")
     for layer in LAYERS:
-        parser.add_argument(f"--{layer}-trigger", default=DEFAULT_TRIGGERS[layer], type=parse_trigger,
-                            help=f'{layer} micro-batch interval (default "{DEFAULT_TRIGGERS[layer]}")')
+        parser.add_argument(f"--{layer}-trigger", default=PIPELINE_TRIGGERS[layer], type=parse_trigger,
+                            help=f'{layer} micro-batch interval (default "{PIPELINE_TRIGGERS[layer]}")')
     parser.add_argument("--startingOffsets", default="earliest", type=bronze_job.parse_starting_offsets,
                         help="where a NEW Bronze query starts (default %(default)s)")
     parser.add_argument("--available-now", action="store_true",

@@ -43,7 +43,8 @@ from lakehouse.bronze.audit import read_sink_log  # the _spark_metadata reader
 from lakehouse.common.polling import wait_until
 from lakehouse.defaults import DATA_DIR, LOCAL_BOOTSTRAP, LOG_DIR, REPO_ROOT, TOPIC
 from lakehouse.fake_kraken.server import checked_pace
-from lakehouse.pipeline.layers import LAYERS, layer_argv, layer_paths  # each layer under --data-dir, its flags
+from lakehouse.pipeline.layers import (LAYERS, PIPELINE_DRIVER_MEMORY, PIPELINE_TRIGGERS, layer_argv,
+                                       layer_paths)  # each layer under --data-dir, its flags
 from lakehouse.producer.kafka_sink import ensure_topic  # the producer's own topic creation
 
 DEMO_RECORDING = REPO_ROOT / "ingestion" / "recordings" / "kraken_v2_demo.jsonl"
@@ -76,17 +77,24 @@ class Plan:
     orphan_signal: int = signal.SIGTERM
 
 
+def layer_triggers(args: argparse.Namespace) -> dict[str, str]:
+    """Each layer's trigger: --trigger for all, else each layer's own flag."""
+    return {layer: args.trigger or getattr(args, f"{layer}_trigger") for layer in LAYERS}
+
+
 def spark_plans(args: argparse.Namespace) -> list[Plan]:
     """The Spark processes: one (all_layers.py) or, with --separate-jobs, one per layer, each with --drain-on-stop.
     A Spark process that outlives the runner is killed (-9 is safe: every layer is exactly once)."""
     drain = ["--drain-timeout", str(args.drain_timeout)]
     master = ("--master", args.master) if args.master else ()
+    triggers = layer_triggers(args)
     if not args.separate_jobs:
         return [Plan("spark", "spark/jobs/all_layers.py",
                      (*master, "--bootstrap", args.bootstrap, "--topic", args.topic, "--data-dir", str(args.data_dir),
-                      "--layers", str(args.layers), "--bronze-trigger", args.trigger,
-                      "--silver-trigger", args.trigger, "--gold-trigger", args.trigger, *drain), signal.SIGKILL)]
-    argv = layer_argv(str(args.data_dir), args.bootstrap, args.topic, dict.fromkeys(LAYERS, args.trigger))
+                      "--layers", str(args.layers), *[a for layer in LAYERS
+                                                      for a in (f"--{layer}-trigger", triggers[layer])], *drain),
+                     signal.SIGKILL)]
+    argv = layer_argv(str(args.data_dir), args.bootstrap, args.topic, triggers)
     plans = [Plan(layer, LAYER_SCRIPTS[layer], (*master, *argv[layer], "--drain-on-stop", *drain), signal.SIGKILL)
              for layer in LAYERS]
     return plans[: args.layers]
@@ -260,7 +268,7 @@ class Pipeline:
         self.args = args
         self.children: dict[str, Child] = {}
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYSPARK_PYTHON": sys.executable,
-                    "PYSPARK_DRIVER_PYTHON": sys.executable}
+                    "PYSPARK_DRIVER_PYTHON": sys.executable, "SPARK_DRIVER_MEMORY": args.driver_memory}
         self.spark = spark_plans(args)
 
     def start(self, plan: Plan) -> None:
@@ -368,7 +376,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                          f"{CLUSTER_MASTER})")
     parser.add_argument("--partitions", type=int, default=3,
                         help="partitions of the topic when it is created (default %(default)s)")
-    parser.add_argument("--trigger", default="2 seconds", help='Spark trigger for every layer (default "2 seconds")')
+    parser.add_argument("--trigger", help="Spark trigger for every layer, overriding the per-layer defaults below "
+                                          '(e.g. "2 seconds" for the fastest bars at several times the CPU)')
+    for layer, default in PIPELINE_TRIGGERS.items():
+        parser.add_argument(f"--{layer}-trigger", default=default,
+                            help=f'{layer} micro-batch interval (default "{default}"'
+                                 + ("; with the layers in one application Gold is written by Silver's batches"
+                                    if layer == "gold" else "") + ")")
+    parser.add_argument("--driver-memory", default=PIPELINE_DRIVER_MEMORY,
+                        help="JVM heap of each Spark process (SPARK_DRIVER_MEMORY; default %(default)s: every "
+                             "layer's batches are bounded, so a catch-up fits in it too)")
     parser.add_argument("--layers", type=int, choices=[1, 2, 3], default=3,
                         help="how many Spark layers to run: 1 Bronze, 2 +Silver, 3 +Gold (default 3)")
     parser.add_argument("--separate-jobs", action="store_true",
