@@ -354,8 +354,8 @@ class FakeKafka:
 
 
 def app(api: str, pairs: list[str]) -> session.TradeProducer:
-    args = cli.parse_args(["--api", api, *sum((["--pair", p] for p in pairs), [])])
-    return session.TradeProducer(args, FakeKafka(), lambda *a: None)
+    config = cli.parse_config(["--api", api, *sum((["--pair", p] for p in pairs), [])])
+    return session.TradeProducer(config.session, config.backfill, FakeKafka(), lambda *a: None)
 
 
 def v2_frame(kind: str, ids: list[int], symbol: str = "BTC/USDT") -> bytes:
@@ -375,7 +375,7 @@ def test_v2_snapshot_overlap_deduped_and_gaps_counted():
     assert ids == list(range(1, 60)) + list(range(100, 151))
     assert {key for key, _ in a.producer.messages} == {b"XBT/USDT"}
     assert (a.stats.gaps, a.stats.missing, a.stats.dups) == (1, 40, 43 + 2)
-    assert a.gaps_by_pair == {"XBT/USDT": [1, 40]}
+    assert a.ledger.gaps_by_pair == {"XBT/USDT": [1, 40]}
     # while the gap is open (no backfill thread here), every record of the pair names it in a header
     assert a.producer.headers[:59] == [None] * 59
     since = records.epoch_ns_from_iso("2026-01-01T00:00:00.000000Z") - 1000
@@ -430,7 +430,7 @@ def test_backoff_doubles_per_attempt_up_to_the_cap_with_jitter():
 
 
 def test_producer_config_is_idempotent_and_patient():
-    conf = kafka_sink.producer_config(cli.parse_args([]))
+    conf = kafka_sink.producer_config(cli.parse_config([]).kafka)
     assert conf["enable.idempotence"] is True and conf["acks"] == "all"
     assert conf["message.timeout.ms"] == 300_000 and conf["compression.type"] == "lz4"
 

@@ -239,9 +239,9 @@ class MemoryKafka:
 
 def producer(api: str) -> session.TradeProducer:
     pairs = V2_PAIRS if api == "v2" else V1_PAIRS
-    args = cli.parse_args(["--api", api, *sum((["--pair", p] for p in pairs), [])])
-    app = session.TradeProducer(args, MemoryKafka(), lambda *a: None)
-    app.resume_from({"ETH/USD": 5})  # exercise the resume bookkeeping too
+    config = cli.parse_config(["--api", api, *sum((["--pair", p] for p in pairs), [])])
+    app = session.TradeProducer(config.session, config.backfill, MemoryKafka(), lambda *a: None)
+    app.ledger.resume_from({"ETH/USD": 5})  # exercise the resume bookkeeping too
     return app
 
 
