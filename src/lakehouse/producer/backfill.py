@@ -9,7 +9,7 @@ to --backoff-max, with jitter, never under two --rest-interval) and tries again;
 again a little later. What REST cannot give is logged and counted (`unfillable`): ids older than REST's history, ids
 REST skips, and a whole gap still open --backfill-give-up seconds after it was found (REST down that long). While a
 pair has open gaps its records name them in a Kafka header (gaps.GAP_HEADER), so a restart after a crash finishes
-them (TradeProducer.restore_gaps).
+them (ledger.TradeLedger.restore_gaps).
 
 Undelivered records (delivery failed after --delivery-timeout): once Kafka accepts writes again (a delivery
 succeeded after the last failure), the topic is read back from the records' own timestamps (minus a margin) and
