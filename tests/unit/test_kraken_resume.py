@@ -82,8 +82,8 @@ def test_resumed_snapshot_skips_what_the_topic_holds_and_fills_the_downtime():
     a = app("v2", ["XBT/USDT", "ETH/USD"])
     a.ledger.resume_from({"XBT/USDT": 100, "BTC/USDT": 5, "ETH/USD": 7})
     assert a.ledger.last_id == {"BTC/USDT": 100, "ETH/USD": 7}
-    a.handle_text(v2_frame("snapshot", list(range(61, 111))), 0, set())   # 30 trades happened while down
-    a.handle_text(v2_frame("update", [111, 112]), 0, set())
+    a.frames.handle_text(v2_frame("snapshot", list(range(61, 111))), 0, set())   # 30 trades happened while down
+    a.frames.handle_text(v2_frame("update", [111, 112]), 0, set())
     assert produced_ids(a) == list(range(101, 113))
     assert (a.stats.dups, a.stats.gaps, a.stats.missing) == (40, 0, 0)
 
@@ -91,7 +91,7 @@ def test_resumed_snapshot_skips_what_the_topic_holds_and_fills_the_downtime():
 def test_resumed_downtime_longer_than_the_snapshot_is_a_gap():
     a = app("v2", ["XBT/USDT"])
     a.ledger.resume_from({"XBT/USDT": 100})
-    a.handle_text(v2_frame("snapshot", list(range(131, 181))), 0, set())
+    a.frames.handle_text(v2_frame("snapshot", list(range(131, 181))), 0, set())
     assert produced_ids(a) == list(range(131, 181))
     assert (a.stats.gaps, a.stats.missing, a.ledger.gaps_by_pair) == (1, 30, {"XBT/USDT": [1, 30]})
 
@@ -101,9 +101,9 @@ def test_restart_with_no_trades_while_down_produces_nothing_twice():
     copies, nothing is produced until the next new trade."""
     a = app("v2", ["XBT/USDT"])
     a.ledger.resume_from({"XBT/USDT": 100})
-    a.handle_text(v2_frame("snapshot", list(range(51, 101))), 0, set())
+    a.frames.handle_text(v2_frame("snapshot", list(range(51, 101))), 0, set())
     assert produced_ids(a) == [] and a.stats.dups == 50 and a.ledger.resumed == {}
-    a.handle_text(v2_frame("update", [101]), 0, set())
+    a.frames.handle_text(v2_frame("update", [101]), 0, set())
     assert produced_ids(a) == [101] and (a.stats.gaps, a.stats.missing) == (0, 0)
 
 
@@ -112,24 +112,24 @@ def test_resume_point_ahead_of_kraken_is_ignored(caplog):
     a = app("v2", ["XBT/USDT", "ETH/USD"])
     a.ledger.resume_from({"XBT/USDT": 5000, "ETH/USD": 5000})
     with caplog.at_level(logging.WARNING, logger="lakehouse.producer"):
-        a.handle_text(v2_frame("snapshot", list(range(1, 51))), 0, set())
-        a.handle_text(v2_frame("snapshot", list(range(4990, 5040)), "ETH/USD"), 0, set())
+        a.frames.handle_text(v2_frame("snapshot", list(range(1, 51))), 0, set())
+        a.frames.handle_text(v2_frame("snapshot", list(range(4990, 5040)), "ETH/USD"), 0, set())
     assert produced_ids(a) == list(range(1, 51)) + list(range(5001, 5040))
     assert "resume point of XBT/USDT (trade_id 5000, read from the topic) is ahead of Kraken's newest trade_id 50" \
         in caplog.text
     assert "ETH/USD" not in caplog.text and a.ledger.resumed == {}
-    a.handle_text(v2_frame("snapshot", list(range(30, 80))), 0, set())   # a later reconnect: normal dedup again
+    a.frames.handle_text(v2_frame("snapshot", list(range(30, 80))), 0, set())   # a later reconnect: normal dedup again
     assert produced_ids(a)[-29:] == list(range(51, 80)) and a.stats.dups == 11 + 21
 
 
 def test_resume_check_only_on_the_first_snapshot():
     a = app("v2", ["XBT/USDT"])
     a.ledger.resume_from({"XBT/USDT": 100})
-    a.handle_text(v2_frame("update", [101]), 0, set())        # an update first: no verdict yet
+    a.frames.handle_text(v2_frame("update", [101]), 0, set())        # an update first: no verdict yet
     assert a.ledger.resumed == {"BTC/USDT": 100}
-    a.handle_text(v2_frame("snapshot", []), 0, set())         # empty snapshot: nothing to compare
+    a.frames.handle_text(v2_frame("snapshot", []), 0, set())         # empty snapshot: nothing to compare
     assert a.ledger.resumed == {"BTC/USDT": 100}
-    a.handle_text(v2_frame("snapshot", list(range(60, 110))), 0, set())
+    a.frames.handle_text(v2_frame("snapshot", list(range(60, 110))), 0, set())
     assert a.ledger.resumed == {} and produced_ids(a) == list(range(101, 110))
 
 

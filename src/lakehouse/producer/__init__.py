@@ -6,7 +6,8 @@
 
     records.py     the value contract, and the checks every wire field passes (decimals, times, ids, sides)
     protocol.py    Kraken's WebSocket protocol: decode a frame, dispatch it by kind, subscribe/ping requests
-    session.py     the running producer: sessions, reconnects, the receive loop and its frame handlers, stats, shutdown
+    session.py     the running producer: sessions, reconnects, the receive loop, stats, shutdown
+    frames.py      what each received frame does: trades to the ledger, acks, status, the --record file
     ledger.py      which trades were produced per pair: dedup and gaps by trade_id (v2), the resubscribe guard (v1)
     delivery.py    the live records' way into Kafka and their delivery reports (failed ones kept for the backfill)
     ratelimit.py   log lines that repeat in an outage, a few per window

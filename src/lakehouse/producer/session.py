@@ -1,10 +1,10 @@
-"""The running producer: one WebSocket session after another (reconnect with backoff), the receive loop and its
-per-kind frame handlers, stats, and shutdown. What it does with the trades is the ledger's (ledger.py: dedup and gaps
-by trade_id), their way into Kafka the delivery's (delivery.py), and gap filling the backfill thread's (backfill.py)."""
+"""The running producer: one WebSocket session after another (reconnect with backoff), the receive loop, stats, and
+shutdown. What a received frame does is the frame handler's (frames.py), what it does with the trades the ledger's
+(ledger.py: dedup and gaps by trade_id), their way into Kafka the delivery's (delivery.py), and gap filling the
+backfill thread's (backfill.py)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import socket
@@ -17,23 +17,14 @@ from lakehouse.producer.config import BackfillConfig, SessionConfig
 from lakehouse.producer.delivery import KafkaDelivery
 from lakehouse.producer.gaps import GapBook, UndeliveredBook
 from lakehouse.producer.ledger import TradeLedger
-from lakehouse.producer.protocol import (
-    ACK, ERROR, HEARTBEAT, PONG, STATUS, TRADES, UNKNOWN, parse_frame, ping_request, subscribe_request,
-)
+from lakehouse.producer.frames import FrameHandler, PairRejected, Reconnect
+from lakehouse.producer.protocol import ping_request, subscribe_request
 from lakehouse.producer.ratelimit import RateLimitedLog
-from lakehouse.producer.records import PairCodec, iso_now, native_pair, short
+from lakehouse.producer.records import PairCodec, native_pair, short
 
 log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_REJECTED = 0, 1, 2, 3
-
-
-class Reconnect(Exception):
-    """Drop this connection and reconnect (with backoff)."""
-
-
-class PairRejected(Exception):
-    """Kraken refused a subscription: fatal."""
 
 
 class Stats:
@@ -71,7 +62,6 @@ class TradeProducer:
         self.rng = random.Random()
         self.req_id = 0
         self.record = open(config.record, "a", encoding="utf-8") if config.record else None
-        self._system = None
         self._next_stats = 0.0
         self.subscribed_ok = False
         self.gaps = GapBook()
@@ -80,6 +70,7 @@ class TradeProducer:
                                       self.stop)
         self.delivery.producer = producer
         self.ledger = TradeLedger(self.codecs, self.delivery.produce, self.stats, self.gaps, backfill.enabled)
+        self.frames = FrameHandler(self.api, self.codecs, self.ledger, self.stats, self.rlog, self.record)
         self.worker: Optional[Backfiller] = None
 
     @property
@@ -196,7 +187,7 @@ class TradeProducer:
             if opcode == 1:
                 stats.frames += 1
                 try:
-                    self.handle_text(frame.data, now_ns, pending)
+                    self.frames.handle_text(frame.data, now_ns, pending)
                 except (Reconnect, PairRejected, KafkaException):
                     raise
                 except Exception:  # a bug, not bad input (that is counted as malformed): never stops the feed
@@ -225,88 +216,6 @@ class TradeProducer:
             self.ws.send(text)
         except Exception as exc:
             raise Reconnect(f"send failed: {exc}") from exc
-
-    def handle_text(self, data: bytes, now_ns: int, pending: set) -> None:
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            if self.record:
-                self.write_record(now_ns, data.decode("utf-8", "surrogateescape"))
-            self.stats.malformed += 1
-            self.rlog.warning("malformed", "malformed frame (invalid UTF-8: %s): %r", exc, data[:200])
-            return
-        if self.record:
-            self.write_record(now_ns, text)
-        parsed = parse_frame(text, iso_now(now_ns), self.codecs, self.api)
-        kind = parsed[0]
-        if kind is TRADES:
-            _, snapshot, records, bad = parsed
-            if bad:
-                self.stats.malformed += len(bad)
-                self.rlog.warning("malformed", "%d malformed trade element(s) skipped, the rest of the frame "
-                                  "produced: %s", len(bad), "; ".join(bad)[:600])
-            self.stats.trades += len(records)
-            if self.api == "v2":
-                self.ledger.v2_trades(records, snapshot)
-            else:
-                self.ledger.v1_trades(records)
-        elif kind is HEARTBEAT:
-            self.stats.heartbeats += 1
-        elif kind is ACK:
-            self.handle_ack(parsed, pending)
-        elif kind is STATUS:
-            self.handle_status(parsed)
-        elif kind is PONG:
-            pass
-        elif kind is ERROR:
-            # {"Error":"Exceeded msg rate"}: Kraken throttled us; back off and try again.
-            raise Reconnect(f"Kraken error: {parsed[1]}")
-        elif kind is UNKNOWN:
-            self.stats.unknown += 1
-            self.rlog.warning("unknown", "unknown frame (%s): %.200s", parsed[1], text)
-        else:
-            self.stats.malformed += 1
-            self.rlog.warning("malformed", "malformed frame (%s): %.200s", parsed[1], text)
-
-    def handle_ack(self, parsed: tuple, pending: set) -> None:
-        _, native, ok, error, method = parsed
-        codec = self.codecs.get(native)
-        if method == "unsubscribe":
-            raise Reconnect(f"Kraken unsubscribed {native}")
-        if ok:
-            if codec is None:
-                self.stats.unknown += 1
-                self.rlog.warning("unknown", "ack for a pair we did not ask for: %r", native)
-                return
-            pending.discard(native)
-            if self.api == "v1":
-                self.ledger.v1_resubscribed(native)
-            return
-        if error and "rate" in error.lower():
-            raise Reconnect(f"Kraken rate-limited the subscription: {error}")
-        if error and "already subscribed" in error.lower() and codec is not None:
-            pending.discard(native)
-            return
-        if not pending or (codec is not None and native not in pending):
-            # not an answer to a subscribe request still open: an odd frame, never a reason to stop
-            self.stats.unknown += 1
-            self.rlog.warning("unknown", "error ack outside a subscription (ignored): %s %s", native, error)
-            return
-        if codec is None:
-            raise PairRejected(f"Kraken rejected the subscribe request ({self.api}): {error}")
-        raise PairRejected(
-            f"Kraken rejected pair {codec.user_pair!r} (sent as {native!r} on {self.api}): {error}"
-        )
-
-    def handle_status(self, parsed: tuple) -> None:
-        _, system, conn_id, version = parsed
-        level = logging.INFO if system == "online" else logging.WARNING
-        if system != self._system or level == logging.WARNING:
-            log.log(level, "Kraken system status: %s (version %s, connection %s)", system, version, conn_id)
-        self._system = system
-
-    def write_record(self, now_ns: int, text: str) -> None:
-        self.record.write(json.dumps({"t": now_ns / 1e9, "frame": text}) + "\n")
 
     def maybe_stats(self, now: float) -> None:
         if now < self._next_stats:
@@ -364,7 +273,7 @@ class TradeProducer:
 def connect_ws(url: str, timeout: float) -> Any:
     import websocket  # websocket-client (+ wsaccel when installed)
 
-    # skip_utf8_validation: recv path decodes every text frame with strict UTF-8 itself (handle_text),
+    # skip_utf8_validation: recv path decodes every text frame with strict UTF-8 itself (FrameHandler.handle_text),
     # so the library's own per-frame validation would only do the same work twice.
     return websocket.create_connection(
         url, timeout=timeout, skip_utf8_validation=True, enable_multithread=True,
