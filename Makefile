@@ -1,7 +1,7 @@
 # Everyday commands. `make help` lists them.
 #
 #   make run     set up what is missing, start the broker and the whole pipeline on live Kraken (Ctrl-C stops it)
-#   make test    set up what is missing, start the broker, run every test (unit + integration)
+#   make test    set up what is missing, start the broker, run every test (unit + integration); CI runs it
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -19,8 +19,8 @@ BROKER := PYTHONPATH=src $(PYTHON) infra/kafka/broker.py
 
 .DEFAULT_GOAL := help
 .PHONY: help setup connector broker-up broker-down broker-status cluster-up cluster-down cluster-status run demo audit \
-	audit-completeness consume chart gold-recompute optimize clean-data test test-unit test-integration bench \
-	bench-quick mutants test-failover pyzip
+	audit-completeness consume chart gold-recompute optimize clean-data test test-unit test-quick test-integration \
+	bench bench-quick mutants test-failover pyzip
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 20
@@ -93,16 +93,23 @@ optimize: setup  ## compact (OPTIMIZE) and clean (VACUUM, 7-day retention) Silve
 clean-data:  ## dev reset: delete every layer, checkpoint and log under data/ (keeps the broker's data)
 	rm -rf data/bronze data/silver data/gold data/checkpoints data/logs data/charts
 
-test: setup broker-up  ## run all tests (unit + integration) against the real broker and Spark (2 workers)
-	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder tests/unit tests/integration
+# The test tiers (README "Tests" states each one's measured time). The files run on 2 pytest-xdist workers, one file per
+# worker at a time, longest first (tests/durations.py orders them from the seconds recorded on every run).
+XDIST := -n 2 --dist loadfile --no-loadscope-reorder
 
-test-unit: $(VENV)/.installed  ## unit tests only: no broker (one local Spark session, no jars)
+test: setup broker-up  ## every test (unit + integration) against the real broker and Spark, on 2 workers: what CI runs
+	$(PY) -m pytest $(XDIST) tests/unit tests/integration
+
+test-unit: $(VENV)/.installed  ## unit tests only: no broker (one local Spark session, no jars); about a minute
 	$(PY) -m pytest tests/unit
 
-test-integration: setup broker-up  ## integration tests only
-	$(PY) -m pytest tests/integration
+test-quick: setup broker-up  ## unit tests + the quick tier (-m quick): producer vs fake Kraken and broker, each layer once, one pipeline run
+	$(PY) -m pytest $(XDIST) -m "quick or not integration" tests/unit tests/integration
 
-test-failover: setup  ## the cluster's test with the pipeline's failover phase (about 8 minutes; not in make test)
+test-integration: setup broker-up  ## integration tests only
+	$(PY) -m pytest $(XDIST) tests/integration
+
+test-failover: setup  ## the cluster's test with the pipeline's failover phase (about 8 minutes); CI runs it after make test
 	CLUSTER_FAILOVER=1 $(PY) -m pytest tests/integration/test_cluster.py
 
 mutants: $(VENV)/.installed  ## mutation testing of the pure core with mutmut (~12 min on 2 quiet cores; not in CI); see README

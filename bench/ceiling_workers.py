@@ -24,10 +24,15 @@ import time
 from typing import Optional
 
 import bench_common as bc
-from lakehouse.producer import cli as kw
+from lakehouse.producer import cli
 from lakehouse.producer import kafka_sink, protocol, records
 
 TRADE_PREFIX = b'{"channel":"trade","type":"update"'
+
+
+def producer_settings(bootstrap: str) -> dict:
+    """librdkafka's settings of the producer started with its default flags, on `bootstrap`."""
+    return kafka_sink.producer_config(cli.parse_config(["--bootstrap", bootstrap]).kafka)
 
 
 def ws_recv(url: str, frames: int, validate_utf8: bool = False) -> dict:
@@ -54,15 +59,13 @@ def kafka_produce(frames_file: str, topic: str, bootstrap: str) -> dict:
     with open(frames_file, encoding="utf-8") as f:
         frames = [json.loads(line) for line in f]
     records = bc.producer_values(frames)  # built before the clock starts
-    args = argparse.Namespace(bootstrap=bootstrap, compression=kw.DEFAULT_COMPRESSION, linger_ms=kw.DEFAULT_LINGER_MS,
-                              delivery_timeout=kw.DEFAULT_DELIVERY_TIMEOUT)
     delivered = [0]
 
     def on_delivery(err, _msg) -> None:
         if err is None:
             delivered[0] += 1
 
-    producer = Producer({**kafka_sink.producer_config(args), "on_delivery": on_delivery})
+    producer = Producer({**producer_settings(bootstrap), "on_delivery": on_delivery})
     producer.list_topics(topic, timeout=10)  # metadata before the clock starts, as the producer's broker check
     produce, poll = producer.produce, producer.poll
     t0 = time.time()
@@ -84,9 +87,7 @@ def kafka_latency(topic: str, bootstrap: str, rate: float, duration: float) -> d
     from confluent_kafka import Producer
 
     records = bc.producer_values(bc.v2_trade_frames(1000))
-    args = argparse.Namespace(bootstrap=bootstrap, compression=kw.DEFAULT_COMPRESSION, linger_ms=kw.DEFAULT_LINGER_MS,
-                              delivery_timeout=kw.DEFAULT_DELIVERY_TIMEOUT)
-    producer = Producer(kafka_sink.producer_config(args))
+    producer = Producer(producer_settings(bootstrap))
     producer.list_topics(topic, timeout=10)
     latencies: list[float] = []
     clock = time.perf_counter

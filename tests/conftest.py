@@ -14,6 +14,7 @@ import uuid
 
 import pytest
 
+from tests import durations
 from tests.helpers import REPO_ROOT
 
 BOOTSTRAP = "localhost:19092"
@@ -70,25 +71,27 @@ def spark():
     session.stop()
 
 
-# Longest first (measured: minutes each on 2 busy cores), so that `make test`'s two xdist workers (--dist loadfile)
-# finish together: the short files fill the gaps at the end instead of a long one starting last.
-LONGEST_FIRST = [
-    "tests/integration/test_lakehouse_kill9.py",
-    "tests/integration/test_run_pipeline.py",
-    "tests/integration/test_bronze_to_silver_trades.py",
-    "tests/integration/test_bronze_job.py",
-    "tests/integration/test_demo_pipeline.py",
-    "tests/integration/test_cluster.py",
-    "tests/integration/test_silver_to_gold_ohlcv.py",
-    "tests/integration/test_producer_backfill.py",
-    "tests/integration/test_bronze_audit.py",
-]
+# The test files run longest first, from the seconds recorded on every run (tests/durations.py).
+_seconds_this_run: dict[str, float] = {}
 
 
 def pytest_collection_modifyitems(session, config, items) -> None:
-    """Run the longest test files first (the same order on every xdist worker: a stable sort of the collected order)."""
-    def rank(item) -> int:
-        path = item.nodeid.split("::")[0]
-        return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+    """Regroup the tests by file, the longest file first (the same order on every xdist worker)."""
+    cache = getattr(config, "cache", None)  # None with -p no:cacheprovider (make mutants)
+    seconds = durations.merged(cache.get(durations.CACHE_KEY, {}) if cache else {}, durations.read_committed())
+    rank = {nodeid: i for i, nodeid in enumerate(durations.longest_first([item.nodeid for item in items], seconds))}
+    items.sort(key=lambda item: rank[item.nodeid])
 
-    items.sort(key=rank)
+
+def pytest_runtest_logreport(report) -> None:
+    """Each test's setup, call and teardown seconds (on the xdist controller: every worker's reports)."""
+    _seconds_this_run[report.nodeid] = _seconds_this_run.get(report.nodeid, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session) -> None:
+    """Record this run's seconds per test in pytest's cache (once, by the controller, not by each xdist worker)."""
+    config = session.config
+    if hasattr(config, "workerinput") or not _seconds_this_run or getattr(config, "cache", None) is None:
+        return
+    config.cache.set(durations.CACHE_KEY, durations.updated(config.cache.get(durations.CACHE_KEY, {}),
+                                                            _seconds_this_run))

@@ -121,10 +121,12 @@ def run_in_network_namespace(script: str, *args: str, timeout: float, logs: Path
                        what=f"{script} in its own network namespace")
     proc.stdin.write("go\n")
     proc.stdin.close()
+    returncode: int | None = None
     try:
-        returncode: int | None = proc.wait(timeout=timeout)
+        returncode = proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        returncode = None
-    leftovers = kill_network_namespace(netns)  # the script itself among them when it timed out
-    proc.wait(timeout=30)
+        pass
+    finally:  # also when the test's own time limit (pytest-timeout) interrupts the wait: nothing outlives the test
+        leftovers = kill_network_namespace(netns)  # the script itself among them when it timed out
+        proc.wait(timeout=30)
     return NamespaceRun(returncode, out_path.read_text(), err_path.read_text(), leftovers)

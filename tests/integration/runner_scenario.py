@@ -70,7 +70,9 @@ def ctrl_c(proc: subprocess.Popen, timeout: float) -> dict:
     except subprocess.TimeoutExpired:
         code = None
     took = round(time.monotonic() - started, 1)
-    time.sleep(2)
+    deadline = time.monotonic() + 2  # the children's grace after the runner's exit: 2 s, no more
+    while alive(watched) and time.monotonic() < deadline:
+        time.sleep(0.1)
     return {"rc": code, "seconds": took, "children": len(watched), "left_alive": alive(watched)}
 
 

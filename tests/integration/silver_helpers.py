@@ -16,6 +16,7 @@ from lakehouse.silver.parse import QUARANTINE_COLUMNS, SILVER_COLUMNS
 from lakehouse.spark.lifecycle import StopRequest, run_queries
 
 TS_TEXT = "yyyy-MM-dd'T'HH:mm:ss.SSSSSS'Z'"  # session time zone is UTC
+LAND_BRONZE_TIMEOUT_S = 240
 
 
 def trade(trade_id: int | None, *, symbol: str = "XBT/USDT", price: str = "83744.3", size: str = "0.00044780",
@@ -61,7 +62,10 @@ def land_bronze(spark, bootstrap: str, topic: str, out: Path, checkpoint: Path,
     kafka_df = spark.readStream.format("kafka").options(**bronze_job.kafka_source_options(args, {})).load()
     query = (bronze_job.to_bronze(kafka_df).writeStream.format("parquet").option("path", str(out))
              .option("checkpointLocation", str(checkpoint)).trigger(availableNow=True).start())
-    query.awaitTermination()
+    finished = query.awaitTermination(LAND_BRONZE_TIMEOUT_S)  # every wait has a bound: a hung query fails here
+    if not finished:
+        query.stop()
+    assert finished, f"Kafka -> Bronze did not finish within {LAND_BRONZE_TIMEOUT_S} s"
     assert query.exception() is None
 
 

@@ -17,7 +17,8 @@ from confluent_kafka import Producer
 from tests.helpers import (PYTHON, REPO_ROOT, planned_not_committed, run_script, script_env, start_script,
                            wait_until)
 
-pytestmark = pytest.mark.integration
+# Over the default time limit (pyproject.toml): each test starts the job's JVM, some several times (kill -9: about 3 minutes loaded).
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 JOB = "spark/jobs/kafka_to_bronze_trades.py"
 EXPECTED_SCHEMA = [("topic", "string"), ("partition", "int"), ("offset", "bigint"), ("ts_kafka", "timestamp"),
@@ -82,6 +83,7 @@ def assert_exactly(spark, out: Path, expected: dict) -> None:
         assert (key, value) == expected[(topic, partition, offset)], (topic, partition, offset)
 
 
+@pytest.mark.quick
 def test_every_record_lands_once_with_bytes_unchanged(spark, bootstrap, new_topic, tmp_path) -> None:
     topic = new_topic(partitions=3)
     expected = produce(bootstrap, topic, ODD_RECORDS + numbered_records(0, 120))

@@ -17,12 +17,14 @@ from tests.helpers import run_script
 from tests.integration.silver_helpers import (land_bronze, produce, quarantine_rows, run_silver, silver_args,
                                               silver_rows, trade)
 
-pytestmark = pytest.mark.integration
+# Over the default time limit (pyproject.toml): Spark's session and the Silver script's JVM start in the first test: 6 minutes on a loaded machine.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 
 SILVER_SCRIPT = "spark/jobs/bronze_to_silver_trades.py"
 MINUTE_MS = 60_000
 
 
+@pytest.mark.quick
 def test_end_to_end_exact_values(bootstrap, new_topic, spark, tmp_path: Path):
     """Kafka -> Bronze -> Silver script: decimals equal the producer's text, timestamps to the microsecond,
     sides, order types and ids right for API v2 and v1 records."""

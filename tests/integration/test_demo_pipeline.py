@@ -23,7 +23,8 @@ from lakehouse.common import processes
 from tests.helpers import PYTHON, REPO_ROOT, run_script, script_env, wait_until
 from tests.integration.producer_helpers import delta_rows
 
-pytestmark = pytest.mark.integration
+# Over the default time limit (pyproject.toml): the demo pipeline runs in the first test's setup (up to 10 minutes for Gold).
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 
 RECORDING = REPO_ROOT / "ingestion" / "recordings" / "kraken_v2_demo.jsonl"
 USER_PAIR = {"BTC/USDT": "XBT/USDT", "ETH/USD": "ETH/USD", "DOGE/USD": "XDG/USD"}  # as the demo's --pair flags
@@ -105,6 +106,7 @@ def demo(bootstrap, tmp_path_factory):
             "silver": data / "silver" / "crypto_trades", "gold": gold}
 
 
+@pytest.mark.quick
 def test_ctrl_c_stops_everything_cleanly_with_a_summary(demo) -> None:
     output, data = demo["output"], demo["data"]
     assert demo["code"] == 0, output[-4000:]
@@ -118,6 +120,7 @@ def test_ctrl_c_stops_everything_cleanly_with_a_summary(demo) -> None:
     assert "Traceback" not in output
 
 
+@pytest.mark.quick
 def test_every_sent_trade_is_in_bronze_and_silver_once(demo, spark, bootstrap) -> None:
     # Bronze holds exactly the trades the fake Kraken sent: by pair and trade_id, each once, under the pair's key.
     rows = spark.read.parquet(str(demo["bronze"])).select("key", "value_raw").collect()
@@ -134,6 +137,7 @@ def test_every_sent_trade_is_in_bronze_and_silver_once(demo, spark, bootstrap) -
     assert audit.returncode == 0, audit.stdout + audit.stderr
 
 
+@pytest.mark.quick
 def test_gold_holds_twenty_minutes_per_pair_equal_to_the_batch_recompute(demo, spark) -> None:
     bars = delta_rows(demo["gold"], ["symbol", "window_start", "trade_count", "is_open"])
     per_pair = {}
@@ -152,6 +156,7 @@ def test_gold_holds_twenty_minutes_per_pair_equal_to_the_batch_recompute(demo, s
     assert sorted(delta_rows(recompute, columns), key=key) == sorted(delta_rows(demo["gold"], columns), key=key)
 
 
+@pytest.mark.quick
 def test_the_demo_draws_each_pairs_chart(demo) -> None:
     for pair in ("XBT_USDT", "ETH_USD", "XDG_USD"):
         png = demo["data"] / "charts" / f"{pair}.png"

@@ -23,7 +23,8 @@ from tests.helpers import planned_not_committed, run_script, start_script, wait_
 from tests.integration.gold_helpers import Trade, bar_states, bars_by_key, read_bars, reference_bars
 from tests.integration.silver_helpers import land_bronze, produce, trade
 
-pytestmark = pytest.mark.integration
+# Over the default time limit (pyproject.toml): the module's shared run: the jobs killed mid-batch, about 12 minutes on a loaded machine.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
 SILVER_JOB = "spark/jobs/bronze_to_silver_trades.py"
 GOLD_JOB = "spark/jobs/silver_to_gold_ohlcv.py"

@@ -20,7 +20,8 @@ from tests.integration.producer_helpers import (
     stop_producer, topic_trades, wait_topic_count,
 )
 
-pytestmark = pytest.mark.integration
+# Over the default time limit (pyproject.toml): REST backfills at one call a second: up to 2.5 minutes per test loaded.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 FAST_REST = ["--rest-interval", "0.2", "--rest-timeout", "2"]
 

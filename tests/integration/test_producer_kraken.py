@@ -20,6 +20,7 @@ from tests.integration.producer_helpers import (
 
 pytestmark = pytest.mark.integration
 
+@pytest.mark.quick
 @pytest.mark.parametrize("api,pairs,decimals", [("v2", V2_PAIRS, None), ("v1", V1_PAIRS, 17)])
 def test_three_pairs_every_trade_once_in_order(tmp_path: Path, bootstrap: str, new_topic, api, pairs, decimals):
     topic = new_topic(3)
@@ -44,6 +45,7 @@ def test_three_pairs_every_trade_once_in_order(tmp_path: Path, bootstrap: str, n
         assert any(len(v["price"].split(".")[1]) == 17 for v in got["BTC/USDT"])
 
 
+@pytest.mark.quick
 def test_v2_faults_mid_stream_every_trade_once_and_contiguous(tmp_path: Path, bootstrap: str, new_topic):
     """Abrupt drop, close 1001, silence, maintenance, rate-limit error, malformed frames — trades keep happening."""
     topic = new_topic(3)

@@ -108,6 +108,7 @@ def assert_every_trade_once(bootstrap: str, topic: str, server: FakeKraken) -> N
         assert strip_ingest(got[user], "v2") == sent[native], f"{user}: values differ from what the fake sent"
 
 
+@pytest.mark.quick
 def test_sigint_restart_resumes_from_the_topic(tmp_path: Path, bootstrap: str, new_topic):
     topic = new_topic(3)
     with FakeKraken(pairs=list(PAIRS.values()), rate=0, seed=21, max_batch=4, history=50,

@@ -15,7 +15,8 @@ import pytest
 
 from tests.helpers import network_namespace_supported, run_in_network_namespace
 
-pytestmark = pytest.mark.integration
+# Over the default time limit (pyproject.toml): the runner scenario (up to 1500 s) runs in the first test's setup.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
 
 @pytest.fixture(scope="module")

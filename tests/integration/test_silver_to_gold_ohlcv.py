@@ -21,7 +21,8 @@ from tests.helpers import PYTHON, REPO_ROOT, run_script, script_env
 from tests.integration.gold_helpers import (MINUTE, T0, SilverWriter, bar_states, bars_by_key, generate_trades,
                                             newest_minutes, read_bars, reference_bars, run_gold, trade)
 
-pytestmark = pytest.mark.integration
+# Over the default time limit (pyproject.toml): the Gold runs shared by the module, and the batch recompute's JVM: about 3 minutes loaded.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 BATCH = "spark/jobs/gold_ohlcv_batch.py"
 PLOT = "spark/jobs/plot_ohlcv.py"
@@ -75,6 +76,7 @@ def gold_version(spark, table: Path) -> int:
     return DeltaTable.forPath(spark, str(table)).history(1).collect()[0]["version"]
 
 
+@pytest.mark.quick
 def test_every_bar_exact_including_the_open_minute(spark, demo):
     trades = demo["trades"] + [LATE_ETH, LATE_XBT]
     expected = reference_bars(trades)

@@ -46,9 +46,9 @@ class ScriptedRest:
 
 
 def worker(fetch=None, check=None, *extra: str) -> backfill.Backfiller:
-    args = cli.parse_args(["--pair", "XBT/USDT", "--rest-interval", "0.001", "--backoff-initial", "0.001",
-                           "--backoff-max", "0.002", *extra])
-    return backfill.Backfiller(args, {"XBT/USDT": CODEC}, MemoryKafka(), session.Stats(), gaps.GapBook(),
+    config = cli.parse_config(["--pair", "XBT/USDT", "--rest-interval", "0.001", "--backoff-initial", "0.001",
+                               "--backoff-max", "0.002", *extra])
+    return backfill.Backfiller(config.backfill, {"XBT/USDT": CODEC}, MemoryKafka(), session.Stats(), gaps.GapBook(),
                                gaps.UndeliveredBook(), lambda: True, session.RateLimitedLog(),
                                fetch=fetch or ScriptedRest(), check_topic=check or (lambda *a: set()))
 
@@ -420,11 +420,12 @@ def test_backfill_and_topic_flags(capsys):
 
 
 def test_gap_cursor_is_just_before_the_last_trade_produced():
-    app = session.TradeProducer(cli.parse_args(["--pair", "XBT/USDT"]), MemoryKafka(), lambda *a: None)
+    config = cli.parse_config(["--pair", "XBT/USDT"])
+    ledger = session.TradeProducer(config.session, config.backfill, MemoryKafka(), lambda *a: None).ledger
     before = CODEC.v2_value({"symbol": "BTC/USDT", "side": "buy", "price": 1, "qty": 1, "ord_type": "limit",
                              "trade_id": 9, "timestamp": "2023-07-06T18:53:17.827736Z"}, "x")[1]
-    assert app.gap_cursor("BTC/USDT", before, None) == 1688669597827736000 - 1000
-    app.resume_from({"XBT/USDT": 9}, {"XBT/USDT": "2023-07-06T18:53:17.000001Z"})
-    assert app.gap_cursor("BTC/USDT", None, before) == 1688669597000001000 - 1000
-    app.resume_times.clear()
-    assert app.gap_cursor("BTC/USDT", None, before) == 1688669597827736000 - 3600 * 10**9
+    assert ledger.gap_cursor("BTC/USDT", before, None) == 1688669597827736000 - 1000
+    ledger.resume_from({"XBT/USDT": 9}, {"XBT/USDT": "2023-07-06T18:53:17.000001Z"})
+    assert ledger.gap_cursor("BTC/USDT", None, before) == 1688669597000001000 - 1000
+    ledger.resume_times.clear()
+    assert ledger.gap_cursor("BTC/USDT", None, before) == 1688669597827736000 - 3600 * 10**9

@@ -354,8 +354,8 @@ class FakeKafka:
 
 
 def app(api: str, pairs: list[str]) -> session.TradeProducer:
-    args = cli.parse_args(["--api", api, *sum((["--pair", p] for p in pairs), [])])
-    return session.TradeProducer(args, FakeKafka(), lambda *a: None)
+    config = cli.parse_config(["--api", api, *sum((["--pair", p] for p in pairs), [])])
+    return session.TradeProducer(config.session, config.backfill, FakeKafka(), lambda *a: None)
 
 
 def v2_frame(kind: str, ids: list[int], symbol: str = "BTC/USDT") -> bytes:
@@ -370,12 +370,12 @@ def test_v2_snapshot_overlap_deduped_and_gaps_counted():
                   v2_frame("snapshot", list(range(10, 60))),   # reconnect: 1..52 again + 53..59 missed
                   v2_frame("snapshot", list(range(100, 150))), # reconnect after a long outage: 60..99 lost
                   v2_frame("update", [150, 150, 149])):
-        a.handle_text(frame, 0, set())
+        a.frames.handle_text(frame, 0, set())
     ids = [v["trade_id"] for _, v in a.producer.messages]
     assert ids == list(range(1, 60)) + list(range(100, 151))
     assert {key for key, _ in a.producer.messages} == {b"XBT/USDT"}
     assert (a.stats.gaps, a.stats.missing, a.stats.dups) == (1, 40, 43 + 2)
-    assert a.gaps_by_pair == {"XBT/USDT": [1, 40]}
+    assert a.ledger.gaps_by_pair == {"XBT/USDT": [1, 40]}
     # while the gap is open (no backfill thread here), every record of the pair names it in a header
     assert a.producer.headers[:59] == [None] * 59
     since = records.epoch_ns_from_iso("2026-01-01T00:00:00.000000Z") - 1000
@@ -388,11 +388,11 @@ def test_v1_resubscribe_overlap_skipped():
     a = app("v1", ["XBT/USD"])
     row = lambda p, t: [p, "0.10000000", t, "b", "l", ""]  # noqa: E731
     first = [0, [row("1.0", "100.000001"), row("2.0", "100.000002"), row("2.0", "100.000002")], "trade", "XBT/USD"]
-    a.handle_text(json.dumps(first).encode(), 0, set())
-    a.handle_ack(("ack", "XBT/USD", True, None, "subscribe"), set())  # resubscribed; v1 snapshot replays history
+    a.frames.handle_text(json.dumps(first).encode(), 0, set())
+    a.frames.handle_ack(("ack", "XBT/USD", True, None, "subscribe"), set())  # resubscribed; v1 snapshot replays history
     again = [0, [row("1.0", "100.000001"), row("2.0", "100.000002"), row("2.0", "100.000002"),
                  row("2.0", "100.000002"), row("3.0", "100.000003")], "trade", "XBT/USD"]
-    a.handle_text(json.dumps(again).encode(), 0, set())
+    a.frames.handle_text(json.dumps(again).encode(), 0, set())
     assert [v["price"] for _, v in a.producer.messages] == ["1.0", "2.0", "2.0", "2.0", "3.0"]
     assert a.stats.dups == 3
 
@@ -400,20 +400,20 @@ def test_v1_resubscribe_overlap_skipped():
 def test_rejected_pair_and_rate_limit():
     a = app("v2", ["XBT/USDT"])
     with pytest.raises(session.PairRejected, match=r"Kraken rejected pair 'XBT/USDT' \(sent as 'BTC/USDT' on v2\): nope"):
-        a.handle_ack(("ack", "BTC/USDT", False, "nope", "subscribe"), {"BTC/USDT"})
+        a.frames.handle_ack(("ack", "BTC/USDT", False, "nope", "subscribe"), {"BTC/USDT"})
     with pytest.raises(session.Reconnect, match="Exceeded msg rate"):
-        a.handle_text(b'{"Error":"Exceeded msg rate"}', 0, set())
+        a.frames.handle_text(b'{"Error":"Exceeded msg rate"}', 0, set())
     pending = {"BTC/USDT"}
-    a.handle_ack(("ack", "BTC/USDT", True, None, "subscribe"), pending)
+    a.frames.handle_ack(("ack", "BTC/USDT", True, None, "subscribe"), pending)
     assert pending == set()
 
 
 def test_invalid_utf8_counted_not_fatal(tmp_path):
     a = app("v2", ["XBT/USDT"])
-    a.record = open(tmp_path / "rec.jsonl", "a", encoding="utf-8")
-    a.handle_text(b"\xff\xfe", 10**18, set())
-    a.handle_text(v2_frame("update", [7]), 10**18, set())
-    a.record.close()
+    a.frames.record = open(tmp_path / "rec.jsonl", "a", encoding="utf-8")
+    a.frames.handle_text(b"\xff\xfe", 10**18, set())
+    a.frames.handle_text(v2_frame("update", [7]), 10**18, set())
+    a.frames.record.close()
     lines = [json.loads(x) for x in (tmp_path / "rec.jsonl").read_text().splitlines()]
     assert a.stats.malformed == 1 and len(a.producer.messages) == 1
     assert [x["t"] for x in lines] == [1e9, 1e9] and lines[1]["frame"] == v2_frame("update", [7]).decode()
@@ -430,7 +430,7 @@ def test_backoff_doubles_per_attempt_up_to_the_cap_with_jitter():
 
 
 def test_producer_config_is_idempotent_and_patient():
-    conf = kafka_sink.producer_config(cli.parse_args([]))
+    conf = kafka_sink.producer_config(cli.parse_config([]).kafka)
     assert conf["enable.idempotence"] is True and conf["acks"] == "all"
     assert conf["message.timeout.ms"] == 300_000 and conf["compression.type"] == "lz4"
 

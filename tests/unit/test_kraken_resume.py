@@ -80,57 +80,57 @@ def produced_ids(a: session.TradeProducer) -> list[int]:
 
 def test_resumed_snapshot_skips_what_the_topic_holds_and_fills_the_downtime():
     a = app("v2", ["XBT/USDT", "ETH/USD"])
-    a.resume_from({"XBT/USDT": 100, "BTC/USDT": 5, "ETH/USD": 7})
-    assert a.last_id == {"BTC/USDT": 100, "ETH/USD": 7}
-    a.handle_text(v2_frame("snapshot", list(range(61, 111))), 0, set())   # 30 trades happened while down
-    a.handle_text(v2_frame("update", [111, 112]), 0, set())
+    a.ledger.resume_from({"XBT/USDT": 100, "BTC/USDT": 5, "ETH/USD": 7})
+    assert a.ledger.last_id == {"BTC/USDT": 100, "ETH/USD": 7}
+    a.frames.handle_text(v2_frame("snapshot", list(range(61, 111))), 0, set())   # 30 trades happened while down
+    a.frames.handle_text(v2_frame("update", [111, 112]), 0, set())
     assert produced_ids(a) == list(range(101, 113))
     assert (a.stats.dups, a.stats.gaps, a.stats.missing) == (40, 0, 0)
 
 
 def test_resumed_downtime_longer_than_the_snapshot_is_a_gap():
     a = app("v2", ["XBT/USDT"])
-    a.resume_from({"XBT/USDT": 100})
-    a.handle_text(v2_frame("snapshot", list(range(131, 181))), 0, set())
+    a.ledger.resume_from({"XBT/USDT": 100})
+    a.frames.handle_text(v2_frame("snapshot", list(range(131, 181))), 0, set())
     assert produced_ids(a) == list(range(131, 181))
-    assert (a.stats.gaps, a.stats.missing, a.gaps_by_pair) == (1, 30, {"XBT/USDT": [1, 30]})
+    assert (a.stats.gaps, a.stats.missing, a.ledger.gaps_by_pair) == (1, 30, {"XBT/USDT": [1, 30]})
 
 
 def test_restart_with_no_trades_while_down_produces_nothing_twice():
     """Kraken's newest trade IS the resume point (nothing traded while the producer was down): the snapshot is all
     copies, nothing is produced until the next new trade."""
     a = app("v2", ["XBT/USDT"])
-    a.resume_from({"XBT/USDT": 100})
-    a.handle_text(v2_frame("snapshot", list(range(51, 101))), 0, set())
-    assert produced_ids(a) == [] and a.stats.dups == 50 and a.resumed == {}
-    a.handle_text(v2_frame("update", [101]), 0, set())
+    a.ledger.resume_from({"XBT/USDT": 100})
+    a.frames.handle_text(v2_frame("snapshot", list(range(51, 101))), 0, set())
+    assert produced_ids(a) == [] and a.stats.dups == 50 and a.ledger.resumed == {}
+    a.frames.handle_text(v2_frame("update", [101]), 0, set())
     assert produced_ids(a) == [101] and (a.stats.gaps, a.stats.missing) == (0, 0)
 
 
 def test_resume_point_ahead_of_kraken_is_ignored(caplog):
     """The topic's ids came from another id sequence (e.g. a fake Kraken run): never skip the live market."""
     a = app("v2", ["XBT/USDT", "ETH/USD"])
-    a.resume_from({"XBT/USDT": 5000, "ETH/USD": 5000})
+    a.ledger.resume_from({"XBT/USDT": 5000, "ETH/USD": 5000})
     with caplog.at_level(logging.WARNING, logger="lakehouse.producer"):
-        a.handle_text(v2_frame("snapshot", list(range(1, 51))), 0, set())
-        a.handle_text(v2_frame("snapshot", list(range(4990, 5040)), "ETH/USD"), 0, set())
+        a.frames.handle_text(v2_frame("snapshot", list(range(1, 51))), 0, set())
+        a.frames.handle_text(v2_frame("snapshot", list(range(4990, 5040)), "ETH/USD"), 0, set())
     assert produced_ids(a) == list(range(1, 51)) + list(range(5001, 5040))
     assert "resume point of XBT/USDT (trade_id 5000, read from the topic) is ahead of Kraken's newest trade_id 50" \
         in caplog.text
-    assert "ETH/USD" not in caplog.text and a.resumed == {}
-    a.handle_text(v2_frame("snapshot", list(range(30, 80))), 0, set())   # a later reconnect: normal dedup again
+    assert "ETH/USD" not in caplog.text and a.ledger.resumed == {}
+    a.frames.handle_text(v2_frame("snapshot", list(range(30, 80))), 0, set())   # a later reconnect: normal dedup again
     assert produced_ids(a)[-29:] == list(range(51, 80)) and a.stats.dups == 11 + 21
 
 
 def test_resume_check_only_on_the_first_snapshot():
     a = app("v2", ["XBT/USDT"])
-    a.resume_from({"XBT/USDT": 100})
-    a.handle_text(v2_frame("update", [101]), 0, set())        # an update first: no verdict yet
-    assert a.resumed == {"BTC/USDT": 100}
-    a.handle_text(v2_frame("snapshot", []), 0, set())         # empty snapshot: nothing to compare
-    assert a.resumed == {"BTC/USDT": 100}
-    a.handle_text(v2_frame("snapshot", list(range(60, 110))), 0, set())
-    assert a.resumed == {} and produced_ids(a) == list(range(101, 110))
+    a.ledger.resume_from({"XBT/USDT": 100})
+    a.frames.handle_text(v2_frame("update", [101]), 0, set())        # an update first: no verdict yet
+    assert a.ledger.resumed == {"BTC/USDT": 100}
+    a.frames.handle_text(v2_frame("snapshot", []), 0, set())         # empty snapshot: nothing to compare
+    assert a.ledger.resumed == {"BTC/USDT": 100}
+    a.frames.handle_text(v2_frame("snapshot", list(range(60, 110))), 0, set())
+    assert a.ledger.resumed == {} and produced_ids(a) == list(range(101, 110))
 
 
 @pytest.mark.parametrize("argv,msg", [
@@ -140,17 +140,17 @@ def test_resume_check_only_on_the_first_snapshot():
 def test_no_resume_for_v1_or_when_disabled(argv, msg, caplog, monkeypatch):
     monkeypatch.setattr(resume, "read_resume_points", lambda *a: pytest.fail("must not read the topic"))
     with caplog.at_level(logging.INFO, logger="lakehouse.producer"):
-        assert resume.resume_points(cli.parse_args(["--bootstrap", "127.0.0.1:9", *argv])) == {}
+        assert resume.resume_points(cli.parse_config(["--bootstrap", "127.0.0.1:9", *argv]).resume) == {}
     assert caplog.messages == [msg]
 
 
 def test_resume_points_logs_found_and_missing(caplog, monkeypatch):
     calls = []
     monkeypatch.setattr(resume, "read_resume_points", lambda *a: calls.append(a) or {"XBT/USDT": 42})
-    args = cli.parse_args(["--pair", "XBT/USDT", "--pair", "ETH/USD", "--topic", "t", "--resume-scan-limit", "300"])
+    config = cli.parse_config(["--pair", "XBT/USDT", "--pair", "ETH/USD", "--topic", "t", "--resume-scan-limit", "300"])
     times, open_gaps = {}, {}
     with caplog.at_level(logging.INFO, logger="lakehouse.producer"):
-        assert resume.resume_points(args, times, open_gaps) == {"XBT/USDT": 42}
+        assert resume.resume_points(config.resume, times, open_gaps) == {"XBT/USDT": 42}
     assert calls == [("localhost:19092", "t", ["XBT/USDT", "ETH/USD"], 300, cli.DEFAULT_RESUME_TIMEOUT, times,
                       open_gaps)]
     assert calls[0][5] is times and calls[0][6] is open_gaps

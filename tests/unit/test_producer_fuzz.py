@@ -4,7 +4,7 @@ every good element of a mixed frame is produced.
 
 Two parts: a property test with Hypothesis (mutations drawn by Hypothesis, derandomized so CI is repeatable) and a
 fixed-seed corpus of FUZZ_CORPUS_FRAMES mutated frames (default 40,000). Frames go through the producer's whole
-text path (`TradeProducer.handle_text`: decode, parse, dedup/gap/resume bookkeeping) with an in-memory Kafka.
+text path (`FrameHandler.handle_text`: decode, parse, dedup/gap/resume bookkeeping) with an in-memory Kafka.
     FUZZ_CORPUS_FRAMES=400000 .venv/bin/python -m pytest -q tests/unit/test_producer_fuzz.py   # a longer run
 """
 
@@ -239,9 +239,9 @@ class MemoryKafka:
 
 def producer(api: str) -> session.TradeProducer:
     pairs = V2_PAIRS if api == "v2" else V1_PAIRS
-    args = cli.parse_args(["--api", api, *sum((["--pair", p] for p in pairs), [])])
-    app = session.TradeProducer(args, MemoryKafka(), lambda *a: None)
-    app.resume_from({"ETH/USD": 5})  # exercise the resume bookkeeping too
+    config = cli.parse_config(["--api", api, *sum((["--pair", p] for p in pairs), [])])
+    app = session.TradeProducer(config.session, config.backfill, MemoryKafka(), lambda *a: None)
+    app.ledger.resume_from({"ETH/USD": 5})  # exercise the resume bookkeeping too
     return app
 
 
@@ -249,7 +249,7 @@ def feed(app: session.TradeProducer, raw: bytes) -> None:
     """handle_text as the receive loop calls it; only the protocol's own outcomes may raise (a Kraken error frame
     asks for a reconnect)."""
     try:
-        app.handle_text(raw, 1_790_000_000_000_000_000, set())
+        app.frames.handle_text(raw, 1_790_000_000_000_000_000, set())
     except session.Reconnect:
         pass
 
@@ -268,7 +268,7 @@ def check_all(app: session.TradeProducer, api: str) -> None:
 def test_issue_15_frames_are_skipped_and_counted(api):
     app = producer(api)
     for frame in ISSUE_15[api]:
-        app.handle_text(frame.encode(), 1_790_000_000_000_000_000, set())
+        app.frames.handle_text(frame.encode(), 1_790_000_000_000_000_000, set())
     assert app.producer.messages == []
     assert app.stats.malformed + app.stats.unknown == len(ISSUE_15[api])
 

@@ -17,8 +17,8 @@ import threading
 import time
 from typing import Optional
 
-from lakehouse.fake_kraken.server import (DEFAULT_PAIRS, DEFAULT_PORT, FakeKraken, RecordingError, checked_pace,
-                                          write_recording)
+from lakehouse.fake_kraken.recording import RecordingError, checked_pace, write_recording
+from lakehouse.fake_kraken.server import DEFAULT_PAIRS, DEFAULT_PORT, FakeKraken
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:

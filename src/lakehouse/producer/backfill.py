@@ -9,7 +9,7 @@ to --backoff-max, with jitter, never under two --rest-interval) and tries again;
 again a little later. What REST cannot give is logged and counted (`unfillable`): ids older than REST's history, ids
 REST skips, and a whole gap still open --backfill-give-up seconds after it was found (REST down that long). While a
 pair has open gaps its records name them in a Kafka header (gaps.GAP_HEADER), so a restart after a crash finishes
-them (TradeProducer.restore_gaps).
+them (ledger.TradeLedger.restore_gaps).
 
 Undelivered records (delivery failed after --delivery-timeout): once Kafka accepts writes again (a delivery
 succeeded after the last failure), the topic is read back from the records' own timestamps (minus a margin) and
@@ -25,6 +25,7 @@ import threading
 import time
 from typing import Any, Callable
 
+from lakehouse.producer.config import BackfillConfig
 from lakehouse.producer.gaps import Failed, Gap, GapBook, UndeliveredBook
 from lakehouse.producer.records import BadTrade, PairCodec, iso_now, rest_pair_name, short
 from lakehouse.producer.rest import RestError, fetch_trades
@@ -46,12 +47,12 @@ def backoff_delay(attempt: int, initial: float, cap: float, rng: random.Random) 
 class Backfiller(threading.Thread):
     """Runs until `stop` is set; `step()` does one unit of work (tests call it directly)."""
 
-    def __init__(self, args: Any, codecs: dict[str, PairCodec], producer: Any, stats: Any, gaps: GapBook,
-                 undelivered: UndeliveredBook, kafka_ok: Callable[[], bool], rlog: Any,
+    def __init__(self, config: BackfillConfig, codecs: dict[str, PairCodec], producer: Any, stats: Any,
+                 gaps: GapBook, undelivered: UndeliveredBook, kafka_ok: Callable[[], bool], rlog: Any,
                  fetch: Callable[..., tuple[list, int]] = fetch_trades,
                  check_topic: Callable[..., set] = values_in_topic) -> None:
         super().__init__(daemon=True, name="backfill")
-        self.args, self.producer, self.stats, self.rlog = args, producer, stats, rlog
+        self.config, self.producer, self.stats, self.rlog = config, producer, stats, rlog
         self.codecs = codecs  # user pair -> codec
         self.gaps, self.undelivered, self.kafka_ok = gaps, undelivered, kafka_ok
         self.fetch, self.check_topic = fetch, check_topic
@@ -81,16 +82,16 @@ class Backfiller(threading.Thread):
         gap = self.gaps.next_due(now)
         if gap is None:
             return False
-        if now - gap.detected > self.args.backfill_give_up:
-            self.give_up(gap, f"REST could not fill it within --backfill-give-up {self.args.backfill_give_up:.0f}s")
+        if now - gap.detected > self.config.give_up_after:
+            self.give_up(gap, f"REST could not fill it within --backfill-give-up {self.config.give_up_after:.0f}s")
             return True
         if now < self.next_call:
             self.stop.wait(self.next_call - now)
             return True
-        self.next_call = now + self.args.rest_interval
+        self.next_call = now + self.config.rest_interval
         try:
-            trades, cursor = self.fetch(self.args.rest_url, rest_pair_name(gap.pair), gap.since_ns,
-                                        self.args.rest_timeout)
+            trades, cursor = self.fetch(self.config.rest_url, rest_pair_name(gap.pair), gap.since_ns,
+                                        self.config.rest_timeout)
         except RestError as exc:
             self.back_off(gap, exc)
             return True
@@ -100,9 +101,9 @@ class Backfiller(threading.Thread):
 
     def back_off(self, gap: Gap, exc: RestError) -> None:
         """The reconnect backoff (--backoff-initial/--backoff-max), never shorter than two --rest-interval."""
-        floor = 2 * self.args.rest_interval
-        delay = backoff_delay(self.errors, max(floor, self.args.backoff_initial), max(floor, self.args.backoff_max),
-                              self.rng)
+        floor = 2 * self.config.rest_interval
+        delay = backoff_delay(self.errors, max(floor, self.config.backoff_initial),
+                              max(floor, self.config.backoff_max), self.rng)
         self.errors += 1
         self.stats.rest_errors += 1
         self.next_call = gap.next_try = time.monotonic() + delay
@@ -165,9 +166,9 @@ class Backfiller(threading.Thread):
             try:
                 headers = self.gaps.headers.get(key)
                 if headers is None:
-                    self.producer.produce(self.args.topic, value, key)
+                    self.producer.produce(self.config.topic, value, key)
                 else:
-                    self.producer.produce(self.args.topic, value, key, headers=headers)
+                    self.producer.produce(self.config.topic, value, key, headers=headers)
                 return True
             except BufferError:
                 if self.stop.wait(0.1):
@@ -177,18 +178,18 @@ class Backfiller(threading.Thread):
         """Produce again the undelivered records the topic does not hold."""
         items = self.undelivered.take_all()
         since: dict[int, int] = {}
-        fallback = int(time.time() * 1000) - int(self.args.delivery_timeout * 1000)
+        fallback = int(time.time() * 1000) - int(self.config.delivery_timeout * 1000)
         for item in items:
             ts = (item.timestamp_ms or fallback) - REFILL_MARGIN_MS
             since[item.partition] = min(ts, since.get(item.partition, ts))
         try:
-            present = self.check_topic(self.args.bootstrap, self.args.topic, since, {i.value for i in items},
-                                       self.args.resume_timeout)
+            present = self.check_topic(self.config.bootstrap, self.config.topic, since, {i.value for i in items},
+                                       self.config.read_back_timeout)
         except Exception as exc:  # broker not readable yet: keep them, try again
             self.undelivered.put_back(items)
             self.next_refill = time.monotonic() + REFILL_RETRY
             self.rlog.warning("refill", "undelivered records: could not read %s back yet (%s); retrying in %.0fs",
-                              self.args.topic, exc, REFILL_RETRY)
+                              self.config.topic, exc, REFILL_RETRY)
             return
         again: list[Failed] = []
         produced = found = 0

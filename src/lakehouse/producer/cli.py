@@ -44,12 +44,15 @@ import signal
 from typing import Any, Optional
 
 from lakehouse.defaults import LOCAL_BOOTSTRAP, TOPIC
+from lakehouse.producer.config import BackfillConfig, KafkaConfig, ProducerConfig, ResumeConfig, SessionConfig
 from lakehouse.producer.kafka_sink import check_broker, ensure_topic, producer_config
+from lakehouse.producer.ledger import TradeLedger
 from lakehouse.producer.protocol import DEFAULT_WS_URLS
+from lakehouse.producer.ratelimit import RateLimitedLog, RateLimitFilter
 from lakehouse.producer.records import PAIR_RE, native_pair
 from lakehouse.producer.rest import DEFAULT_REST_URL
 from lakehouse.producer.resume import resume_points, trade_ids_in_topic
-from lakehouse.producer.session import EXIT_FAILURE, EXIT_OK, RateLimitedLog, RateLimitFilter, TradeProducer, connect_ws
+from lakehouse.producer.session import EXIT_FAILURE, EXIT_OK, TradeProducer, connect_ws
 
 log = logging.getLogger("kraken_trades_ws")
 
@@ -164,49 +167,69 @@ def default_rest_url(ws_url: Optional[str]) -> str:
     return ("https" if scheme == "wss" else "http") + "://" + rest.split("/", 1)[0]
 
 
+def build_config(args: argparse.Namespace) -> ProducerConfig:
+    """The checked flags (parse_args) -> one typed configuration, each component's part with the fields it reads."""
+    pairs = tuple(args.pair)
+    return ProducerConfig(
+        kafka=KafkaConfig(
+            bootstrap=args.bootstrap, topic=args.topic, compression=args.compression, linger_ms=args.linger_ms,
+            delivery_timeout=args.delivery_timeout, startup_timeout=args.startup_timeout,
+            partitions=args.partitions, replication_factor=args.replication_factor),
+        resume=ResumeConfig(
+            api=args.api, enabled=not args.no_resume, bootstrap=args.bootstrap, topic=args.topic, pairs=pairs,
+            scan_limit=args.resume_scan_limit, timeout=args.resume_timeout),
+        session=SessionConfig(
+            api=args.api, url=args.ws_url or DEFAULT_WS_URLS[args.api], pairs=pairs, topic=args.topic,
+            connect_timeout=args.connect_timeout, watchdog=args.watchdog, ack_timeout=args.ack_timeout,
+            backoff_initial=args.backoff_initial, backoff_max=args.backoff_max, stats_interval=args.stats_interval,
+            record=args.record),
+        backfill=BackfillConfig(
+            enabled=args.api == "v2" and not args.no_backfill, rest_url=args.rest_url,
+            rest_interval=args.rest_interval, rest_timeout=args.rest_timeout, give_up_after=args.backfill_give_up,
+            backoff_initial=args.backoff_initial, backoff_max=args.backoff_max, bootstrap=args.bootstrap,
+            topic=args.topic, delivery_timeout=args.delivery_timeout, read_back_timeout=args.resume_timeout),
+        flush_timeout=args.flush_timeout,
+        log_level=args.log_level,
+    )
+
+
+def parse_config(argv: Optional[list[str]] = None) -> ProducerConfig:
+    """The command line -> the producer's configuration (usage errors exit 2, as parse_args)."""
+    return build_config(parse_args(argv))
+
+
 def main(argv: Optional[list[str]] = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = parse_config(argv)
+    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from confluent_kafka import Producer
 
-    kafka_errors = RateLimitedLog(burst=3, interval=30.0)
-    conf = producer_config(args)
+    kafka, session = config.kafka, config.session
+    kafka_errors = RateLimitedLog(burst=3, interval=30.0, logger=log)
+    conf = producer_config(kafka)
     conf["error_cb"] = lambda err: kafka_errors.warning("kafka", "Kafka: %s", err)
     rdkafka_log = logging.getLogger("kraken_trades_ws.librdkafka")
     rdkafka_log.addFilter(RateLimitFilter())
     conf["logger"] = rdkafka_log  # librdkafka's own log lines, rate-limited, instead of raw stderr
-    app = TradeProducer(args, None, connect_ws)
-    conf["on_delivery"] = app.on_delivery  # one delivery report per message, served by poll()/flush()
+    app = TradeProducer(session, config.backfill, None, connect_ws)
+    conf["on_delivery"] = app.delivery.on_delivery  # one delivery report per message, served by poll()/flush()
     producer = Producer(conf)
-    problem = check_broker(producer, args.bootstrap, args.startup_timeout)
+    problem = check_broker(producer, kafka.bootstrap, kafka.startup_timeout)
     if problem:
         log.error("%s", problem)
         return EXIT_FAILURE
     try:
-        created = ensure_topic(args.bootstrap, args.topic, args.partitions, args.replication_factor,
-                               args.startup_timeout)
+        created = ensure_topic(kafka.bootstrap, kafka.topic, kafka.partitions, kafka.replication_factor,
+                               kafka.startup_timeout)
     except Exception as exc:  # KafkaException: e.g. a replication factor above the number of brokers
-        log.error("cannot create topic %s: %s", args.topic, exc)
+        log.error("cannot create topic %s: %s", kafka.topic, exc)
         return EXIT_FAILURE
     if created:
-        log.info("created topic %s (%d partitions, replication factor %d)", args.topic, args.partitions, created)
-    if args.api == "v2":
-        log.info("backfill: %s", "off (--no-backfill): gaps are only logged and counted" if args.no_backfill
-                 else f"gaps are filled from {args.rest_url}")
-    times: dict[str, Any] = {}
-    open_gaps: dict[str, list] = {}
-    try:
-        app.resume_from(resume_points(args, times, open_gaps), times)
-    except Exception as exc:  # reading back is an optimisation: never a reason not to produce
-        log.warning("resume: could not read %s back (%s): starting without memory", args.topic, exc)
-    if open_gaps and app.backfill:
-        try:
-            app.restore_gaps(open_gaps, lambda pair, since_ms, first, last: trade_ids_in_topic(
-                args.bootstrap, args.topic, pair, since_ms, first, last, args.resume_timeout))
-        except Exception as exc:  # KafkaException, TimeoutError: better a hole the audit shows than a double
-            log.warning("resume: could not check the gaps the last run left open (%s): not filled again: %s",
-                        exc, open_gaps)
-    app.producer = producer
+        log.info("created topic %s (%d partitions, replication factor %d)", kafka.topic, kafka.partitions, created)
+    if session.api == "v2":
+        log.info("backfill: %s", f"gaps are filled from {config.backfill.rest_url}" if config.backfill.enabled
+                 else "off (--no-backfill): gaps are only logged and counted")
+    resume_at_start(app.ledger, config.resume)
+    app.delivery.producer = producer
 
     def on_signal(signum: int, _frame: Any) -> None:
         log.info("received %s: stopping", signal.Signals(signum).name)
@@ -214,7 +237,8 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    log.info("producing %s from %s (%s) to %s @ %s", ", ".join(args.pair), app.url, args.api, args.topic, args.bootstrap)
+    log.info("producing %s from %s (%s) to %s @ %s", ", ".join(session.pairs), session.url, session.api, kafka.topic,
+             kafka.bootstrap)
     code = EXIT_FAILURE
     try:
         code = app.run()
@@ -223,10 +247,28 @@ def main(argv: Optional[list[str]] = None) -> int:
         code = EXIT_FAILURE
     finally:
         app.close_ws()
-        undelivered = app.finish(args.flush_timeout)
+        undelivered = app.finish(config.flush_timeout)
     if undelivered and code == EXIT_OK:
         code = EXIT_FAILURE
     return code
+
+
+def resume_at_start(ledger: TradeLedger, config: ResumeConfig) -> None:
+    """Seed the ledger with what the topic already holds (each pair's last trade_id) and the gaps the last run left
+    open; a topic that cannot be read back only costs the memory, never the start."""
+    times: dict[str, Any] = {}
+    open_gaps: dict[str, list] = {}
+    try:
+        ledger.resume_from(resume_points(config, times, open_gaps), times)
+    except Exception as exc:  # reading back is an optimisation: never a reason not to produce
+        log.warning("resume: could not read %s back (%s): starting without memory", config.topic, exc)
+    if open_gaps and ledger.backfill:
+        try:
+            ledger.restore_gaps(open_gaps, lambda pair, since_ms, first, last: trade_ids_in_topic(
+                config.bootstrap, config.topic, pair, since_ms, first, last, config.timeout))
+        except Exception as exc:  # KafkaException, TimeoutError: better a hole the audit shows than a double
+            log.warning("resume: could not check the gaps the last run left open (%s): not filled again: %s",
+                        exc, open_gaps)
 
 
 if __name__ == "__main__":

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-import argparse
 from typing import Any, Optional
 
-def producer_config(args: argparse.Namespace) -> dict:
+from lakehouse.producer.config import KafkaConfig
+
+
+def producer_config(config: KafkaConfig) -> dict:
     """librdkafka settings (https://github.com/confluentinc/librdkafka/blob/master/CONFIGURATION.md)."""
     return {
-        "bootstrap.servers": args.bootstrap,
+        "bootstrap.servers": config.bootstrap,
         "client.id": "kraken-trades-ws",
         # Retries never duplicate or reorder within a partition (implies acks=all, max.in.flight<=5).
         "enable.idempotence": True,
         "acks": "all",
-        "compression.type": args.compression,
-        "linger.ms": args.linger_ms,
+        "compression.type": config.compression,
+        "linger.ms": config.linger_ms,
         # How long a message may wait for the broker (outage ride-through) before it is reported failed.
-        "message.timeout.ms": int(args.delivery_timeout * 1000),
+        "message.timeout.ms": int(config.delivery_timeout * 1000),
         # Room to buffer an outage: at 1k trades/s, 5 min is 300k messages (~100 MB).
         "queue.buffering.max.messages": 2_000_000,
         "queue.buffering.max.kbytes": 1_048_576,

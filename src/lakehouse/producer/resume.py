@@ -6,13 +6,13 @@ chunks (scan_windows) until every pair is found or --resume-scan-limit records p
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import random
 import time
 from typing import Any, Callable, Optional
 
+from lakehouse.producer.config import ResumeConfig
 from lakehouse.producer.gaps import GAP_HEADER, decode_gaps
 
 log = logging.getLogger(__name__)
@@ -144,24 +144,24 @@ def read_resume_points(bootstrap: str, topic: str, pairs: list[str], limit: int,
         consumer.close()
 
 
-def resume_points(args: argparse.Namespace, times: Optional[dict[str, Any]] = None,
+def resume_points(config: ResumeConfig, times: Optional[dict[str, Any]] = None,
                   open_gaps: Optional[dict[str, list]] = None) -> dict[str, int]:
     """--api v2: what the topic already holds per pair (logged pair by pair); {} for v1 or --no-resume."""
-    if args.api != "v2":
+    if config.api != "v2":
         log.info("resume: not available with --api v1 (v1 trades have no trade_id); producing live trades only")
         return {}
-    if args.no_resume:
+    if not config.enabled:
         log.info("resume: disabled (--no-resume): the first snapshot is produced in full")
         return {}
-    found = read_resume_points(args.bootstrap, args.topic, args.pair, args.resume_scan_limit, args.resume_timeout,
+    found = read_resume_points(config.bootstrap, config.topic, list(config.pairs), config.scan_limit, config.timeout,
                                times, open_gaps)
-    for pair in args.pair:
+    for pair in config.pairs:
         if pair in found:
             log.info("resuming %s after trade_id %d", pair, found[pair])
         else:
             log.info("resume: no earlier v2 trade of %s in the last %d record(s) of each partition of %s: "
                      "starting without memory (the first snapshot is produced in full)",
-                     pair, args.resume_scan_limit, args.topic)
+                     pair, config.scan_limit, config.topic)
     return found
 
 
