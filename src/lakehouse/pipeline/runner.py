@@ -62,7 +62,8 @@ LAYER_SCRIPTS = {"bronze": "spark/jobs/kafka_to_bronze_trades.py", "silver": "sp
 CLUSTER_REPLICATION_FACTOR = 3
 BROKER_PORT = 19092
 DOCKER_INFO_TIMEOUT_S = 10.0
-STOP_TIMEOUT_S = {"kraken": 10.0, "producer": 15.0, "page": 10.0}  # the Spark layers: --drain-timeout per layer, plus this grace
+STOP_TIMEOUT_S = {"kraken": 10.0, "producer": 15.0, "page": 10.0}
+PAGE_PORT_TRIES = 20  # the Spark layers: --drain-timeout per layer, plus this grace
 SPARK_STOP_GRACE_S = 30.0
 PR_SET_PDEATHSIG = 1
 
@@ -111,6 +112,23 @@ def producer_plan(args: argparse.Namespace) -> Plan:
 def page_plan(args: argparse.Namespace) -> Plan:
     return Plan("page", "infra/page.py", ("--data-dir", str(args.data_dir), "--bootstrap", args.bootstrap,
                                           "--topic", args.topic, "--host", args.page_host, "--port", str(args.page_port)))
+
+
+def choose_page_port(host: str, wanted: int | None) -> int:
+    """The page's port: `wanted` when given (RuntimeError naming who holds it when it is taken), else PAGE_PORT or the
+    next free one (another pipeline's page, or anything else, may hold 8500)."""
+    if wanted is not None:
+        problem = port_problem(host, wanted)
+        if problem:
+            raise RuntimeError(problem)
+        return wanted
+    for port in range(PAGE_PORT, PAGE_PORT + PAGE_PORT_TRIES):
+        if port_problem(host, port) is None:
+            if port != PAGE_PORT:
+                log.info("port %d is taken (%s); the page uses %d", PAGE_PORT, port_problem(host, PAGE_PORT), port)
+            return port
+    raise RuntimeError(f"ports {PAGE_PORT}..{PAGE_PORT + PAGE_PORT_TRIES - 1} on {host} are all in use; choose one "
+                       f"with --page-port")
 
 
 def expected_components(args: argparse.Namespace) -> list[str]:
@@ -407,7 +425,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--log-dir", type=Path, default=LOG_DIR, help="process logs (default data/logs)")
     parser.add_argument("--drain-timeout", type=float, default=60.0,
                         help="on stop, how long each layer may take to land what its input holds (default 60 s)")
-    parser.add_argument("--page-port", type=int, default=PAGE_PORT, help="the live page's port (default %(default)s)")
+    parser.add_argument("--page-port", type=int,
+                        help=f"the live page's port (default {PAGE_PORT}, or the next free one up to "
+                             f"{PAGE_PORT + PAGE_PORT_TRIES - 1} when another program holds it)")
     parser.add_argument("--page-host", default="127.0.0.1",
                         help="the live page's address (default %(default)s; 0.0.0.0 exposes it)")
     parser.add_argument("--no-page", action="store_true", help="run without the live page")
@@ -427,10 +447,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level="INFO", format="[pipeline] %(asctime)s %(levelname)s %(message)s")
     args.log_dir.mkdir(parents=True, exist_ok=True)
-    problem = None if args.no_page else port_problem(args.page_host, args.page_port)
-    if problem:
-        log.error("cannot start the live page: %s (or --no-page)", problem)
-        return 2
+    if not args.no_page:
+        try:
+            args.page_port = choose_page_port(args.page_host, args.page_port)
+        except RuntimeError as exc:
+            log.error("cannot start the live page: %s (or --no-page)", exc)
+            return 2
     try:
         if args.cluster:
             ensure_cluster()
