@@ -328,3 +328,22 @@ def test_make_status_says_starting_and_exits_0_while_the_runner_starts(tmp_path)
     finally:
         runner.kill()
         runner.wait()
+
+
+def test_make_status_runs_the_same_command(tmp_path) -> None:
+    """make status: the same screen; make itself exits 0, or 2 for any failure (GNU make's own codes), naming the
+    command's code ("Error 2")."""
+    data = tmp_path / "data"
+    nothing = subprocess.run(["make", "-s", "status", f"DATA={data}"], cwd=REPO_ROOT, capture_output=True, text=True,
+                             timeout=60)
+    assert nothing.returncode == 2 and "verdict: nothing running (exit 2)" in nothing.stdout
+    assert "status] Error 2" in nothing.stderr
+    proc = publisher(data, "bronze")
+    try:
+        healthy = subprocess.run(["make", "-s", "status", f"DATA={data}", "JSON=1"], cwd=REPO_ROOT,
+                                 capture_output=True, text=True, timeout=60)
+        assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+        assert json.loads(healthy.stdout)["verdict"] == "healthy"
+    finally:
+        proc.kill()
+        proc.wait()
