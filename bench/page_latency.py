@@ -259,7 +259,16 @@ def main() -> None:
           f"{result['window_s']} s window, {result['trades_measured']} {PAIR} trades measured "
           f"({result['trades_not_drawn']} not drawn as the newest bar); load {result['load_average']}")
     print(table(rows, ["figure", "value", "target", "verdict"]))
-    path = bc.write_results(NAME, {"result": result, "machine": bc.machine_info()})
+    mode = "with pipeline" if result["pipeline"] else "alone"
+    summary = [bc.summary_row(NAME, f"live bar p99 s ({mode})", result["latency_p99_s"], "p50 s",
+                              result["latency_p50_s"], None, f"<= {TARGET_P99_S}",
+                              verdict(result["latency_p99_s"], TARGET_P99_S, higher_is_better=False),
+                              "polls: the page asks each second"),
+               bc.summary_row(NAME, f"server CPU share ({mode})", result["server_cpu_share"], "RSS MB",
+                              result["server_rss_mb_median"], None, f"<= {TARGET_CPU_SHARE}",
+                              verdict(result["server_cpu_share"], TARGET_CPU_SHARE, higher_is_better=False),
+                              "JSON parsing of each record, one request a second")]
+    path = bc.write_results(NAME, {"name": NAME, "result": result, "rows": summary, "machine": bc.machine_info()})
     print(f"results: {path}")
     print(json.dumps(result))
 

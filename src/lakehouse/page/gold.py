@@ -53,6 +53,9 @@ class GoldCache:
         newest = delta_version(self.path)
         if newest is None or newest == self.version:
             return False
+        if self.version is not None and newest < self.version:  # the table was deleted and rebuilt: start over
+            with self.lock:
+                self.table, self.files, self.bars, self.version = None, set(), {}, None
         try:
             changed = self._load()
             self.error = None
