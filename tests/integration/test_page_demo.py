@@ -11,8 +11,8 @@ starts.
 - Once Gold holds every trade, every bar the page holds equals Gold's row, none is live.
 - A layer killed (kill -9 of the Spark application, the runner paused so that it does not stop the rest): exit 1,
   the page shows the layers failed, with the reason; once the runner has stopped everything: exit 2.
-LAKEHOUSE_PAGE_SCREENSHOT=docs/page.png saves the page's screenshot there, taken while a live bar shows (the
-README's picture).
+LAKEHOUSE_PAGE_SCREENSHOT=docs/page.png saves the page's screenshot there, taken while the newest bar is live and
+Gold's closed bars show beside it (the README's picture).
 """
 
 from __future__ import annotations
@@ -114,6 +114,16 @@ NEWEST_JS = """() => ({symbol: window.lakehouse.symbol, bars: window.lakehouse.b
   state: document.getElementById('newest-state').textContent})"""
 
 
+def take_screenshot_if_mixed(page, seen: dict, root: Path) -> None:
+    """The page's picture once the newest bar is live and Gold's closed bars show beside it."""
+    mixed = page.evaluate("() => { const b = window.lakehouse.bars; return b.length >= 8 && b[b.length - 1].live "
+                          "&& b.some(x => !x.live); }")
+    if mixed:
+        time.sleep(2.5)  # the health panel filled in
+        seen["screenshot"] = os.environ.get("LAKEHOUSE_PAGE_SCREENSHOT") or str(root / "page.png")
+        page.screenshot(path=seen["screenshot"])
+
+
 @pytest.fixture(scope="module")
 def demo(bootstrap, tmp_path_factory):
     """make demo (10-s triggers) with the page; everything the test checks is gathered here, in the demo's order."""
@@ -152,10 +162,8 @@ def demo(bootstrap, tmp_path_factory):
                 page.wait_for_function("s => window.lakehouse.symbol === s && window.lakehouse.bars.length > 0",
                                        arg=pair, timeout=30_000)
                 seen["samples"].append(page.evaluate(NEWEST_JS))
-                if seen["samples"][-1]["state"] == "live" and not seen.get("screenshot"):
-                    time.sleep(2.5)  # the health panel filled in
-                    seen["screenshot"] = os.environ.get("LAKEHOUSE_PAGE_SCREENSHOT") or str(root / "page.png")
-                    page.screenshot(path=seen["screenshot"])  # live candles in amber beside Gold's
+                if not seen.get("screenshot"):
+                    take_screenshot_if_mixed(page, seen, root)
                 time.sleep(4)
             seen["metrics"] = (metrics_before, metric_samples(base))
             wait_until(lambda: status_cli(data).returncode == 0 and "verdict: healthy" in status_cli(data).stdout,
@@ -164,8 +172,12 @@ def demo(bootstrap, tmp_path_factory):
             seen["api_status"] = json.loads(get(f"{base}/api/status")[2])
             expected = recorded_trades()
             gold = data / "gold" / "ohlcv_1m"
-            wait_until(lambda: sum(r["trade_count"] for r in delta_rows(gold, ["trade_count"])) >= len(expected),
-                       600, 3, f"all {len(expected)} trades in Gold")
+            def gold_complete() -> bool:
+                if not seen.get("screenshot"):  # meanwhile: the picture, once Gold's bars and a live one both show
+                    take_screenshot_if_mixed(page, seen, root)
+                return sum(r["trade_count"] for r in delta_rows(gold, ["trade_count"])) >= len(expected)
+
+            wait_until(gold_complete, 600, 3, f"all {len(expected)} trades in Gold")
             seen["records"] = topic_records(bootstrap, topic)
             seen["gold"] = gold_rows(gold)
 
