@@ -126,7 +126,8 @@ def page(bootstrap, new_topic, tmp_path):
                "topic": topic, "proc": proc, "data": data, "log": tmp_path / "page.log"}
     finally:
         proc.terminate()
-        proc.wait(20)
+        code = proc.wait(20)
+    assert code == 0  # SIGTERM is a stop on request
     assert "Traceback" not in (tmp_path / "page.log").read_text()
 
 

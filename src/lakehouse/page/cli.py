@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -100,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     server = uvicorn.Server(uvicorn.Config(make_app(state), host=args.host, port=args.port, log_level="warning",
                                           access_log=False, lifespan="off"))
     log.info("page at %s (Gold %s, topic %s at %s)", url, state.gold.path, args.topic, args.bootstrap)
+    # uvicorn handles SIGINT/SIGTERM while it runs (a graceful shutdown), then raises the signal again for the
+    # handler found before it: with these, that ends here and the server exits 0, as a stop on request should
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda _signum, _frame: None)
     try:
         server.run()
     finally:
