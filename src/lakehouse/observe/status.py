@@ -12,6 +12,17 @@ and the process's start time, so a reader can tell a live writer from a dead one
 when (updated_us, microseconds since the epoch). Writing never raises: a status file that cannot be written is logged
 once and the job goes on.
 
+Who publishes what (the status reader, health.py, reads these fields):
+  bronze/silver/gold  every streaming query, from run_queries() (queries.py): state, reason, batch_id,
+                      batch_duration_ms, input_rows, rows_per_s, last_batch_us, offsets_behind (Kafka)
+  silver              the Silver writer after each batch: its .last (batch, bronze_rows, inserted, duplicates,
+                      quarantined, silver_version, duration_ms)
+  gold                the Gold writer after each write: its .last (trades, bars, duration_ms, oldest_ingest_us,
+                      newest_ingest_us, written_at_us) and silver_version, the Silver version it holds through (the
+                      Gold lag; with no state of its own, Gold folded into Silver's batches takes Silver's state)
+  producer            its counters every 2 s (producer/session.py)
+  page                the page server every 5 s;  pipeline: the runner (what it expects, one app or separate jobs)
+
 Where: $LAKEHOUSE_STATUS_DIR, else data/status under the working folder (where the jobs' default data/ paths are).
 The runner (make run / make demo) sets LAKEHOUSE_STATUS_DIR=<data dir>/status for every process it starts.
 """
