@@ -121,7 +121,7 @@ def reference_bars(records: list[tuple[bytes, int, int]]) -> dict[tuple[str, int
         group.sort(key=lambda t: (t.ts_event_us, -1 if t.trade_id is None else t.trade_id, t.partition, t.offset))
         volume = sum((t.size for t in group), Decimal(0))
         notional = sum((Fraction(t.price) * Fraction(t.size) for t in group), Fraction(0))
-        vwap = (Decimal(notional.numerator) / Decimal(notional.denominator)) if False else None
+        vwap = None
         q = notional / Fraction(volume) if volume else None
         if q is not None:
             scaled = q * 10 ** 18
