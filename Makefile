@@ -20,7 +20,7 @@ BROKER := PYTHONPATH=src $(PYTHON) infra/kafka/broker.py
 .DEFAULT_GOAL := help
 .PHONY: help setup connector broker-up broker-down broker-status cluster-up cluster-down cluster-status run demo audit \
 	audit-completeness consume chart gold-recompute optimize clean-data test test-unit test-quick test-integration \
-	bench bench-quick mutants test-failover pyzip
+	bench bench-quick mutants test-failover pyzip page status
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 20
@@ -68,6 +68,14 @@ run: setup  ## the whole pipeline on live Kraken (PAIRS="XBT/USDT ETH/USD" to ch
 
 demo: setup  ## the whole pipeline offline: a fake Kraken replays a recording shipped in the repo (CLUSTER=1: on the cluster)
 	$(PY) infra/run_pipeline.py --demo --topic $(TOPIC) $(if $(CLUSTER),--cluster)
+
+page: $(VENV)/.installed  ## the live page alone on existing data: http://127.0.0.1:8500/ (PORT=, DATA=, TOPIC=)
+	$(PY) infra/page.py --topic $(TOPIC) $(if $(PORT),--port $(PORT)) $(if $(DATA),--data-dir $(DATA))
+
+# No set-up first: a read-only look that must answer at once. make's own exit code is 0 or 2 (make turns any failure
+# into 2); `python infra/status.py` exits 0 healthy or starting, 1 stale or failed, 2 nothing running.
+status:  ## the pipeline's health on one screen (DATA= its folder, JSON=1); exit 0 healthy or starting
+	@$(PY) infra/status.py $(if $(DATA),--data-dir $(DATA)) $(if $(JSON),--json)
 
 audit: setup  ## Bronze vs the broker, then Silver's trade ids per pair (exit non-zero if either finds a problem)
 	@rc=0; $(PY) spark/jobs/bronze_audit.py --topic $(TOPIC) || rc=$$?; \

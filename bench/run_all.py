@@ -23,7 +23,8 @@ from typing import Optional
 import bench_common as bc
 from bench_stats import table
 
-BENCHMARKS = ["producer_ingest", "bronze_catchup", "e2e_latency", "small_files", "footprint", "batch_floor", "merge_cost"]
+BENCHMARKS = ["producer_ingest", "bronze_catchup", "e2e_latency", "small_files", "footprint", "batch_floor", "merge_cost",
+              "page_latency"]
 
 log = logging.getLogger("run_all")
 

@@ -20,6 +20,18 @@ from tests.helpers import REPO_ROOT
 BOOTSTRAP = "localhost:19092"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def status_files_outside_the_repo(tmp_path_factory: pytest.TempPathFactory):
+    """Jobs and the producer publish their status (lakehouse.observe.status) to $LAKEHOUSE_STATUS_DIR, else to
+    data/status: tests that run them without a pipeline's own folder write to a temporary folder instead (a test
+    that needs its own sets the variable itself; the runner sets it for what it starts)."""
+    import os
+
+    if "LAKEHOUSE_STATUS_DIR" not in os.environ:
+        os.environ["LAKEHOUSE_STATUS_DIR"] = str(tmp_path_factory.mktemp("status"))
+    yield
+
+
 def _port_open(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)

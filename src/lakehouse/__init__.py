@@ -9,6 +9,8 @@
 and what runs and serves them:
 
     pipeline/     the layers as one Spark application, the whole pipeline in one terminal, table maintenance
+    observe/      what every process publishes about itself (data/status/*.json), lag, health, make status
+    page/         the live page's server: candles from Gold and live from the topic, health, /api/*, /metrics
     spark/        what every Spark job shares: the session, jars, flags, a job's life, sinks, progress lines
     lake/         the Delta tables: idempotent writes and maintenance (Spark), reading them without Spark
     cluster/      a local 3-broker Kafka + Spark standalone cluster to run on and to break

@@ -64,5 +64,5 @@ def test_ctrl_c_with_the_broker_gone_still_stops_every_child(scenario):
 def test_a_runner_killed_with_sigkill_leaves_no_process_behind(scenario):
     killed = step(scenario, "sigkill")
     assert killed["broker_up_rc"] == 0
-    assert killed["scripts"] == ["all_layers.py", "fake_kraken.py", "kraken_trades_ws.py"]
+    assert killed["scripts"] == ["all_layers.py", "fake_kraken.py", "kraken_trades_ws.py", "page.py"]
     assert killed["left_alive"] == [] and killed["gone_after"] is not None

@@ -4,6 +4,11 @@ By default the three Spark layers run as one Spark application (spark/jobs/all_l
 and checkpoints as the three jobs); --separate-jobs runs them as three processes instead, the seed's way. Each
 process's lines are shown with a prefix ([producer], [spark], ...) and also written to data/logs/<name>.log.
 
+The live page (infra/page.py: candles, health, /metrics) starts with them, at http://127.0.0.1:8500/ unless
+--page-port/--page-host say otherwise (--no-page: without it); the runner prints its URL on one line. Every process
+publishes its status under <data dir>/status (LAKEHOUSE_STATUS_DIR), which `make status` and the page read; the runner
+publishes the pipeline's own (which components to expect, one application or separate jobs).
+
 The topic is created before anything reads it. On Ctrl-C (or SIGTERM, SIGHUP) the processes stop in an order that
 loses nothing: the producer first (it flushes every trade to Kafka), then the layers, each after landing what its
 input holds (Bronze the whole topic, then Silver all of Bronze, then Gold all of Silver); then a summary says where
@@ -43,6 +48,8 @@ from lakehouse.bronze.audit import read_sink_log  # the _spark_metadata reader
 from lakehouse.common.polling import wait_until
 from lakehouse.defaults import DATA_DIR, LOCAL_BOOTSTRAP, LOG_DIR, REPO_ROOT, TOPIC
 from lakehouse.fake_kraken.server import checked_pace
+from lakehouse.observe import status
+from lakehouse.page.cli import DEFAULT_PORT as PAGE_PORT, port_problem, url_of
 from lakehouse.pipeline.layers import (LAYERS, PIPELINE_DRIVER_MEMORY, PIPELINE_TRIGGERS, layer_argv,
                                        layer_paths)  # each layer under --data-dir, its flags
 from lakehouse.producer.kafka_sink import ensure_topic  # the producer's own topic creation
@@ -56,7 +63,8 @@ LAYER_SCRIPTS = {"bronze": "spark/jobs/kafka_to_bronze_trades.py", "silver": "sp
 CLUSTER_REPLICATION_FACTOR = 3
 BROKER_PORT = 19092
 DOCKER_INFO_TIMEOUT_S = 10.0
-STOP_TIMEOUT_S = {"kraken": 10.0, "producer": 15.0}  # the Spark layers: --drain-timeout per layer, plus this grace
+STOP_TIMEOUT_S = {"kraken": 10.0, "producer": 15.0, "page": 10.0}
+PAGE_PORT_TRIES = 20  # the Spark layers: --drain-timeout per layer, plus this grace
 SPARK_STOP_GRACE_S = 30.0
 PR_SET_PDEATHSIG = 1
 
@@ -107,6 +115,34 @@ def producer_plan(args: argparse.Namespace) -> Plan:
     if args.ws_url or args.demo:
         producer_args += ["--ws-url", args.ws_url or f"ws://127.0.0.1:{args.demo_port}/v2"]
     return Plan("producer", "ingestion/kraken_trades_ws.py", tuple(producer_args))
+
+
+def page_plan(args: argparse.Namespace) -> Plan:
+    return Plan("page", "infra/page.py", ("--data-dir", str(args.data_dir), "--bootstrap", args.bootstrap,
+                                          "--topic", args.topic, "--host", args.page_host, "--port", str(args.page_port)))
+
+
+def choose_page_port(host: str, wanted: int | None) -> int:
+    """The page's port: `wanted` when given (RuntimeError naming who holds it when it is taken), else PAGE_PORT or the
+    next free one (another pipeline's page, or anything else, may hold 8500)."""
+    if wanted is not None:
+        problem = port_problem(host, wanted)
+        if problem:
+            raise RuntimeError(problem)
+        return wanted
+    for port in range(PAGE_PORT, PAGE_PORT + PAGE_PORT_TRIES):
+        if port_problem(host, port) is None:
+            if port != PAGE_PORT:
+                log.info("port %d is taken (%s); the page uses %d", PAGE_PORT, port_problem(host, PAGE_PORT), port)
+            return port
+    raise RuntimeError(f"ports {PAGE_PORT}..{PAGE_PORT + PAGE_PORT_TRIES - 1} on {host} are all in use; choose one "
+                       f"with --page-port")
+
+
+def expected_components(args: argparse.Namespace) -> list[str]:
+    """What `make status` should find running for these flags."""
+    layers = ["bronze", "silver", "gold"][: args.layers]
+    return ["producer", *layers] + ([] if args.no_page else ["page"])
 
 
 def kraken_plan(args: argparse.Namespace) -> Plan:
@@ -268,7 +304,8 @@ class Pipeline:
         self.args = args
         self.children: dict[str, Child] = {}
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYSPARK_PYTHON": sys.executable,
-                    "PYSPARK_DRIVER_PYTHON": sys.executable, "SPARK_DRIVER_MEMORY": args.driver_memory}
+                    "PYSPARK_DRIVER_PYTHON": sys.executable, "SPARK_DRIVER_MEMORY": args.driver_memory,
+                    status.ENV_DIR: str(args.data_dir / "status")}
         self.spark = spark_plans(args)
 
     def start(self, plan: Plan) -> None:
@@ -281,6 +318,8 @@ class Pipeline:
         self.start(producer_plan(self.args))
         for plan in self.spark:  # each layer waits for its input itself
             self.start(plan)
+        if not self.args.no_page:
+            self.start(page_plan(self.args))
 
     def watch(self, stop: threading.Event) -> str | None:
         """Wait for a stop request or a process that ends on its own; return the name of a process that ended.
@@ -301,6 +340,7 @@ class Pipeline:
                  ("kraken", signal.SIGTERM, STOP_TIMEOUT_S["kraken"])]
         layer_time = self.args.drain_timeout * (self.args.layers if not self.args.separate_jobs else 1)
         order += [(plan.name, signal.SIGTERM, layer_time + SPARK_STOP_GRACE_S) for plan in self.spark]
+        order.append(("page", signal.SIGTERM, STOP_TIMEOUT_S["page"]))
         for name, sig, timeout in order:
             child = self.children.get(name)
             if child is None:
@@ -403,6 +443,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--log-dir", type=Path, default=LOG_DIR, help="process logs (default data/logs)")
     parser.add_argument("--drain-timeout", type=float, default=60.0,
                         help="on stop, how long each layer may take to land what its input holds (default 60 s)")
+    parser.add_argument("--page-port", type=int,
+                        help=f"the live page's port (default {PAGE_PORT}, or the next free one up to "
+                             f"{PAGE_PORT + PAGE_PORT_TRIES - 1} when another program holds it)")
+    parser.add_argument("--page-host", default="127.0.0.1",
+                        help="the live page's address (default %(default)s; 0.0.0.0 exposes it)")
+    parser.add_argument("--no-page", action="store_true", help="run without the live page")
     args = parser.parse_args(argv)
     args.bootstrap = args.bootstrap or (CLUSTER_BOOTSTRAP if args.cluster else LOCAL_BOOTSTRAP)
     args.master = args.master or (CLUSTER_MASTER if args.cluster else None)
@@ -419,6 +465,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level="INFO", format="[pipeline] %(asctime)s %(levelname)s %(message)s")
     args.log_dir.mkdir(parents=True, exist_ok=True)
+    if not args.no_page:
+        try:
+            args.page_port = choose_page_port(args.page_host, args.page_port)
+        except RuntimeError as exc:
+            log.error("cannot start the live page: %s (or --no-page)", exc)
+            return 2
     try:
         if args.cluster:
             ensure_cluster()
@@ -441,8 +493,17 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, on_signal)
     ended = None
+    status_dir = args.data_dir / "status"
+    status.clear(status_dir)  # an earlier run's files
+    status.set_dir(status_dir)
+    page_url = None if args.no_page else url_of(args.page_host, args.page_port)
+    status.publish("pipeline", state="starting", mode="separate jobs" if args.separate_jobs else "one application",
+                   expected=expected_components(args), started_us=status.now_us(), page_url=page_url)
     try:
         pipeline.start_all()
+        status.publish("pipeline", state="running")
+        if page_url:
+            print(f"page: {page_url}  (live candles and the pipeline's health; make status, /metrics)", flush=True)
         log.info("running; press Ctrl-C to stop (logs in %s)", args.log_dir)
         ended = pipeline.watch(stop)
         if ended:
@@ -450,7 +511,9 @@ def main(argv: list[str] | None = None) -> int:
                       pipeline.children[ended].proc.returncode)
     finally:
         log.info("stopping: the producer first (it flushes to Kafka), then each layer once it has landed its input")
+        status.publish("pipeline", state="stopping")
         codes = pipeline.stop_all()
+        status.publish("pipeline", state="stopped")
     failed = {name: code for name, code in codes.items() if code not in (0, None)}
     for name, code in failed.items():
         log.warning("%s exited %s: see %s (a Spark layer exits 1 when it could not land all of its input; the rest "

@@ -12,6 +12,7 @@ import threading
 import time
 from typing import Any, Callable, Optional
 
+from lakehouse.observe import status as status_files
 from lakehouse.producer.backfill import Backfiller, backoff_delay
 from lakehouse.producer.config import BackfillConfig, SessionConfig
 from lakehouse.producer.delivery import KafkaDelivery
@@ -25,6 +26,7 @@ from lakehouse.producer.records import PairCodec, native_pair, short
 log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_REJECTED = 0, 1, 2, 3
+STATUS_INTERVAL_S = 2.0  # how often the counters are published for make status and the page
 
 
 class Stats:
@@ -62,7 +64,10 @@ class TradeProducer:
         self.rng = random.Random()
         self.req_id = 0
         self.record = open(config.record, "a", encoding="utf-8") if config.record else None
-        self._next_stats = 0.0
+        self._next_stats = 0.0  # the sooner of the next stats line and the next status file
+        self._next_line = 0.0
+        self._next_status = 0.0
+        self._status_at = (time.monotonic(), 0)  # (when, trades) at the last status file: the trades/s
         self.subscribed_ok = False
         self.gaps = GapBook()
         self.undelivered = UndeliveredBook()
@@ -218,13 +223,33 @@ class TradeProducer:
             raise Reconnect(f"send failed: {exc}") from exc
 
     def maybe_stats(self, now: float) -> None:
+        """The stats line every --stats-interval, and the status file (make status, the page) every
+        STATUS_INTERVAL_S; _next_stats is the sooner of the two, so the hot path checks one number."""
         if now < self._next_stats:
             return
-        if self._next_stats:
-            log.info("stats %s", self.stats_line(len(self.producer)))
-            if self.record:
-                self.record.flush()
-        self._next_stats = now + self.config.stats_interval
+        if now >= self._next_status:
+            self.publish_status("running" if self.subscribed_ok else "connecting")
+            self._next_status = now + STATUS_INTERVAL_S
+        if now >= self._next_line:
+            if self._next_line:
+                log.info("stats %s", self.stats_line(len(self.producer)))
+                if self.record:
+                    self.record.flush()
+            self._next_line = now + self.config.stats_interval
+        self._next_stats = min(self._next_line, self._next_status)
+
+    def publish_status(self, state: str, reason: Optional[str] = None) -> None:
+        """The counters as data/status/producer.json (lakehouse.observe.status), with the trades/s since the last."""
+        s, now = self.stats, time.monotonic()
+        rate = (s.trades - self._status_at[1]) / (now - self._status_at[0]) if now > self._status_at[0] else None
+        self._status_at = (now, s.trades)
+        status_files.publish(
+            "producer", state=state, reason=reason, pairs=[c.user_pair for c in self.codecs.values()],
+            trades=s.trades, produced=s.produced, delivered=s.delivered, failed=s.failed, gaps=s.gaps,
+            missing=s.missing, reconnects=s.reconnects, malformed=s.malformed, unknown=s.unknown,
+            unexpected=s.unexpected, backfilled=s.backfilled, unfillable=s.unfillable,
+            undelivered=len(self.undelivered), open_gaps=len(self.gaps), queue=len(self.producer),
+            trades_per_s=round(rate, 3) if rate is not None else None)
 
     # -- shutdown -------------------------------------------------------------------------------
 
@@ -256,6 +281,7 @@ class TradeProducer:
             remaining = self.producer.flush(max(1.0, deadline - time.monotonic()))
         undelivered = remaining + len(self.undelivered)
         log.info("final stats %s", self.stats_line(remaining))
+        self.publish_status("stopped", f"{undelivered} trade(s) not delivered" if undelivered else None)
         for pair, (n, missing) in self.ledger.gaps_by_pair.items():
             if n:
                 log.warning("gaps on %s: %d gap(s), %d trade(s) missing", pair, n, missing)

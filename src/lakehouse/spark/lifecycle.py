@@ -1,4 +1,5 @@
-"""A streaming job's life: waiting for its input, running its queries while logging each micro-batch, and stopping
+"""A streaming job's life: waiting for its input, running its queries while logging each micro-batch and publishing
+each query's status (lakehouse.observe: data/status/<layer>.json, read by `make status` and the page), and stopping
 cleanly on Ctrl-C or SIGTERM (each query finishes its running batch; with --drain-on-stop it then lands what its input
 holds now).
 """
@@ -12,6 +13,7 @@ import threading
 import time
 from typing import Any, Callable, Optional
 
+from lakehouse.observe.queries import QueryReporter
 from lakehouse.spark.flags import DEFAULT_DRAIN_TIMEOUT_S
 from lakehouse.spark.progress import describe_error, format_progress
 from lakehouse.spark.session import STOP_TIMEOUT_S
@@ -75,7 +77,8 @@ def run_queries(queries: dict[str, Any], stop: StopRequest, describe: BatchDescr
     ({name: restart}), it is then started again with the availableNow trigger to land what its input holds now,
     bounded by `drain_timeout` seconds: a pipeline whose layers are queried in order (Bronze, Silver, Gold) ends with
     each layer holding everything the layer before it had landed. `describe(name, progress)` makes a batch's log line
-    (None: nothing to say); by default format_progress() for a batch with rows.
+    (None: nothing to say); by default format_progress() for a batch with rows. Each query's status (state, last
+    batch, rows/s, offsets behind; failed with the reason) is published under its layer's name (QueryReporter).
     Returns the exit code: 0 finished (available-now) or stopped on request, 1 a query failed or a drain did not
     finish, 130 a second Ctrl-C.
     """
@@ -83,6 +86,7 @@ def run_queries(queries: dict[str, Any], stop: StopRequest, describe: BatchDescr
 
     queries = dict(queries)
     batch_log = _BatchLog(describe or _describe_with_rows)
+    reporter = QueryReporter(list(queries))
     failed = False
     try:
         while not failed and not stop.event.is_set() and any(q.isActive for q in queries.values()):
@@ -92,10 +96,13 @@ def run_queries(queries: dict[str, Any], stop: StopRequest, describe: BatchDescr
                 except StreamingQueryException:
                     failed = True  # reported below through query.exception()
                 batch_log.new_batches(name, query)
+                reporter.poll(name, query)
         stopping = stop.event.is_set()
         if stopping:
             log.info("%s received: letting the running micro-batch finish, then stopping%s", stop.signal_name,
                      " (each layer first lands what its input holds now)" if drain else "")
+        for name in queries:
+            reporter.state(name, "stopping", f"{stop.signal_name} received" if stopping else None)
         for name, query in list(queries.items()):
             _wait_for_idle(query)
             stop_query(query)
@@ -109,16 +116,22 @@ def run_queries(queries: dict[str, Any], stop: StopRequest, describe: BatchDescr
                 queries[name], drained = _drain(name, drain[name], drain_timeout)
                 failed |= not drained
                 batch_log.new_batches(name, queries[name])
+                reporter.poll(name, queries[name])
     except KeyboardInterrupt:
         log.warning("second interrupt: stopping now; the unfinished batch will be redone on restart")
-        for query in queries.values():
+        for name, query in queries.items():
             stop_query(query)
+            reporter.state(name, "stopped", "second interrupt: stopped at once")
         return 130
     for name, query in queries.items():
         error = query.exception()
         if error is not None:
             log.error("the %s query failed: %s", name, describe_error(error))
             failed = True
+            reporter.state(name, "failed", describe_error(error))
+        else:
+            reporter.state(name, "stopped", "finished" if not stop.event.is_set() else
+                           f"stopped on request ({stop.signal_name})")
     return 1 if failed else 0
 
 
