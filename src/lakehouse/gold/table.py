@@ -41,6 +41,7 @@ from lakehouse.gold.bars import (LIMB_COUNT, MINUTE_US, NOTIONAL_TERMS, Bar, Bar
                                   to_micros)
 from lakehouse.lake.delta import (commit_metadata, is_delta_table, parse_commit_metadata, read_changes,
                                   retry_on_conflict, table_properties, table_version)
+from lakehouse.observe import status
 
 log = logging.getLogger("gold")
 
@@ -203,6 +204,7 @@ class GoldWriter:
                              f"Silver job (or `make run`) once: it turns the change feed on")
         through = recorded_through(spark, self.gold)
         self.silver_version = through if through is not None else self.rebuild(spark)
+        status.publish("gold", silver_version=self.silver_version)  # make status: how far Gold holds Silver
         return min(self.silver_version + 1, table_version(spark, self.silver))
 
     def rebuild(self, spark) -> int:
@@ -232,6 +234,7 @@ class GoldWriter:
             chunk_last = min(last, chunk_first + CHUNK_VERSIONS - 1)
             self.fold_changes(read_changes(session, self.silver, chunk_first, chunk_last), through=chunk_last)
             self.silver_version = chunk_last
+            status.publish("gold", silver_version=self.silver_version)
 
     def fold_changes(self, changes_df, _batch_id: int | None = None, through: Optional[int] = None) -> None:
         """Fold a DataFrame of Silver's change feed (a version range, or a streamed micro-batch) into Gold: one Spark
@@ -289,6 +292,9 @@ class GoldWriter:
         self.last = {"trades": sum(p.trade_count for p in partials), "bars": len(rows), "silver_version": through,
                      "duration_ms": int((time.monotonic() - started) * 1000), "oldest_ingest_us": ingest_us[0],
                      "newest_ingest_us": ingest_us[1], "written_at_us": to_micros(datetime.now(timezone.utc))}
+        if through is not None:  # this commit records it (a streamed Gold job's batches have no other record)
+            self.silver_version = through
+        status.publish("gold", **{**self.last, "silver_version": self.silver_version})
         return rows
 
     def merge(self, session, rows: list[GoldBar], through: Optional[int]) -> None:

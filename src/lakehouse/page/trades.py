@@ -1,9 +1,8 @@
 """A Kafka record's value -> a trade, or the reason it is not one: Silver's rules, in plain Python, so that the page's
 live bars take exactly the trades Silver and Gold take.
 
-Silver's rules (lakehouse/silver/job.py today; silver/parse.py once the rewrite lands: REQUIRED_FIELDS, DECIMAL_RE,
-DECIMAL_FITS_RE, INTEGER_RE, TIMESTAMP_RE, SIDES, ORD_TYPES, SOURCES, MAX_EXPONENT, DEFAULT_FUTURE_TOLERANCE_S; these
-constants are to be imported from there at merge time, not kept twice), in the order Silver checks them:
+Silver's rules (its constants imported from lakehouse.silver.parse, which imports no Spark at its top), in the order
+Silver checks them:
   - the value is valid UTF-8, and a JSON object;
   - symbol, price, size, side, ord_type, ts_event, ts_ingest are present and not null; symbol is not blank;
   - price and size are exact decimal(38,18): digits with an optional fraction (no sign, no exponent in a string),
@@ -31,20 +30,17 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from lakehouse.gold.bars import to_micros
+from lakehouse.silver import parse as silver_rules
 
-# Silver's constants (see the module docstring: to be imported from lakehouse.silver.parse at merge time).
-REQUIRED_FIELDS = ["symbol", "price", "size", "side", "ord_type", "ts_event", "ts_ingest"]
-MONEY_FIELDS = ["price", "size"]
-SIDES = ("buy", "sell")
-ORD_TYPES = ("limit", "market")
-SOURCES = ("ws", "rest")
-DECIMAL_RE = re.compile(r"^[0-9]+(\.[0-9]+)?$")
-DECIMAL_FITS_RE = re.compile(r"^0*[0-9]{1,20}(\.[0-9]{0,18}0*)?$")
-INTEGER_RE = re.compile(r"^[0-9]{1,19}$")
-TIMESTAMP_RE = re.compile(r"^([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]{1,6})?"
-                          r"(Z|([+-])([0-9]{2}):([0-9]{2}))$")
-MAX_EXPONENT = 40
-FUTURE_TOLERANCE_US = 3600 * 1_000_000
+REQUIRED_FIELDS = silver_rules.REQUIRED_FIELDS
+MONEY_FIELDS = silver_rules.MONEY_FIELDS
+SIDES, ORD_TYPES, SOURCES = silver_rules.SIDES, silver_rules.ORD_TYPES, silver_rules.SOURCES
+DECIMAL_RE = re.compile(silver_rules.DECIMAL_RE)
+DECIMAL_FITS_RE = re.compile(silver_rules.DECIMAL_FITS_RE)
+INTEGER_RE = re.compile(silver_rules.INTEGER_RE)
+TIMESTAMP_RE = re.compile(silver_rules.TIMESTAMP_RE)
+MAX_EXPONENT = silver_rules.MAX_EXPONENT
+FUTURE_TOLERANCE_US = silver_rules.DEFAULT_FUTURE_TOLERANCE_S * 1_000_000
 LONG_MAX = 2 ** 63 - 1
 
 

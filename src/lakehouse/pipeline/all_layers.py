@@ -29,6 +29,7 @@ import functools
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Any, Callable
 
 from lakehouse.bronze import job as bronze_job
@@ -38,6 +39,7 @@ from lakehouse.gold import job as gold_job
 from lakehouse.gold.table import GoldWriter
 from lakehouse.lake.delta import (DEFAULT_MAINTENANCE_EVERY, WRITER_SESSION_CONF, Maintenance,
                                   parse_maintenance_every, table_pairing_problem)
+from lakehouse.observe import status
 from lakehouse.pipeline.layers import LAYERS, PIPELINE_TRIGGERS, layer_argv
 from lakehouse.silver import job as silver_job
 from lakehouse.spark.flags import DEFAULT_DRAIN_TIMEOUT_S, add_master_argument, parse_trigger
@@ -201,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {problem}", file=sys.stderr)
         return 2
     stop = StopRequest().install()
+    if not os.environ.get(status.ENV_DIR):  # make status reads <data dir>/status (the runner sets it for its children)
+        status.set_dir(Path(args.data_dir) / "status")
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     spark = build_spark("all_layers", kafka=True, delta=args.layers > 1, conf=WRITER_SESSION_CONF, master=args.master)
     layers = Layers(spark, args.layer_args)

@@ -61,6 +61,7 @@ from lakehouse.defaults import BRONZE_PATH, QUARANTINE_PATH, SILVER_CHECKPOINT, 
 from lakehouse.lake.delta import (WRITER_SESSION_CONF, Maintenance, add_maintenance_argument, committed_version,
                                   ensure_table, is_delta_table, retry_on_conflict, set_properties,
                                   table_pairing_problem)
+from lakehouse.observe import status
 from lakehouse.silver.parse import (BRONZE_SCHEMA, DEFAULT_FUTURE_TOLERANCE_S, OLD_QUARANTINE_COLUMNS,
                                     QUARANTINE_COLUMNS, QUARANTINE_DDL, SILVER_DDL, batch_summary, id_ranges,
                                     offset_ranges, parse_bronze, quarantine_match, quarantine_rows, time_ranges,
@@ -162,6 +163,8 @@ class SilverWriter:
                       "duplicates": bronze_rows - quarantined - inserted}
             self.last = {**counts, "batch": batch_id, "silver_version": silver_version,
                          "duration_ms": int((time.monotonic() - started) * 1000)}
+            # make status and the page: the batch's counts (a batch that inserted nothing leaves the version as it was)
+            status.publish("silver", **{k: v for k, v in self.last.items() if v is not None})
             log.info("%s", format_batch(batch_id, counts, time.monotonic() - started))
         finally:
             parsed.unpersist()

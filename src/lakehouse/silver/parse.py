@@ -66,8 +66,10 @@ DECIMAL_RE = r"^[0-9]+(\.[0-9]+)?$"
 # this converts to decimal(38,18) exactly, so Spark's rounding cast cannot change its value.
 DECIMAL_FITS_RE = r"^0*[0-9]{1,20}(\.[0-9]{0,18}0*)?$"
 INTEGER_RE = r"^[0-9]{1,19}$"
-# ISO-8601 with at most 6 fractional digits (Spark truncates a 7th silently) and an explicit zone.
-TIMESTAMP_RE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:[0-9]{2})$"
+# ISO-8601 with at most 6 fractional digits (Spark truncates a 7th silently) and an explicit zone. The groups
+# (year .. second, fraction, zone, its sign, hours, minutes) are for the page's plain-Python reading of the same rule.
+TIMESTAMP_RE = (r"^([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]{1,6})?"
+                r"(Z|([+-])([0-9]{2}):([0-9]{2}))$")
 # A field's name as a key of the record's text: a quote not escaped by a backslash (inside a JSON string a quote is
 # always escaped), the name, a colon. {field} is one of MONEY_FIELDS, never data.
 KEY_RE = r'(?<!\\)"{field}"\s*:'
