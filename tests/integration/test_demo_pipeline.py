@@ -164,15 +164,25 @@ def test_the_demo_draws_each_pairs_chart(demo) -> None:
         assert png_size(png) == (1200, 700)
 
 
-def test_readme_reading_snippets_work_as_written_on_the_demos_tables(demo) -> None:
-    """The README's 'Reading Silver and Gold without Spark' blocks, run from a folder holding the demo's data/."""
-    blocks = readme_python_blocks("### Reading Silver and Gold without Spark")
-    assert len(blocks) == 2
+def test_docs_reading_snippets_work_as_written_on_the_demos_tables(demo) -> None:
+    """docs/layers.md's 'Reading without Spark' and 'Time travel' blocks, run from a folder holding the demo's data/
+    (tests/unit/test_docs.py runs them on a small lake; here they meet the tables the pipeline wrote)."""
+    blocks = doc_python_blocks("## Reading without Spark", "## Compaction", REPO_ROOT / "docs" / "layers.md")
+    assert len(blocks) == 3
     result = subprocess.run([PYTHON, "-c", "\n".join(blocks)], cwd=demo["root"], env=script_env(), capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "XBT/USDT trades since 2026-01-01" in result.stdout
+    expected = sum(1 for symbol, _ in demo["expected"] if symbol == "XBT/USDT")  # the recording is from 2026
+    assert f"\n{expected} XBT/USDT trades since 2026-01-01\n" in result.stdout, result.stdout
     assert re.search(r"^\d+ MERGE \d+$", result.stdout, re.M)  # the history lists the Gold versions
+    assert re.search(r"^\d+ bars one commit ago$", result.stdout, re.M)
+
+
+def doc_python_blocks(section: str, until: str, path: Path) -> list[str]:
+    """The ```python blocks of a doc from the heading `section` to the heading `until`."""
+    text = path.read_text()
+    start = text.index(section)
+    return re.findall(r"```python\n(.*?)```", text[start: text.index(until, start)], re.S)
 
 
 def readme_python_blocks(section: str) -> list[str]:
