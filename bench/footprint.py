@@ -83,9 +83,10 @@ def tree_rss_mb(pid: int, tree: dict[int, list[int]]) -> float:
 
 
 def named_processes(runner_pid: int, tree: dict[int, list[int]]) -> dict[str, int]:
-    """The runner's children by role: producer, spark (one app) or bronze/silver/gold (separate jobs)."""
-    roles = {"kraken_trades_ws.py": "producer", "all_layers.py": "spark", "kafka_to_bronze_trades.py": "bronze",
-             "bronze_to_silver_trades.py": "silver", "silver_to_gold_ohlcv.py": "gold"}
+    """The runner's children by role: producer, spark (one app) or bronze/silver/gold (separate jobs), page."""
+    roles = {"kraken_trades_ws.py": "producer", "infra/page.py": "page", "all_layers.py": "spark",
+             "kafka_to_bronze_trades.py": "bronze", "bronze_to_silver_trades.py": "silver",
+             "silver_to_gold_ohlcv.py": "gold"}
     found = {}
     for child in tree.get(runner_pid, []):
         cmdline = command_line(child)
@@ -264,7 +265,7 @@ def summary_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="50 trades/s both ways and idle, short windows")
+    p.add_argument("--quick", action="store_true", help="50 trades/s one application, and idle, short windows")
     p.add_argument("--rate", type=float, action="append", help="trades/s (repeatable; 0 = idle)")
     p.add_argument("--mode", choices=["one-app", "separate"], action="append", help="repeatable")
     p.add_argument("--warmup", type=float, help="seconds after Gold's first bars before measuring")
