@@ -160,3 +160,31 @@ def test_each_trade_once_however_late_its_copy_arrives(bootstrap, new_topic, spa
     assert silver_rows(spark, tmp_path / "silver") == rows
     run_silver(spark, silver_args(tmp_path, bronze, name="rebuild"))
     assert silver_rows(spark, tmp_path / "rebuild") == rows
+
+
+def test_inserted_counts_the_merge_when_auto_compaction_commits_after_it(spark, tmp_path: Path):
+    """Auto compaction commits right after the MERGE that filled a partition with small files, and the session's last
+    commit version is then the compaction's: the count must still be the MERGE's own (it once read 0)."""
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    from lakehouse.lake.delta import TABLE_PROPERTIES
+    from lakehouse.silver.job import insert_new
+
+    table = str(tmp_path / "table")
+    writer = spark.range(1).selectExpr("id", "'x' AS v").write.format("delta")
+    for name, value in TABLE_PROPERTIES.items():
+        writer = writer.option(name, value)
+    writer.save(table)
+    setting = "spark.databricks.delta.autoCompact.minNumFiles"
+    before = spark.conf.get(setting)
+    spark.conf.set(setting, "2")
+    try:
+        results = [insert_new(spark, spark.range(first, first + 3 + first // 10).selectExpr("id", "'x' AS v"), table,
+                              F.col("t.id") == F.col("s.id")) for first in (10, 20, 30)]
+    finally:
+        spark.conf.set(setting, before)
+    operations = {row["version"]: row["operation"] for row in DeltaTable.forPath(spark, table).history().collect()}
+    assert [count for count, _ in results] == [4, 5, 6]
+    assert any(operations[version] == "OPTIMIZE" for _, version in results)  # compaction did commit last
+    assert spark.read.format("delta").load(table).count() == 1 + 4 + 5 + 6

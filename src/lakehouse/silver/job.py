@@ -111,12 +111,15 @@ def insert_new(session, source_df, table: str, condition) -> tuple[int, Optional
 
 
 def inserted_rows(session, table: str, version: int) -> int:
-    """How many rows the MERGE that committed `version` inserted (from the commit's own metrics)."""
+    """How many rows the MERGE that committed `version` inserted (from the commit's own metrics). `version` is the
+    session's last commit: when the MERGE's write triggered auto compaction, that is the compaction's commit, right
+    after the MERGE, so the newest MERGE at or before it is the one."""
     from delta.tables import DeltaTable
     from pyspark.sql import functions as F
 
-    rows = (DeltaTable.forPath(session, table).history(5).where(F.col("version") == F.lit(version))
-            .select("operationMetrics").collect())
+    rows = (DeltaTable.forPath(session, table).history(5)
+            .where((F.col("version") <= F.lit(version)) & (F.col("operation") == F.lit("MERGE")))
+            .orderBy(F.col("version").desc()).limit(1).select("operationMetrics").collect())
     return int((rows[0]["operationMetrics"] or {}).get("numTargetRowsInserted", 0)) if rows else 0
 
 
