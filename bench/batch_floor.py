@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         silver, gold = Path(tmp) / "silver", Path(tmp) / "gold"
         next_id = build_silver(spark, silver, 1000, 1)
         writer = batch_writers(spark, silver, gold)
-        last_ts = START + timedelta(hours=23)
+        last_ts = START + timedelta(days=1)  # after Silver's newest trade: live trades, into each pair's open bar
 
         def silver_gold(i: int) -> None:
             first = next_id + i * args.trades
