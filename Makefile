@@ -95,7 +95,7 @@ chart: $(VENV)/.installed  ## candles + volume of SYMBOL from Gold to data/chart
 gold-recompute: $(VENV)/.installed  ## recompute Gold bars for FROM..TO (UTC, whole minutes) from Silver, in batch
 	$(PY) spark/jobs/gold_ohlcv_batch.py --from $(FROM) --to $(TO)
 
-optimize: setup  ## compact (OPTIMIZE) and clean (VACUUM, 7-day retention) Silver, quarantine and Gold now; safe while running
+optimize: setup  ## compact (OPTIMIZE) and clean (VACUUM, 3-day retention) Silver, quarantine and Gold now; safe while running
 	$(PY) spark/jobs/optimize_tables.py
 
 clean-data:  ## dev reset: delete every layer, checkpoint and log under data/ (keeps the broker's data)
