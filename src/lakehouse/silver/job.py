@@ -117,12 +117,15 @@ def insert_new(session, source_df, table: str, condition) -> tuple[int, Optional
 
 
 def inserted_rows(session, table: str, version: int) -> int:
-    """How many rows the MERGE that committed `version` inserted (from the commit's own metrics)."""
+    """How many rows the MERGE that committed up to `version` inserted (from the commit's own metrics). Auto
+    compaction runs right after a MERGE, in the same session, and may commit: `version`, the session's last commit,
+    is then the compaction's, and the MERGE is the newest MERGE at or before it."""
     from delta.tables import DeltaTable
     from pyspark.sql import functions as F
 
-    rows = (DeltaTable.forPath(session, table).history(5).where(F.col("version") == F.lit(version))
-            .select("operationMetrics").collect())
+    rows = (DeltaTable.forPath(session, table).history(5)
+            .where((F.col("version") <= F.lit(version)) & (F.col("operation") == F.lit("MERGE")))
+            .orderBy(F.col("version").desc()).limit(1).select("operationMetrics").collect())
     return int((rows[0]["operationMetrics"] or {}).get("numTargetRowsInserted", 0)) if rows else 0
 
 
