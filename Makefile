@@ -120,7 +120,7 @@ test-integration: setup broker-up  ## integration tests only (not the long catch
 test-failover: setup  ## the cluster's test with the pipeline's failover phase (about 8 minutes); CI runs it after make test
 	CLUSTER_FAILOVER=1 $(PY) -m pytest tests/integration/test_cluster.py
 
-test-longrun: setup broker-up  ## the long catch-up: half a year of trades through every layer at a 512 MB driver (24 min measured on a busy 2-core machine); CI runs it after test-failover
+test-longrun: setup broker-up  ## the long catch-up: 1.5M trades through every layer at a 512 MB driver (24 min measured on a busy 2-core machine); CI runs it after test-failover
 	$(PY) -m pytest -m longrun tests/integration/test_long_catchup.py
 
 mutants: $(VENV)/.installed  ## mutation testing of the pure core with mutmut (~12 min on 2 quiet cores; not in CI); see README

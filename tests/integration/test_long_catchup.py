@@ -95,7 +95,7 @@ def silver_batches(text: str) -> list[tuple[int, int, int]]:
     return [(int(m[1]), int(m[2]), int(m[3])) for m in SILVER_LINE.finditer(text)]
 
 
-def test_a_half_year_catch_up_runs_in_bounded_batches_at_512m(spark, bootstrap, new_topic, tmp_path):
+def test_a_catch_up_of_1_5_million_trades_runs_in_bounded_batches_at_512m(spark, bootstrap, new_topic, tmp_path):
     from pyspark.sql import functions as F
 
     topic = new_topic(partitions=1)
@@ -125,7 +125,7 @@ def test_a_half_year_catch_up_runs_in_bounded_batches_at_512m(spark, bootstrap, 
     run_gold("gold1", gold, gold_ck)
     silver_v1 = _version(spark, silver)
 
-    # Stage 2: the rest of the half year reaches the topic while Silver and Gold are stopped; Bronze lands it
+    # Stage 2: the other 1,548,000 trades reach the topic while Silver and Gold are stopped; Bronze lands it
     produce(bootstrap, topic, range(FIRST_HOUR, TICKS))
     land_bronze("bronze2")
     rest = TOTAL - first
