@@ -15,7 +15,7 @@ def test_seed_defaults() -> None:
     assert (args.bootstrap, args.topic, args.out, args.checkpoint, args.startingOffsets, args.trigger) == (
         "localhost:19092", "crypto.trades", "data/bronze/crypto_trades", "data/checkpoints/kafka_to_bronze_trades",
         "earliest", "2000 milliseconds")
-    assert args.failOnDataLoss is True and args.available_now is False and args.maxOffsetsPerTrigger is None
+    assert args.failOnDataLoss is True and args.available_now is False and args.maxOffsetsPerTrigger == 50_000
 
 
 @pytest.mark.parametrize("text", ["earliest", "latest", '{"crypto.trades": {"0": 42, "1": -2}}'])

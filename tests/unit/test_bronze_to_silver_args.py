@@ -17,7 +17,7 @@ def test_defaults():
         "data/bronze/crypto_trades", "data/silver/crypto_trades", "data/silver/crypto_trades_quarantine",
         "data/checkpoints/bronze_to_silver_trades")
     assert (args.trigger, args.watermark, args.available_now, args.max_files_per_trigger, args.maintenance_every,
-            args.future_tolerance) == ("2000 milliseconds", None, False, None, 3600.0, 3600)
+            args.future_tolerance) == ("2000 milliseconds", None, False, 4, 3600.0, 3600)
     assert job.parse_args(["--future-tolerance", "2 hours"]).future_tolerance == 7200
     assert parse.SILVER_COLUMNS == ["symbol", "price", "size", "side", "ord_type", "trade_id", "v1_ordinal", "ts_event",
                                   "ts_ingest", "source", "topic", "partition", "offset", "ts_kafka", "trade_date"]

@@ -88,7 +88,7 @@ def test_job_flags_have_the_documented_defaults():
     assert (args.silver, args.out, args.checkpoint) == (
         "data/silver/crypto_trades", "data/gold/ohlcv_1m", "data/checkpoints/silver_to_gold_ohlcv")
     assert (args.trigger, args.watermark, args.available_now, args.maintenance_every, args.max_files_per_trigger) == (
-        "2000 milliseconds", None, False, 3600.0, 100)
+        "2000 milliseconds", None, False, 3600.0, 10)
     # what readers use first, in the order the README gives; then the state the writer folds more trades into; the
     # partition last, where delta-rs and polars put it too
     assert GOLD_COLUMNS == ["symbol", "window_start", "window_end", "open", "high", "low", "close", "volume", "vwap",

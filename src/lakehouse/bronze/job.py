@@ -39,6 +39,11 @@ from lakehouse.spark.sinks import sink_pairing_problem, start_parquet_sink
 QUERY_NAME = "kafka_to_bronze_trades"
 BRONZE_COLUMNS = ["topic", "partition", "offset", "ts_kafka", "ts_type", "key", "value_raw"]
 BROKER_CHECK_TIMEOUT_S = 10.0
+# Records per micro-batch, all partitions together: a catch-up (a new checkpoint on a long topic, a Bronze stopped for
+# days) lands in batches of at most this many, so each Bronze file holds at most this many rows, and Silver, which
+# reads a bounded number of Bronze files per batch, is bounded in rows too (silver/job.py). Live running lands far
+# fewer per trigger (50 trades/s x 20 s = 1,000).
+DEFAULT_MAX_OFFSETS_PER_TRIGGER = 50_000
 # Kafka client settings a user may not pass through --kafka-properties: Spark's source manages them itself.
 SPARK_MANAGED_KAFKA_KEYS = {"bootstrap.servers", "group.id", "auto.offset.reset", "enable.auto.commit",
                             "key.deserializer", "value.deserializer", "interceptor.classes"}
@@ -218,8 +223,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help='micro-batch interval, e.g. "2 seconds", "500 milliseconds" (default "2 seconds")')
     parser.add_argument("--available-now", action="store_true",
                         help="land everything the topic holds now, in as many batches as needed, then exit")
-    parser.add_argument("--maxOffsetsPerTrigger", type=positive_int,
-                        help="cap on records per micro-batch (bounds memory on a large backlog)")
+    parser.add_argument("--maxOffsetsPerTrigger", type=positive_int, default=DEFAULT_MAX_OFFSETS_PER_TRIGGER,
+                        help="cap on records per micro-batch, all partitions together, so a catch-up runs in "
+                             "bounded batches and each Bronze file holds at most this many rows (default "
+                             "%(default)s)")
     parser.add_argument("--minOffsetsPerTrigger", type=positive_int,
                         help="wait for at least this many new records before a batch (fewer, larger files), "
                              "up to --maxTriggerDelay")

@@ -59,7 +59,11 @@ from lakehouse.spark.lifecycle import StopRequest, drain_restart, run_queries, w
 from lakehouse.spark.session import build_spark
 
 DEFAULT_TRIGGER = "2 seconds"
-DEFAULT_MAX_FILES_PER_TRIGGER = 100  # Silver files per micro-batch: each holds one bounded Silver batch of a day
+# Silver files per micro-batch of the change feed. A Silver file holds one trade_date of one Silver batch (MERGE writes
+# one file per partition it touches; compaction's files are not in the feed), so at most silver.job.MAX_ROWS_PER_BATCH
+# trades, and one Silver version of one day gives at most 1,440 bars per pair: a Gold batch sums at most
+# 10 x 200,000 trades on Spark and brings at most 10 x 1,440 bars per pair to the driver.
+DEFAULT_MAX_FILES_PER_TRIGGER = 10
 QUERY_NAME = "silver_to_gold_ohlcv"
 
 log = logging.getLogger("silver_to_gold_ohlcv")
@@ -106,8 +110,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--available-now", action="store_true",
                         help="bring Gold up to what Silver holds now, then exit")
     parser.add_argument("--max-files-per-trigger", type=positive_int, default=DEFAULT_MAX_FILES_PER_TRIGGER,
-                        help="cap on Silver files per micro-batch (bounds memory when catching up; default "
-                             "%(default)s)")
+                        help="cap on Silver files per micro-batch of Silver's change feed: each holds one day "
+                             "of one Silver batch, so a batch brings at most this many x 1,440 bars per pair to the "
+                             "driver (bounds memory when catching up; default %(default)s)")
     add_maintenance_argument(parser)
     add_drain_arguments(parser)
     return parser.parse_args(argv)

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import logging
+import operator
 import random
 import re
 import threading
@@ -37,20 +39,39 @@ from lakehouse.spark.sinks import latest_batch_id, local_folder
 
 log = logging.getLogger("spark_jobs")
 
-# Properties every table of ours gets at creation. Auto compaction rewrites small files after a write once a
-# partition holds enough of them (dataChange=false: streaming readers skip it). Retention: the log (time travel) and
-# removed files are kept 7 days, so VACUUM with the default retention never removes a file a reader or an older
-# version still needs.
+# Properties every table of ours gets at creation, and an existing table at each start (set_properties: one commit
+# when one differs, none otherwise). Metadata stays bounded over a long run:
+# - the log (time travel): Delta deletes commit files older than logRetentionDuration when it writes a checkpoint,
+#   cut at a day boundary, so _delta_log holds 3 to 4 days of commits, not a week's (a commit every 20-s trigger is
+#   4,320 a day, each a .json and a .crc). Time travel reaches back at least 3 days; a Gold job stopped for longer
+#   than that cannot read Silver's changes any more and is rebuilt from Silver's snapshot (README, operations);
+# - removed files (tombstones) are kept deletedFileRetentionDuration, and every checkpoint carries them: 3 days, as
+#   VACUUM's retention (DEFAULT_RETENTION_HOURS), so versions of the last 3 days keep their data files;
+# - a checkpoint every 10 commits (Delta's default, stated): a snapshot refresh reads one checkpoint and at most 9
+#   commits.
+# Auto compaction rewrites small files after a write once a partition holds enough of them (dataChange=false:
+# streaming readers skip it).
+LOG_RETENTION = "interval 3 days"
+FILE_RETENTION = "interval 3 days"
+CHECKPOINT_INTERVAL = 10
 TABLE_PROPERTIES = {
     "delta.autoOptimize.autoCompact": "true",
-    "delta.logRetentionDuration": "interval 7 days",
-    "delta.deletedFileRetentionDuration": "interval 7 days",
+    "delta.logRetentionDuration": LOG_RETENTION,
+    "delta.deletedFileRetentionDuration": FILE_RETENTION,
+    "delta.checkpointInterval": str(CHECKPOINT_INTERVAL),
 }
+# OPTIMIZE's bin-packing: files under 16 MB are compacted, into files of up to 128 MB. Delta's default minimum, 1 GB,
+# made every hourly round rewrite the whole current day (its compacted file stayed under 1 GB); with 16 MB a round
+# rewrites at most 16 MB of earlier files per partition plus what was written since.
+OPTIMIZE_MIN_FILE_BYTES = 16 * 1024 * 1024
+OPTIMIZE_MAX_FILE_BYTES = 128 * 1024 * 1024
 # Session settings for the writing jobs: compact a partition once it holds 20 files under 8 MB (Delta's defaults,
 # 50 files under 64 MB, would rewrite a day's growing file every time); the target file size stays 128 MB.
 WRITER_SESSION_CONF = {
     "spark.databricks.delta.autoCompact.minNumFiles": "20",
     "spark.databricks.delta.autoCompact.minFileSize": str(8 * 1024 * 1024),
+    "spark.databricks.delta.optimize.minFileSize": str(OPTIMIZE_MIN_FILE_BYTES),
+    "spark.databricks.delta.optimize.maxFileSize": str(OPTIMIZE_MAX_FILE_BYTES),
     # MERGE writes one file per partition value it touches, not one per shuffle partition.
     "spark.databricks.delta.merge.repartitionBeforeWrite.enabled": "true",
     # VACUUM lists the table's folders as a Spark job with this many tasks: Spark's default, 10,000 tiny tasks, took
@@ -58,7 +79,7 @@ WRITER_SESSION_CONF = {
     "spark.sql.sources.parallelPartitionDiscovery.parallelism": "8",
 }
 OWNER_PROPERTY = "lakehouse.writer"  # which job owns a table (e.g. the stream's Gold: refused by the batch recompute)
-DEFAULT_RETENTION_HOURS = 168  # VACUUM: Delta's default, 7 days
+DEFAULT_RETENTION_HOURS = 72  # VACUUM: files no version of the last 3 days needs (FILE_RETENTION)
 DEFAULT_MAINTENANCE_EVERY = "1 hour"  # how often a writing job compacts and vacuums its own tables
 SAFE_PROPERTY = re.compile(r"[A-Za-z0-9_. ]+")  # what set_properties() writes into SQL text
 USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"  # recorded in every commit made while set
@@ -136,6 +157,7 @@ def ensure_table(spark, path: str, ddl: str, *, partition_by: list[str], owner: 
                              f"{', '.join(f'{f.name} {f.dataType.simpleString()}' for f in actual.fields)}, not "
                              f"{ddl}: it was written by another version of this job. Rebuild it (delete the table "
                              f"and the job's checkpoint, then run the job again) or point the job at a new path")
+        set_properties(spark, path, TABLE_PROPERTIES)  # an older table gets today's retention (one commit, once)
         return
     builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(wanted).partitionedBy(*partition_by)
     for key, value in {**TABLE_PROPERTIES, OWNER_PROPERTY: owner, **(properties or {})}.items():
@@ -281,17 +303,65 @@ def retry_on_conflict(write: Callable[[], T], what: str, attempts: int = CONFLIC
 # Maintenance
 
 
-def compact_and_vacuum(spark, path: str, retention_hours: float = DEFAULT_RETENTION_HOURS) -> dict[str, int]:
-    """OPTIMIZE (bin-packing small files; dataChange=false, so streaming readers are not disturbed) then VACUUM
-    (delete files no version within the retention needs). Returns files before/after and files deleted."""
+def compact_and_vacuum(spark, path: str, retention_hours: float = DEFAULT_RETENTION_HOURS,
+                       since_version: Optional[int] = None) -> dict[str, int]:
+    """OPTIMIZE (bin-packing files under OPTIMIZE_MIN_FILE_BYTES; dataChange=false, so streaming readers are not
+    disturbed) then VACUUM (delete files no version within the retention needs). since_version: compact only the
+    partitions that commits after that version wrote data into (none: no OPTIMIZE at all); None: the whole table.
+    Returns files before/after, files deleted and the table version the round saw (the next round's since_version)."""
     from delta.tables import DeltaTable
 
     table = DeltaTable.forPath(spark, path)
+    version = table_version(spark, path)
     before = active_file_count(spark, path)
-    retry_on_conflict(lambda: table.optimize().executeCompaction().collect(), f"OPTIMIZE {path}")
+    where = None if since_version is None else changed_partitions_filter(spark, path, since_version, version)
+    if where is not False:
+        builder = table.optimize() if where is None else table.optimize().where(where)
+        retry_on_conflict(lambda: builder.executeCompaction().collect(), f"OPTIMIZE {path}")
     after = active_file_count(spark, path)
     deleted = _vacuum(spark, path, retention_hours)
-    return {"files_before": before, "files_after": after, "files_deleted": deleted}
+    return {"files_before": before, "files_after": after, "files_deleted": deleted, "version": version}
+
+
+def changed_partitions_filter(spark, path: str, after: int, through: int):
+    """OPTIMIZE's partition filter for the partitions that the commits after..through (after excluded) added data
+    files to (dataChange: a compaction's own files do not count): None for the whole table (an unpartitioned table
+    that changed, or commits no longer in the log), False when no data was written. The partition values travel as
+    typed literals in a Column, and Spark itself renders the filter's text (Expression.sql quotes them); the
+    DeltaOptimizeBuilder of this Delta version takes text only."""
+    from pyspark.sql import functions as F
+
+    if through <= after:
+        return False
+    columns = partition_columns(spark, path)
+    commits = [f"{path.rstrip('/')}/_delta_log/{v:020d}.json" for v in range(after + 1, through + 1)]
+    try:
+        adds = (spark.read.schema("add STRUCT<partitionValues: MAP<STRING, STRING>, dataChange: BOOLEAN>")
+                .json(commits).where(F.col("add").isNotNull() & F.col("add.dataChange")))
+        values = sorted({tuple(r) for r in adds.select(*[F.col("add.partitionValues")[c] for c in columns])
+                         .distinct().collect()}, key=str) if columns else None
+        changed = bool(values) if columns else not adds.isEmpty()
+    except Exception as exc:  # noqa: BLE001 - a commit cleaned up meanwhile: compact the whole table this once
+        log.info("%s: commits %d..%d not all readable (%s): compacting the whole table", path, after + 1, through,
+                 describe_error(exc))
+        return None
+    if not changed:
+        return False
+    if not columns:
+        return None
+    schema = {f.name: f.dataType for f in spark.read.format("delta").load(path).schema.fields}
+    matches = [functools.reduce(operator.and_, [F.col(column).isNull() if text is None
+                                                else F.col(column) == F.lit(text).cast(schema[column])
+                                                for column, text in zip(columns, value)])
+               for value in values]
+    return functools.reduce(operator.or_, matches)._jc.expr().sql()
+
+
+def partition_columns(spark, path: str) -> list[str]:
+    """The table's partition columns (DESCRIBE DETAIL)."""
+    from delta.tables import DeltaTable
+
+    return list(DeltaTable.forPath(spark, path).detail().collect()[0]["partitionColumns"] or [])
 
 
 def _vacuum(spark, path: str, retention_hours: float) -> int:
@@ -324,9 +394,16 @@ class Maintenance:
         self.spark, self.tables, self.every_s, self.retention_hours = spark, tables, every_s, retention_hours
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True, name="delta-maintenance")
+        # per table, the version the last round saw: a round compacts only the partitions written after it
+        self.seen: dict[str, Optional[int]] = {}
 
     def start(self) -> "Maintenance":
         if self.every_s > 0:
+            for table in self.tables:  # what was written before this start: compacted by the rounds before it
+                try:
+                    self.seen[table] = table_version(self.spark, table) if is_delta_table(self.spark, table) else -1
+                except Exception:  # noqa: BLE001 - the table appears later: its first round compacts all of it
+                    self.seen[table] = -1
             self.thread.start()
         return self
 
@@ -342,7 +419,10 @@ class Maintenance:
                 if self.stopped.is_set():
                     return
                 try:
-                    result = compact_and_vacuum(session, table, self.retention_hours)
+                    since = self.seen.get(table, -1)
+                    result = compact_and_vacuum(session, table, self.retention_hours,
+                                                since_version=None if since < 0 else since)
+                    self.seen[table] = result["version"]
                     log.info("maintenance of %s: %d active file(s) before, %d after; %d old file(s) deleted", table,
                              result["files_before"], result["files_after"], result["files_deleted"])
                 except Exception as exc:  # noqa: BLE001 - maintenance never stops a job; next round retries

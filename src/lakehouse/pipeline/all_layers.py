@@ -42,7 +42,7 @@ from lakehouse.lake.delta import (DEFAULT_MAINTENANCE_EVERY, WRITER_SESSION_CONF
 from lakehouse.observe import status
 from lakehouse.pipeline.layers import LAYERS, PIPELINE_TRIGGERS, layer_argv
 from lakehouse.silver import job as silver_job
-from lakehouse.spark.flags import DEFAULT_DRAIN_TIMEOUT_S, add_master_argument, parse_trigger
+from lakehouse.spark.flags import DEFAULT_DRAIN_TIMEOUT_S, add_master_argument, parse_trigger, positive_int
 from lakehouse.spark.lifecycle import StopRequest, drain_restart, run_queries, wait_until_ready
 from lakehouse.spark.progress import format_progress
 from lakehouse.spark.session import build_spark
@@ -63,6 +63,11 @@ def job_argv(args: argparse.Namespace) -> dict[str, list[str]]:
     common = ["--available-now"] if args.available_now else []
     maintenance = ["--maintenance-every", args.maintenance_every_text]
     argv["bronze"] += common
+    # The bounds: each job's parser holds the default (one home); passed on only when given here
+    if args.maxOffsetsPerTrigger is not None:
+        argv["bronze"] += ["--maxOffsetsPerTrigger", str(args.maxOffsetsPerTrigger)]
+    if args.silver_max_files_per_trigger is not None:
+        argv["silver"] += ["--max-files-per-trigger", str(args.silver_max_files_per_trigger)]
     if args.kafka_properties:
         argv["bronze"] += ["--kafka-properties", str(args.kafka_properties)]
     argv["silver"] += [*maintenance, *common]
@@ -174,6 +179,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="where a NEW Bronze query starts (default %(default)s)")
     parser.add_argument("--available-now", action="store_true",
                         help="land what each layer's input holds now, in order, then exit")
+    parser.add_argument("--maxOffsetsPerTrigger", type=positive_int,
+                        help="Bronze: cap on records per micro-batch, so each Bronze file is bounded (default: the "
+                             f"Bronze job's, {bronze_job.DEFAULT_MAX_OFFSETS_PER_TRIGGER})")
+    parser.add_argument("--silver-max-files-per-trigger", type=positive_int,
+                        help="Silver: cap on Bronze files per micro-batch, at most "
+                             f"{silver_job.MAX_ROWS_PER_BATCH} rows at the defaults; Gold folds each Silver batch "
+                             f"(default: the Silver job's, {silver_job.DEFAULT_MAX_FILES_PER_TRIGGER})")
     parser.add_argument("--drain-timeout", type=float, default=DEFAULT_DRAIN_TIMEOUT_S,
                         help="on stop, how long each layer may take to land what its input holds (default %(default)s s)")
     parser.add_argument("--maintenance-every", dest="maintenance_every_text", default=DEFAULT_MAINTENANCE_EVERY,

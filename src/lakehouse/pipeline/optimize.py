@@ -5,7 +5,7 @@ The streaming jobs do this by themselves (auto compaction after their writes, an
 --maintenance-every, 1 hour by default); this command is for doing it now, e.g. after a long backfill. It is safe
 while the streams run: OPTIMIZE commits with dataChange=false (streaming readers skip it), a job's write that
 conflicts with it is retried by the job, and an OPTIMIZE that conflicts with a job's write is retried here. VACUUM
-keeps every file a version of the last --retain-hours needs (default 168 h, Delta's default): time travel within that
+keeps every file a version of the last --retain-hours needs (default 72 h, the tables' delta.deletedFileRetentionDuration): time travel within that
 window and a reader that started before it keep working. A shorter retention is allowed (e.g. to reclaim disk in a
 dev folder) but then time travel further back and a stream of Gold that was stopped longer than that may fail.
 
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging()
     conf = dict(WRITER_SESSION_CONF)
     if args.retain_hours < DEFAULT_RETENTION_HOURS:
-        log.warning("VACUUM retention %.1f h is below Delta's default %d h: time travel beyond it, and a stopped Gold "
+        log.warning("VACUUM retention %.1f h is below the tables' %d h: time travel beyond it, and a stopped Gold "
                     "stream restarted after it, may fail", args.retain_hours, DEFAULT_RETENTION_HOURS)
         conf["spark.databricks.delta.retentionDurationCheck.enabled"] = "false"
     spark = build_spark("optimize_tables", delta=True, conf=conf, master=args.master)

@@ -56,6 +56,7 @@ import sys
 import time
 from typing import Any, Optional
 
+from lakehouse.bronze.job import DEFAULT_MAX_OFFSETS_PER_TRIGGER
 from lakehouse.common.logs import configure_logging
 from lakehouse.defaults import BRONZE_PATH, QUARANTINE_PATH, SILVER_CHECKPOINT, SILVER_PATH
 from lakehouse.lake.delta import (WRITER_SESSION_CONF, Maintenance, add_maintenance_argument, committed_version,
@@ -74,6 +75,12 @@ from lakehouse.spark.session import build_spark
 from lakehouse.spark.sinks import path_exists
 
 QUERY_NAME = "bronze_to_silver_trades"
+# Bronze files per micro-batch. Spark 3.5's file source bounds files only, and Bronze's own bound makes each of its
+# files hold at most DEFAULT_MAX_OFFSETS_PER_TRIGGER rows, so a Silver batch holds at most
+# DEFAULT_MAX_FILES_PER_TRIGGER x DEFAULT_MAX_OFFSETS_PER_TRIGGER = 200,000 Bronze rows, however much Bronze holds when
+# Silver (re)starts. (Bronze files written by an older version without the bound may hold more.)
+DEFAULT_MAX_FILES_PER_TRIGGER = 4
+MAX_ROWS_PER_BATCH = DEFAULT_MAX_FILES_PER_TRIGGER * DEFAULT_MAX_OFFSETS_PER_TRIGGER
 SILVER_PROPERTIES = {"delta.enableChangeDataFeed": "true"}  # Gold follows Silver's changes
 
 log = logging.getLogger("bronze_to_silver_trades")
@@ -90,11 +97,10 @@ def format_batch(batch_id: int, counts: dict[str, int], seconds: float) -> str:
 # I/O
 
 
-def read_bronze(spark, bronze: str, max_files_per_trigger: int | None):
-    reader = spark.readStream.schema(BRONZE_SCHEMA)
-    if max_files_per_trigger:
-        reader = reader.option("maxFilesPerTrigger", str(max_files_per_trigger))
-    return reader.parquet(bronze)
+def read_bronze(spark, bronze: str, max_files_per_trigger: int):
+    """Bronze as a stream of at most `max_files_per_trigger` of its committed files per micro-batch."""
+    return spark.readStream.schema(BRONZE_SCHEMA).option("maxFilesPerTrigger", str(max_files_per_trigger)).parquet(
+        bronze)
 
 
 def insert_new(session, source_df, table: str, condition) -> tuple[int, Optional[int]]:
@@ -235,8 +241,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "arrives (accepted so that older commands keep working)")
     parser.add_argument("--available-now", action="store_true",
                         help="process everything Bronze holds now, in as many batches as needed, then exit")
-    parser.add_argument("--max-files-per-trigger", type=positive_int,
-                        help="cap on Bronze files per micro-batch (bounds memory when catching up)")
+    parser.add_argument("--max-files-per-trigger", type=positive_int, default=DEFAULT_MAX_FILES_PER_TRIGGER,
+                        help="cap on Bronze files per micro-batch: with Bronze's own cap of "
+                             f"{DEFAULT_MAX_OFFSETS_PER_TRIGGER} records per file, a batch holds at most "
+                             f"{MAX_ROWS_PER_BATCH} rows at the default, so a catch-up runs in bounded memory "
+                             "(default %(default)s)")
     parser.add_argument("--future-tolerance", type=parse_seconds, default=DEFAULT_FUTURE_TOLERANCE_S,
                         help="quarantine a trade dated more than this after it was received (its ts_ingest, or "
                              "Kafka's timestamp when ts_ingest is that far ahead too), e.g. \"1 hour\" (default "

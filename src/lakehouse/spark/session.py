@@ -17,6 +17,7 @@ from typing import Sequence
 from lakehouse.defaults import LOG_DIR, REPO_ROOT
 from lakehouse.spark.jars import extra_jars
 from lakehouse.spark.progress import SparkStartError, spark_start_hint
+from lakehouse.spark.sinks import STREAMING_METADATA_CONF
 
 # Spark's own log: errors on the terminal, warnings to data/logs/spark-<app>.log (spark/conf/log4j2.properties).
 LOG4J2_CONF = REPO_ROOT / "spark" / "conf" / "log4j2.properties"
@@ -128,6 +129,8 @@ def build_spark(app_name: str, *, kafka: bool = False, delta: bool = False, conf
         # query.stop() gives up after this long (e.g. a Kafka source stuck on a broker that went away) instead of
         # blocking the job's exit forever; an interrupted batch is redone on restart.
         "spark.sql.streaming.stopTimeout": str(int(STOP_TIMEOUT_S * 1000)),
+        # checkpoints and Bronze's _spark_metadata stay bounded over a long run (lakehouse.spark.sinks)
+        **STREAMING_METADATA_CONF,
         **(DELTA_SESSION_CONF if delta else {}),
     }
     for key, value in {**settings, **defaults, **(conf or {})}.items():
