@@ -103,11 +103,13 @@ def main(argv: list[str] | None = None) -> int:
         silver, gold = Path(tmp) / "silver", Path(tmp) / "gold"
         next_id = build_silver(spark, silver, 1000, 1)
         writer = batch_writers(spark, silver, gold)
-        last_ts = START + timedelta(days=1)  # after Silver's newest trade: live trades, into each pair's open bar
+        # after Silver's newest trade (23:58:33): live trades, into each pair's open bar, and still on Silver's day, as
+        # the copies' trade_date must be (a copy is the same trade, so the same day)
+        last_ts = START + timedelta(hours=23, minutes=59)
 
         def silver_gold(i: int) -> None:
             first = next_id + i * args.trades
-            writer(bronze_batch(spark, first, last_ts + timedelta(seconds=2 * (i + 1)), copies_of=first,
+            writer(bronze_batch(spark, first, last_ts + timedelta(seconds=0.5 * (i + 1)), copies_of=first,
                                 trades=args.trades, copies=args.trades // 10), i)
             assert writer.last["inserted"] == args.trades, writer.last
 
