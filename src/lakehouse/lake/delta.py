@@ -77,6 +77,14 @@ WRITER_SESSION_CONF = {
     # VACUUM lists the table's folders as a Spark job with this many tasks: Spark's default, 10,000 tiny tasks, took
     # minutes on 2 cores for a table of a few hundred files. Raise it on a cluster with many cores and huge tables.
     "spark.sql.sources.parallelPartitionDiscovery.parallelism": "8",
+    # Expressions and operators interpreted, not compiled to Java. A live batch is a few hundred rows through a dozen
+    # small plans (parse, dedup, two MERGEs, the change feed, Gold's fold), and their generated code rarely repeats
+    # from one batch to the next (the batch's own ranges are literals in it), so Janino compiled afresh every batch:
+    # 28% of a batch's JVM CPU (JFR). Interpreted, a 100-trade Silver + Gold batch took 5.1 CPU-s instead of 8.0, and a
+    # 55,000-trade catch-up batch 17.7 instead of 20.4 (BENCHMARKS.md). factoryMode is an internal Spark setting (its
+    # interpreted paths are the ones Spark falls back to when code generation fails); check it on a Spark upgrade.
+    "spark.sql.codegen.wholeStage": "false",
+    "spark.sql.codegen.factoryMode": "NO_CODEGEN",
 }
 OWNER_PROPERTY = "lakehouse.writer"  # which job owns a table (e.g. the stream's Gold: refused by the batch recompute)
 DEFAULT_RETENTION_HOURS = 72  # VACUUM: files no version of the last 3 days needs (FILE_RETENTION)
