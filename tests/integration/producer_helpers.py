@@ -75,6 +75,11 @@ def high_watermarks(bootstrap: str, topic: str) -> int:
         c.close()
 
 
+# How long a test waits for the producer to recover after its broker came back: a KRaft broker restarting on a loaded
+# 2-core machine took over a minute (60 and 90 s waits timed out in a full run); passing runs take seconds.
+RECOVERY_S = 180
+
+
 def wait_topic_count(bootstrap: str, topic: str, n: int, timeout: float) -> None:
     wait_until(lambda: high_watermarks(bootstrap, topic) >= n, timeout, interval=0.3,
                what=f"{n} messages in {topic}")

@@ -16,8 +16,8 @@ import pytest
 from lakehouse.fake_kraken.server import FakeKraken
 from tests.helpers import wait_until
 from tests.integration.producer_helpers import (
-    V2_PAIRS, assert_each_id_once, assert_values_match_market, high_watermarks, lake_trades, start_producer, stats,
-    stop_producer, topic_trades, wait_topic_count,
+    RECOVERY_S, V2_PAIRS, assert_each_id_once, assert_values_match_market, high_watermarks, lake_trades,
+    start_producer, stats, stop_producer, topic_trades, wait_topic_count,
 )
 
 # Over the default time limit (pyproject.toml): REST backfills at one call a second: up to 2.5 minutes per test loaded.
@@ -180,11 +180,11 @@ def test_broker_down_longer_than_delivery_timeout_every_id_once(tmp_path: Path, 
         assert proc.poll() is None, "the producer must ride out the outage"
         up()
         wait_until(lambda: stats(log).get("failed", 1) == stats(log).get("refilled", 0)
-                   + stats(log).get("refill_found", 0) and stats(log).get("undelivered", 1) == 0, 90,
+                   + stats(log).get("refill_found", 0) and stats(log).get("undelivered", 1) == 0, RECOVERY_S,
                    what="every failed delivery produced again or found in the topic")
         server.halt_market()
         n = wait_until(lambda: total(server, "v2"), 5, what="trades sent")
-        wait_topic_count(bootstrap, topic, n, 60)
+        wait_topic_count(bootstrap, topic, n, RECOVERY_S)
         assert stop_producer(proc) == 0, log.read_text()
     got = topic_trades(bootstrap, topic)
     assert_each_id_once(got, market_ids(server))

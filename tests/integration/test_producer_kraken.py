@@ -15,7 +15,8 @@ import pytest
 from lakehouse.fake_kraken.server import FakeKraken
 from tests.helpers import run_script, wait_until
 from tests.integration.producer_helpers import (
-    V1_PAIRS, V2_PAIRS, assert_topic_matches, start_producer, stats, stop_producer, total, wait_topic_count,
+    RECOVERY_S, V1_PAIRS, V2_PAIRS, assert_topic_matches, start_producer, stats, stop_producer, total,
+    wait_topic_count,
 )
 
 pytestmark = pytest.mark.integration
@@ -189,7 +190,7 @@ def test_stopped_broker_comes_back_nothing_lost(tmp_path: Path, private_broker):
         up()
         server.halt_market()
         n = total(server, "v2")
-        wait_topic_count(bootstrap, topic, n, 60)
+        wait_topic_count(bootstrap, topic, n, RECOVERY_S)
         assert stop_producer(proc) == 0, log.read_text()
     assert_topic_matches(bootstrap, topic, server, "v2", pairs)
     final = stats(log, final=True)
