@@ -16,7 +16,9 @@ modification times spread over the simulated week), from live files of the same 
 The data files of the simulated commits are not written (a live batch never opens them: Silver's source skips every
 Bronze file its log has seen; the MERGEs prune past days and older ids). Today's partition of Silver and Gold is real:
 the simulated day ends in an OPTIMIZE that replaces its files with real files (a day so far of trades, written with
-Spark, and Gold's bars of them by Gold's own writer), so auto compaction and the MERGEs read real data.
+Spark, and Gold's bars of them by Gold's own writer), so auto compaction and the MERGEs read real data. Each past
+day of Gold ends as one real file too (a copy of today's bars, closed): a restarted Gold writer looks for the open bars
+in every Gold file (Delta keeps no statistics on a BOOLEAN, so none is skipped).
 
 Pure functions first (tested in tests/unit/test_long_run.py); no Spark import at module level.
 """
@@ -353,10 +355,13 @@ class Template:
 
 def write_delta_week(spark, table: Path, week: DeltaWeek, template: Template, real_adds: list[dict],
                      real_source: Path, now_ms: int, user_metadata: Optional[str], chunk: int = 4000,
+                     past_file: Optional[tuple[Path, dict]] = None,
                      log: Callable[[str], None] = print) -> dict[str, Any]:
     """Append the week's commits to a live table's log (created by the job's own ensure_*), then the final OPTIMIZE
-    that replaces today's simulated files with the real ones (real_adds, copied from real_source); Delta checkpoints
-    every `chunk` versions and at the end, then cleans up as it would. Returns what was written."""
+    that replaces today's simulated files with the real ones (real_adds, copied from real_source) and, with
+    past_file (a real Parquet file and its add action), each past day's files with a copy of it (Gold: a reader
+    looking for open bars cannot skip a file by statistics and opens every one); Delta checkpoints every `chunk`
+    versions and at the end, then cleans up as it would. Returns what was written."""
     import shutil
 
     log_dir = table / "_delta_log"
@@ -408,6 +413,15 @@ def write_delta_week(spark, table: Path, week: DeltaWeek, template: Template, re
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(real_source / add["path"], dest)
         adds.append({"add": {**add, "dataChange": False, "modificationTime": at}})
+    if past_file is not None:
+        source, add = past_file
+        for day in sorted(week.live):
+            removes += [week.remove(f, at, False) for f in week.live[day]]
+            path = f"{week.column}={day}/part-00000-{uuid.uuid4()}.c000.snappy.parquet"
+            (table / path).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, table / path)
+            adds.append({"add": {**add, "path": path, "partitionValues": {week.column: day}, "dataChange": False,
+                                 "modificationTime": at}})
     commit(at, {"operation": "OPTIMIZE", "operationParameters": {"predicate": "[]", "auto": False},
                 "isolationLevel": "SnapshotIsolation", "isBlindAppend": False}, removes + adds)
     final = delta_checkpoint(spark, table)
