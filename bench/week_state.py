@@ -366,6 +366,10 @@ def write_delta_week(spark, table: Path, week: DeltaWeek, template: Template, re
 
     log_dir = table / "_delta_log"
     first = max(int(p.name.split(".")[0]) for p in log_dir.glob("*.json")) + 1
+    created_ms = week.commits[0][0] - 60_000 if week.commits else now_ms
+    for path in log_dir.iterdir():  # the table was created before the week's first commit (Delta's clean-up reads
+        if path.is_file():          # modification times in version order: a newer version 0 would keep everything)
+            os.utime(path, (created_ms / 1000, created_ms / 1000))
     engine = template.info.get("engineInfo", "")
     today = day_of(now_ms)
     version = first - 1
@@ -442,6 +446,8 @@ def write_delta_week(spark, table: Path, week: DeltaWeek, template: Template, re
     if template.delta_crc is not None:
         for v in range(first, final):
             json_path = log_dir / delta_name(v)
+            if not json_path.exists():  # deleted by Delta's clean-up after a checkpoint
+                continue
             write_file(log_dir / delta_name(v, "crc"), template.delta_crc, int(json_path.stat().st_mtime * 1000))
             crc_files += 1
     delta_cleanup(spark, table)
