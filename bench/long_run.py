@@ -21,8 +21,8 @@ private one in its own network namespace:
         nice -n 10 python bench/long_run.py; python3 infra/kafka/broker.py down --data-dir /tmp/lr-broker'
 
 Usage:
-    python bench/long_run.py            # 7 simulated days, 6 measured rounds of 5 batches per state; about 30 minutes
-    python bench/long_run.py --quick    # 2 days, 2 rounds of 4 batches; about 8 minutes
+    python bench/long_run.py            # 7 simulated days, 6 measured rounds of 5 batches per state; about 40 minutes
+    python bench/long_run.py --quick    # 2 days, 2 rounds of 4 batches; 11 minutes measured
     python bench/long_run.py --days 3 --rounds 4 --keep /tmp/lr
 """
 
