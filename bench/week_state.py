@@ -385,6 +385,11 @@ def write_delta_week(spark, table: Path, week: DeltaWeek, template: Template, re
         write_file(log_dir / delta_name(version), json_lines([{"commitInfo": info}, *actions]), at_ms)
         if version % chunk == 0:
             checkpoints.append(delta_checkpoint(spark, table))
+            # written now, but part of the week: modified when its commit was (else Delta's clean-up, which reads
+            # modification times in version order, stops at it and keeps every later commit)
+            for name in (delta_name(version, "checkpoint.parquet"), f".{delta_name(version, 'checkpoint.parquet')}.crc"):
+                if (log_dir / name).exists():
+                    os.utime(log_dir / name, (at_ms / 1000 + 0.5, at_ms / 1000 + 0.5))
             log(f"{table.name}: Delta checkpoint at version {version}")
 
     merge_info = {k: v for k, v in template.info.items() if k not in ("timestamp", "txnId", "readVersion",
