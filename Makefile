@@ -130,7 +130,7 @@ mutants: $(VENV)/.installed  ## mutation testing of the pure core with mutmut (~
 		{ tail -c 3000 mutmut-run.log; exit 1; }
 	$(PY) tests/mutation/report.py data/mutants
 
-bench: setup broker-up  ## benchmarks vs the real broker, Spark and fake Kraken (~45 min; bench-quick ~19); see BENCHMARKS.md
+bench: setup broker-up  ## benchmarks vs the real broker, Spark and fake Kraken (~75 min; bench-quick ~27); see BENCHMARKS.md
 	$(PY) bench/run_all.py
 
 bench-quick: setup broker-up  ## each benchmark small (<3 min each), to compare two versions

@@ -4,7 +4,7 @@ Each benchmark writes its own bench/results/<name>-<timestamp>.json; this driver
 with the summary rows of all of them, the machine, and the load average before and after.
 
 Usage:
-    python bench/run_all.py            # make bench: the full sizes, about 45 minutes
+    python bench/run_all.py            # make bench: the full sizes, about 75 minutes
     python bench/run_all.py --quick    # make bench-quick: each benchmark small, under 3 minutes each
     python bench/run_all.py --only producer_ingest --only e2e_latency
 """
@@ -24,7 +24,7 @@ import bench_common as bc
 from bench_stats import table
 
 BENCHMARKS = ["producer_ingest", "bronze_catchup", "e2e_latency", "small_files", "footprint", "batch_floor", "merge_cost",
-              "page_latency"]
+              "page_latency", "long_run"]
 
 log = logging.getLogger("run_all")
 
