@@ -411,6 +411,7 @@ def main(argv: list[str] | None = None) -> int:
     root = args.keep or Path(tempfile.mkdtemp(prefix="long_run-"))
     root.mkdir(parents=True, exist_ok=True)
     spark = build_spark(NAME, kafka=True, delta=True, master="local[2]", conf=WRITER_SESSION_CONF)
+    ws.HADOOP_CHECKSUMS["on"] = ws.hadoop_checksums(spark)
     fresh, week = State("fresh", root / "fresh"), State("week", root / "week")
     next_id = LIVE_ID_BASE
     try:

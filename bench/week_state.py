@@ -195,11 +195,21 @@ def kept_removed_bytes(removed: list[tuple[int, int]], now_ms: int, retention_ms
 # I/O: files as Hadoop's local file system writes them
 
 
-def write_file(path: Path, data: bytes, mtime_ms: int, crc: bool = True) -> None:
-    """`data` at `path`, with its hidden Hadoop checksum file, both modified at mtime_ms."""
+def hadoop_checksums(spark) -> bool:
+    """Whether the session's local file system writes Hadoop's hidden .<name>.crc beside every file (the jobs' own
+    settings turn it off: lakehouse.spark.sinks); the week is reproduced the same way."""
+    return spark.conf.get("spark.hadoop.fs.file.impl", "") != "org.apache.hadoop.fs.RawLocalFileSystem"
+
+
+HADOOP_CHECKSUMS = {"on": True}  # set from the session by bench/long_run.py (hadoop_checksums)
+
+
+def write_file(path: Path, data: bytes, mtime_ms: int, crc: Optional[bool] = None) -> None:
+    """`data` at `path`, with its hidden Hadoop checksum file when the jobs' file system writes them (crc None: as
+    HADOOP_CHECKSUMS says), both modified at mtime_ms."""
     path.write_bytes(data)
     os.utime(path, (mtime_ms / 1000, mtime_ms / 1000))
-    if crc:
+    if HADOOP_CHECKSUMS["on"] if crc is None else crc:
         crc_path = path.with_name(f".{path.name}.crc")
         crc_path.write_bytes(hadoop_crc(data))
         os.utime(crc_path, (mtime_ms / 1000, mtime_ms / 1000))
@@ -444,7 +454,8 @@ def write_delta_week(spark, table: Path, week: DeltaWeek, template: Template, re
         if not path.exists() and json_path.exists():
             mtime = int(json_path.stat().st_mtime * 1000) + 500
             sparse_file(path, size, mtime)
-            sparse_file(path.with_name(f".{path.name}.crc"), 8 + 4 * -(-size // 512), mtime)
+            if HADOOP_CHECKSUMS["on"]:
+                sparse_file(path.with_name(f".{path.name}.crc"), 8 + 4 * -(-size // 512), mtime)
             sparse += 1
     # Delta's own checksum files of the simulated versions (listed; never read: only the newest version's is)
     crc_files = 0

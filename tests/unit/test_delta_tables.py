@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse.lake.delta import (SAFE_PROPERTY, conflict_backoff, is_write_conflict, parse_maintenance_every,
-                                  quoted_identifier, retry_on_conflict, table_pairing_problem)
+from lakehouse.lake.delta import (SAFE_PROPERTY, conflict_backoff, drop_hadoop_checksums, is_write_conflict,
+                                  parse_maintenance_every, quoted_identifier, retry_on_conflict, table_pairing_problem)
 
 
 class ConcurrentAppendException(Exception):
@@ -150,3 +150,25 @@ def test_silver_and_gold_jobs_refuse_a_checkpoint_whose_table_is_gone(tmp_path: 
         for path in paths.values():
             if (path / "_delta_log").is_dir():
                 (path / "_delta_log").rmdir()
+
+
+def test_drop_hadoop_checksums_deletes_only_the_hidden_checksums_in_the_log(tmp_path: Path):
+    log_dir = tmp_path / "t" / "_delta_log"
+    (log_dir / "_commits").mkdir(parents=True)
+    kept = ["00000000000000000000.json", "00000000000000000000.crc", "00000000000000000010.checkpoint.parquet",
+            "_last_checkpoint", "_commits"]
+    hidden = [".00000000000000000000.json.crc", ".00000000000000000000.crc.crc",
+              ".00000000000000000010.checkpoint.parquet.crc", "._last_checkpoint.crc"]
+    for name in kept[:-1] + hidden:
+        (log_dir / name).write_bytes(b"x")
+    (tmp_path / "t" / ".part-0.parquet.crc").write_bytes(b"x")  # outside the log: not this function's business
+
+    assert drop_hadoop_checksums(str(tmp_path / "t")) == len(hidden)
+    assert sorted(p.name for p in log_dir.iterdir()) == sorted(kept)
+    assert (tmp_path / "t" / ".part-0.parquet.crc").exists()
+    assert drop_hadoop_checksums(f"file://{tmp_path}/t") == 0  # nothing left: a second start deletes nothing
+
+
+def test_drop_hadoop_checksums_leaves_other_file_systems_and_missing_tables_alone(tmp_path: Path):
+    assert drop_hadoop_checksums("s3a://bucket/lake/silver") == 0
+    assert drop_hadoop_checksums(str(tmp_path / "no_table")) == 0
