@@ -43,7 +43,7 @@ log = logging.getLogger("spark_jobs")
 # when one differs, none otherwise). Metadata stays bounded over a long run:
 # - the log (time travel): Delta deletes commit files older than logRetentionDuration when it writes a checkpoint,
 #   cut at a day boundary, so _delta_log holds 3 to 4 days of commits, not a week's (a commit every 20-s trigger is
-#   4,320 a day, each a .json and a .crc). Time travel reaches back at least 3 days; a Gold job stopped for longer
+#   4,320 a day, each one .json file). Time travel reaches back at least 3 days; a Gold job stopped for longer
 #   than that cannot read Silver's changes any more and is rebuilt from Silver's snapshot (README, operations);
 # - removed files (tombstones) are kept deletedFileRetentionDuration, and every checkpoint carries them: 3 days, as
 #   VACUUM's retention (DEFAULT_RETENTION_HOURS), so versions of the last 3 days keep their data files;
