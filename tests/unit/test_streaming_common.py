@@ -9,7 +9,7 @@ import pytest
 
 from lakehouse.spark.flags import parse_bool, parse_trigger, positive_int, trigger_kwargs
 from lakehouse.spark.jars import (cached_connector_jars, delta_coordinate, extra_jars, jar_artifact,
-                                  kafka_connector_coordinate)
+                                  kafka_connector_coordinate, log_store_conf)
 from lakehouse.spark.progress import format_progress, spark_start_hint
 from lakehouse.spark.session import chosen_master, is_local_master, master_conf, master_host, zip_package
 from lakehouse.spark.sinks import local_folder, sink_pairing_problem
@@ -56,6 +56,8 @@ def test_extra_jars_uses_the_caches_and_falls_back_to_packages(tmp_path: Path, m
     (spark_jars / "antlr4-runtime-4.9.3.jar").touch()
     monkeypatch.setattr(jars_module, "CONNECTOR_CACHE", kafka_cache)
     monkeypatch.setattr(jars_module, "DELTA_CACHE", delta_cache)
+    log_store_cache = tmp_path / "logstore"
+    monkeypatch.setattr(jars_module, "LOG_STORE_CACHE", log_store_cache)
     monkeypatch.setattr(jars_module, "installed_delta_version", lambda: "3.3.2")
     # Delta not fetched yet: its coordinate goes to spark.jars.packages, the cached connector to spark.jars
     jars, packages = extra_jars(kafka=True, delta=True, spark_version="3.5.7", spark_jars_dir=spark_jars)
@@ -68,6 +70,15 @@ def test_extra_jars_uses_the_caches_and_falls_back_to_packages(tmp_path: Path, m
     assert [Path(j).name for j in jars] == ["delta-spark_2.12-3.3.2.jar", "delta-storage-3.3.2.jar"]
     assert packages == []
     assert extra_jars(kafka=False, delta=False, spark_version="3.5.7", spark_jars_dir=spark_jars) == ([], [])
+    # make setup's log store for local tables, built for this Delta: handed over with Delta's jars, never without them
+    (log_store_cache / "3.3.2").mkdir(parents=True)
+    (log_store_cache / "3.3.2" / "lakehouse-delta-logstore.jar").touch()
+    jars, _ = extra_jars(kafka=False, delta=True, spark_version="3.5.7", spark_jars_dir=spark_jars)
+    assert [Path(j).name for j in jars][-1] == "lakehouse-delta-logstore.jar"
+    assert log_store_conf(jars) == {"spark.delta.logStore.file.impl": "lakehouse.delta.NameFilteredLocalLogStore"}
+    assert extra_jars(kafka=True, delta=False, spark_version="3.5.7", spark_jars_dir=spark_jars)[0] == [
+        str(kafka_cache / "3.5.7" / "spark-sql-kafka-0-10_2.12-3.5.7.jar")]
+    assert log_store_conf([str(kafka_cache / "3.5.7" / "spark-sql-kafka-0-10_2.12-3.5.7.jar")]) == {}
 
 
 @pytest.mark.parametrize("name, artifact", [

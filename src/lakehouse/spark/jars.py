@@ -3,6 +3,8 @@ Spark at start (or asked for as Maven coordinates when they are not there).
 
 - Spark's Kafka connector for the installed pyspark (spark/connector-pom.xml) into .cache/spark-kafka/<pyspark version>
 - Delta Lake for the installed delta-spark package (spark/delta-pom.xml) into .cache/spark-delta/<delta version>
+- the project's log store for local Delta tables (spark/logstore/, compiled with javac against those jars) into
+  .cache/spark-delta-logstore/<delta version>: it lists a table's _delta_log by name first (see its source)
 
 The jobs hand these jars to Spark (spark.jars) when they exist, so no resolver runs at job start; without them they
 ask for the same coordinates through spark.jars.packages. Spark's own resolver (Ivy) cannot reach Maven Central from
@@ -31,6 +33,12 @@ SPARK_DIR = REPO_ROOT / "spark"  # the Maven poms: connector-pom.xml, delta-pom.
 # `make setup` (this module) resolves the Kafka connector and Delta Lake's jars with Maven into these folders.
 CONNECTOR_CACHE = Path(os.environ.get("SPARK_KAFKA_JARS_CACHE", REPO_ROOT / ".cache" / "spark-kafka"))
 DELTA_CACHE = Path(os.environ.get("SPARK_DELTA_JARS_CACHE", REPO_ROOT / ".cache" / "spark-delta"))
+LOG_STORE_CACHE = Path(os.environ.get("SPARK_DELTA_LOGSTORE_CACHE", REPO_ROOT / ".cache" / "spark-delta-logstore"))
+LOG_STORE_SOURCE = SPARK_DIR / "logstore" / "lakehouse" / "delta" / "NameFilteredLocalLogStore.java"
+LOG_STORE_CLASS = "lakehouse.delta.NameFilteredLocalLogStore"
+LOG_STORE_JAR = "lakehouse-delta-logstore.jar"
+# What names it to Delta for local paths: Delta picks a log store per path scheme from this Spark setting.
+LOG_STORE_CONF_KEY = "spark.delta.logStore.file.impl"
 SCALA_BINARY_VERSION = "2.12"  # the PyPI pyspark 3.5 wheels are built for Scala 2.12
 
 
@@ -89,7 +97,15 @@ def extra_jars(*, kafka: bool, delta: bool, spark_version: str, spark_jars_dir: 
             jars += cached
         else:
             packages.append(coordinate)
+    if delta and (log_store := LOG_STORE_CACHE / installed_delta_version() / LOG_STORE_JAR).is_file():
+        jars.append(str(log_store))
     return jars, packages
+
+
+def log_store_conf(jars: list[str]) -> dict[str, str]:
+    """The setting that makes Delta use the project's local log store: only when its jar is among the session's jars
+    (without it Delta keeps its own, HDFSLogStore: the same answers, a slower listing of long logs)."""
+    return {LOG_STORE_CONF_KEY: LOG_STORE_CLASS} if any(Path(j).name == LOG_STORE_JAR for j in jars) else {}
 
 
 def fetch(what: str, pom: Path, version_property: str, version: str, target: Path, main_jar: str) -> None:
@@ -115,6 +131,35 @@ def fetch(what: str, pom: Path, version_property: str, version: str, target: Pat
     partial.rename(target)
 
 
+def build_log_store(delta_jars: Path, spark_jars_dir: Path, target: Path, source: Path = LOG_STORE_SOURCE) -> bool:
+    """Compile the project's log store (source) against Delta's storage jar and Spark's Hadoop into target/LOG_STORE_JAR,
+    unless a jar built from this source is there; False (with a warning) when there is no JDK compiler."""
+    jar = target / LOG_STORE_JAR
+    if jar.is_file() and jar.stat().st_mtime >= source.stat().st_mtime:
+        return True
+    javac, jar_tool = shutil.which("javac"), shutil.which("jar")
+    if javac is None or jar_tool is None:
+        print("warning: no JDK compiler (javac) found: Delta keeps its own log store, which lists a table's whole "
+              "_delta_log at every refresh (slower after days of commits; apt-get install openjdk-17-jdk-headless)",
+              file=sys.stderr)
+        return False
+    classpath = [*delta_jars.glob("delta-storage-*.jar"), *spark_jars_dir.glob("hadoop-client-api-*.jar")]
+    classes = target.with_name(target.name + ".classes")
+    shutil.rmtree(classes, ignore_errors=True)
+    target.mkdir(parents=True, exist_ok=True)
+    for command in ([javac, "--release", "8", "-Xlint:-options", "-d", str(classes),
+                     "-cp", os.pathsep.join(map(str, classpath)), str(source)],
+                    [jar_tool, "cf", str(jar.with_suffix(".partial")), "-C", str(classes), "."]):
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            print(f"error: building Delta's local log store failed ({command[0]}):\n{result.stdout}{result.stderr}",
+                  file=sys.stderr)
+            raise SystemExit(1)
+    jar.with_suffix(".partial").rename(jar)
+    shutil.rmtree(classes, ignore_errors=True)
+    return True
+
+
 def main() -> int:
     import pyspark
 
@@ -124,6 +169,7 @@ def main() -> int:
     delta_version = installed_delta_version()
     fetch("Delta Lake", SPARK_DIR / "delta-pom.xml", "delta.version", delta_version, DELTA_CACHE / delta_version,
           "delta-spark")
+    build_log_store(DELTA_CACHE / delta_version, Path(pyspark.__file__).parent / "jars", LOG_STORE_CACHE / delta_version)
     return 0
 
 

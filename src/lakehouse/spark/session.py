@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from lakehouse.defaults import LOG_DIR, REPO_ROOT
-from lakehouse.spark.jars import extra_jars
+from lakehouse.spark.jars import extra_jars, log_store_conf
 from lakehouse.spark.progress import SparkStartError, spark_start_hint
 from lakehouse.spark.sinks import STREAMING_METADATA_CONF
 
@@ -112,6 +112,7 @@ def build_spark(app_name: str, *, kafka: bool = False, delta: bool = False, conf
         cluster = not is_local_master(chosen)
         py_files = [str(zip_package(Path(tempfile.mkdtemp(prefix="spark-jobs-"))))] if cluster else []
         settings.update(master_conf(chosen, jars, py_files, python=sys.executable))
+        settings.update(log_store_conf(jars))
         if packages:
             settings["spark.jars.packages"] = ",".join(packages)
         settings["spark.driver.extraJavaOptions"] = log4j_java_options(app_name)
