@@ -51,19 +51,28 @@ def figures(report: dict, *keys: str) -> dict[int, tuple]:
     return {p["partition"]: tuple(p[k] for k in keys) for p in report["partitions"]}
 
 
-def file_offsets(spark, path: Path) -> tuple[int, int, int, int]:
-    """(partition, first offset, last offset, rows) of one Parquet file."""
-    row = spark.read.parquet(str(path)).selectExpr("min(partition)", "min(offset)", "max(offset)", "count(1)").first()
-    return tuple(row)
+def file_offsets(spark, path: Path) -> dict[int, tuple[int, int, int]]:
+    """Per partition held by one Parquet file (Bronze writes one file per batch): (first offset, last offset, rows)."""
+    from pyspark.sql import functions as F
+
+    rows = (spark.read.parquet(str(path)).groupBy("partition")
+            .agg(F.min("offset"), F.max("offset"), F.count(F.lit(1))).collect())
+    return {partition: (first, last, count) for partition, first, last, count in rows}
 
 
-def middle_file(spark, bronze: Path) -> tuple[Path, tuple[int, int, int, int]]:
-    """A committed file holding neither a partition's first nor its last offset (its loss makes a hole)."""
+def middle_file(spark, bronze: Path) -> tuple[Path, dict[int, tuple[int, int, int]]]:
+    """A committed file holding, of each partition it holds, neither the first nor the last offset (its loss makes
+    a hole in each)."""
     for path in sink_log_paths(bronze):
-        partition, first, last, rows = file_offsets(spark, path)
-        if first > 0 and last < PER_PARTITION - 1:
-            return path, (partition, first, last, rows)
+        held = file_offsets(spark, path)
+        if all(first > 0 and last < PER_PARTITION - 1 for first, last, _ in held.values()):
+            return path, held
     raise AssertionError("no middle file")
+
+
+def by_partition(held: dict[int, tuple[int, int, int]]) -> str:
+    """The audit's way of naming counts per partition: "p0: 3, p2: 3"."""
+    return ", ".join(f"p{partition}: {rows}" for partition, (_, _, rows) in sorted(held.items()))
 
 
 def test_complete_bronze_passes_then_lag_is_reported_not_failed(spark, bootstrap, landed, capsys) -> None:
@@ -80,13 +89,13 @@ def test_complete_bronze_passes_then_lag_is_reported_not_failed(spark, bootstrap
         ["2", "0", "10", "10", "0", "9", "0", "0", "0", "0"],
         ["total", "30", "0", "0", "0", "0"]]
     assert lines[-1] == "verdict: OK: 30 rows, no holes, no duplicates, every committed file present"
-    assert "files: 12 committed in _spark_metadata (latest batch 3)" in text
+    assert "files: 4 committed in _spark_metadata (latest batch 3)" in text  # one file a batch
 
     code, report = audit(capsys, bootstrap, topic, bronze)
     on_disk = sorted(p.stat().st_size for p in bronze.glob("*.parquet"))
     assert code == 0 and report["problems"] == [] and report["warnings"] == []
     assert (report["files"]["committed"], report["files"]["total_bytes"], report["files"]["min_bytes"],
-            report["files"]["max_bytes"]) == (12, sum(on_disk), on_disk[0], on_disk[-1])
+            report["files"]["max_bytes"]) == (4, sum(on_disk), on_disk[0], on_disk[-1])
 
     produce(bootstrap, topic, {0: 2, 2: 5})  # not landed
     code, report = audit(capsys, bootstrap, topic, bronze)
@@ -98,36 +107,38 @@ def test_complete_bronze_passes_then_lag_is_reported_not_failed(spark, bootstrap
 def test_a_file_committed_twice_is_a_duplicate(spark, bootstrap, landed, capsys, tmp_path) -> None:
     topic, original = landed
     bronze = relocate(original, tmp_path / "bronze")
-    path, (partition, first, last, rows) = middle_file(spark, bronze)
+    path, held = middle_file(spark, bronze)
     copy = bronze / "part-00009-copied-c000.snappy.parquet"
     shutil.copyfile(path, copy)
     add_batch(bronze, [copy])
 
     code, report = audit(capsys, bootstrap, topic, bronze)
     assert code == 1
-    assert {p: d for p, d in figures(report, "rows", "duplicates", "holes").items()} == {
-        p: ((PER_PARTITION + rows, rows, 0) if p == partition else (PER_PARTITION, 0, 0)) for p in range(3)}
+    assert figures(report, "rows", "duplicates", "holes") == {
+        p: ((PER_PARTITION + held[p][2], held[p][2], 0) if p in held else (PER_PARTITION, 0, 0)) for p in range(3)}
     assert report["duplicated_offsets"] == [
         {"partition": partition, "offset": offset, "copies": 2, "files": sorted([str(path), str(copy)])}
-        for offset in range(first, last + 1)]
-    assert report["files"]["committed"] == 13 and report["files"]["orphans"] == []
-    assert report["problems"] == [f"{rows} duplicate rows (the same offset more than once; p{partition}: {rows})"]
+        for partition, (first, last, _) in sorted(held.items()) for offset in range(first, last + 1)]
+    assert report["files"]["committed"] == 5 and report["files"]["orphans"] == []
+    assert report["problems"] == [f"{sum(rows for *_, rows in held.values())} duplicate rows (the same offset more "
+                                  f"than once; {by_partition(held)})"]
     assert report["warnings"] == []  # Spark's listing through _spark_metadata agrees with the audit's
 
 
 def test_a_deleted_committed_file_is_missing_and_leaves_a_hole(spark, bootstrap, landed, capsys, tmp_path) -> None:
     topic, original = landed
     bronze = relocate(original, tmp_path / "bronze")
-    path, (partition, first, last, rows) = middle_file(spark, bronze)
+    path, held = middle_file(spark, bronze)
     path.unlink()
 
     code, report = audit(capsys, bootstrap, topic, bronze)
     assert code == 1
     assert report["files"]["missing"] == [str(path)]
-    assert figures(report, "rows", "first", "last", "holes", "hole_ranges")[partition] == (
-        PER_PARTITION - rows, 0, PER_PARTITION - 1, rows, [[first, last]])
+    assert figures(report, "rows", "first", "last", "holes", "hole_ranges") == {
+        p: (PER_PARTITION - rows, 0, PER_PARTITION - 1, rows, [[first, last]]) for p, (first, last, rows) in held.items()}
     assert report["problems"] == [
-        f"{rows} offsets missing inside the landed range (holes; p{partition}: {rows})",
+        f"{sum(rows for *_, rows in held.values())} offsets missing inside the landed range (holes; "
+        f"{by_partition(held)})",
         f"1 committed files missing on disk (Spark readers of Bronze fail on them): {path}"]
 
 

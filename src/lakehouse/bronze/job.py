@@ -44,6 +44,12 @@ BROKER_CHECK_TIMEOUT_S = 10.0
 # reads a bounded number of Bronze files per batch, is bounded in rows too (silver/job.py). Live running lands far
 # fewer per trigger (50 trades/s x 20 s = 1,000).
 DEFAULT_MAX_OFFSETS_PER_TRIGGER = 50_000
+# One Parquet file per micro-batch, whatever the topic's partition count (Spark writes one per Kafka partition with
+# records). Bronze's _spark_metadata lists every file Bronze ever wrote, and Silver's stream reads that whole list at
+# every trigger: after 2 simulated days it took 234 ms of a Silver batch (28 fresh) at 2 files a batch
+# (bench/long_run.py; BENCHMARKS.md "A week of running"); one file a batch halves what grows. A batch is bounded
+# (DEFAULT_MAX_OFFSETS_PER_TRIGGER), so one task writes it.
+FILES_PER_BATCH = 1
 # Kafka client settings a user may not pass through --kafka-properties: Spark's source manages them itself.
 SPARK_MANAGED_KAFKA_KEYS = {"bootstrap.servers", "group.id", "auto.offset.reset", "enable.auto.commit",
                             "key.deserializer", "value.deserializer", "interceptor.classes"}
@@ -178,8 +184,8 @@ def wait_for_topic(bootstrap: str, topic: str, client_props: dict[str, str], sto
 def start_query(spark, args: argparse.Namespace, query_name: str = QUERY_NAME):
     """Start the Kafka -> Bronze query; returns the StreamingQuery."""
     kafka_df = spark.readStream.format("kafka").options(**kafka_source_options(args, args.client_props)).load()
-    return start_parquet_sink(to_bronze(kafka_df), path=args.out, checkpoint=args.checkpoint, trigger=args.trigger,
-                              available_now=args.available_now, name=query_name)
+    return start_parquet_sink(to_bronze(kafka_df).coalesce(FILES_PER_BATCH), path=args.out, checkpoint=args.checkpoint,
+                              trigger=args.trigger, available_now=args.available_now, name=query_name)
 
 
 def add_topic_arguments(parser: argparse.ArgumentParser) -> None:
