@@ -140,6 +140,13 @@ class State:
         self.listing: list[float] = []  # Silver's latestOffset (reading Bronze's sink log)
         self.cycle_cpu: list[float] = []
         self.gold_ms: list[float] = []
+        # where Silver's batch goes (ms per measured batch): Spark's phases of its trigger (durationMs) and, inside its
+        # addBatch, its MERGEs (with their metrics) and the metrics read alone
+        self.phases: dict[str, list[float]] = {}
+
+    def add_phases(self, figures: dict[str, float]) -> None:
+        for name, ms in figures.items():
+            self.phases.setdefault(name, []).append(ms)
 
     def path(self, key: str) -> Path:
         return Path(self.paths[key])
@@ -180,8 +187,14 @@ def live_round(spark, state: State, first_id: int, trades: int, batches: int, me
     from lakehouse.pipeline.all_layers import start_silver_and_gold
     from lakehouse.bronze import job as bronze_job
 
+    from lakehouse.silver import job as silver_job
+
     bronze_args, silver_args, gold_args = state.args(trades)
     gold = GoldWriter(gold_args.out, gold_args.silver)
+    silver_steps: dict[str, list[float]] = {"merges (with metrics)": [], "merge metrics": []}
+    originals = {"insert_new": silver_job.insert_new, "inserted_rows": silver_job.inserted_rows}
+    silver_job.insert_new = timed_step(originals["insert_new"], silver_steps["merges (with metrics)"])
+    silver_job.inserted_rows = timed_step(originals["inserted_rows"], silver_steps["merge metrics"])
     follow, gold_times = gold.follow, []
 
     def timed_follow(session, through=None):
@@ -195,6 +208,7 @@ def live_round(spark, state: State, first_id: int, trades: int, batches: int, me
         time.sleep(2)
         for i in range(batches):
             b_after, s_after, g_before = last_batch_id(bronze_q), last_batch_id(silver_q), len(gold_times)
+            steps_before = {name: len(times) for name, times in silver_steps.items()}
             cpu0 = tree_cpu_s(os.getpid(), children_of())
             produce(state.topic, trade_records(first_id + i * trades, trades, datetime.now(UTC)))
             bronze_p = wait_batch(bronze_q, b_after, trades)
@@ -211,31 +225,56 @@ def live_round(spark, state: State, first_id: int, trades: int, batches: int, me
                 state.batches["gold"].append(gold_ms)
                 state.listing.append(sum(p["durationMs"].get("latestOffset", 0) for p in silver_p["all"]))
                 state.cycle_cpu.append(cpu)
+                phases = {f"spark {key}": sum(p["durationMs"].get(key, 0) for p in silver_p["all"])
+                          for key in silver_p["durationMs"] if key != "triggerExecution"}
+                state.add_phases({**phases, "gold fold": gold_ms,
+                                  **{name: sum(times[steps_before[name]:]) for name, times in silver_steps.items()}})
     finally:
         for q in (bronze_q, silver_q):
             q.stop()
+        silver_job.insert_new, silver_job.inserted_rows = originals["insert_new"], originals["inserted_rows"]
+
+
+def timed_step(step, times: list[float]):
+    """`step`, appending each call's milliseconds to `times`."""
+    def timed(*args, **kwargs):
+        started = time.monotonic()
+        try:
+            return step(*args, **kwargs)
+        finally:
+            times.append((time.monotonic() - started) * 1000)
+    return timed
 
 
 def snapshot_costs(spark, state: State, repeats: int = 3) -> dict[str, dict[str, float]]:
-    """Where a Delta snapshot refresh goes, per table (median ms): listing _delta_log as Delta's log store does (one
-    Hadoop listStatus of the folder), and loading the newest snapshot from scratch (the last checkpoint and the
+    """Where a Delta snapshot refresh goes, per table (median ms): one Hadoop listStatus of the whole _delta_log
+    (what Delta's own log store does at each refresh), the session's log store asked for the files from the last
+    checkpoint on (what a refresh asks it), and loading the newest snapshot from scratch (the last checkpoint and the
     commits after it, replayed: what a new version costs a writer that must know the table's files)."""
     jvm = spark.sparkContext._jvm
     conf = spark._jsparkSession.sessionState().newHadoopConf()
     out = {}
     for table in ("silver", "gold"):
-        path = jvm.org.apache.hadoop.fs.Path(str(state.path(table) / "_delta_log"))
+        log_dir = state.path(table) / "_delta_log"
+        path = jvm.org.apache.hadoop.fs.Path(str(log_dir))
         fs = path.getFileSystem(conf)
-        listing, loading = [], []
+        checkpoint = json.loads((log_dir / "_last_checkpoint").read_text())["version"]
+        start = jvm.org.apache.hadoop.fs.Path(f"file:{log_dir}/{checkpoint:020d}")
+        store = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, str(state.path(table))).store()
+        listing, store_listing, loading = [], [], []
         for _ in range(repeats):
             t = time.monotonic()
             files = len(fs.listStatus(path))
             listing.append((time.monotonic() - t) * 1000)
+            t = time.monotonic()
+            store.listFrom(start, conf).size()
+            store_listing.append((time.monotonic() - t) * 1000)
             jvm.org.apache.spark.sql.delta.DeltaLog.clearCache()
             t = time.monotonic()
             spark.read.format("delta").load(str(state.path(table))).inputFiles()
             loading.append((time.monotonic() - t) * 1000)
         out[table] = {"log_files": files, "list_ms": round(statistics.median(listing), 1),
+                      "log_store_list_ms": round(statistics.median(store_listing), 1),
                       "load_snapshot_ms": round(statistics.median(loading), 1)}
     return out
 
@@ -454,6 +493,9 @@ def main(argv: list[str] | None = None) -> int:
                        "x (median)", "batches", f"<= {TARGET_RATIO}"]))
     print(f"Silver's listing of Bronze (latestOffset, ms, mean): fresh {listing['fresh']['mean']}, week "
           f"{listing['week']['mean']}")
+    phase_rows = [[name, summarize(fresh.phases.get(name, []))["mean"], summarize(week.phases.get(name, []))["mean"]]
+                  for name in sorted(set(fresh.phases) | set(week.phases))]
+    print(table(phase_rows, ["Silver's pass, per batch", "fresh mean ms", "week mean ms"]))
     print(f"process CPU per batch cycle (ms, mean): fresh {cpu['fresh']['mean']}, week {cpu['week']['mean']} "
           f"(x {ratios(cpu['fresh'], cpu['week'])['mean']})")
     days = args.days
@@ -465,8 +507,9 @@ def main(argv: list[str] | None = None) -> int:
     rewritten = {t: built[t]["removed_bytes_total"] / days for t in ("silver", "gold")}
     print(table([[layer, human(b), human(rewritten.get(layer, 0))] for layer, b in built["data_per_day"].items()],
                 ["data a day", f"written ({args.rate:g} trades/s)", "removed by compaction (kept 3 days)"]))
-    print(table([[s, t, c["log_files"], c["list_ms"], c["load_snapshot_ms"]] for s, by in snapshots.items()
-                 for t, c in by.items()], ["state", "table", "_delta_log files", "list ms", "snapshot load ms"]))
+    print(table([[s, t, c["log_files"], c["list_ms"], c["log_store_list_ms"], c["load_snapshot_ms"]]
+                 for s, by in snapshots.items() for t, c in by.items()],
+                ["state", "table", "_delta_log files", "list folder ms", "log store lists ms", "snapshot load ms"]))
     print(f"built in {built['seconds']} s: {json.dumps(built)}")
     summary = [bc.summary_row(NAME, f"{layer} batch after a week / fresh (mean ms)", figures[layer]["week"]["mean"],
                               "fresh", figures[layer]["fresh"]["mean"], figures[layer]["ratio"]["mean"],
@@ -478,6 +521,7 @@ def main(argv: list[str] | None = None) -> int:
                                    "args": {k: str(v) for k, v in vars(args).items()},
                                    "seconds": round(time.monotonic() - started, 1), "built": built,
                                    "figures": figures, "cycle_cpu_ms": cpu, "silver_listing_ms": listing,
+                                   "silver_phases": {st.name: st.phases for st in (fresh, week)},
                                    "disk": disk, "delta_log_files": delta_logs, "snapshots": snapshots,
                                    "raw": {s.name: {"batches": s.batches, "cpu": s.cycle_cpu, "listing": s.listing}
                                            for s in (fresh, week)}, "rows": summary})
