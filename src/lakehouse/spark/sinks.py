@@ -29,12 +29,13 @@ STREAMING_METADATA_CONF = {
     "spark.sql.streaming.fileSource.log.deletion": "true",
     "spark.sql.streaming.fileSource.log.compactInterval": "10",
     "spark.sql.streaming.fileSource.log.cleanupDelay": "10m",
-    # Local files without Hadoop's hidden .<name>.crc checksum beside each one. Delta's log on a local disk is listed
-    # whole on every snapshot refresh (several times a batch), and a commit left four files there (its .json, Delta's
-    # own .crc, and a Hadoop checksum of each); after 2 simulated days (bench/long_run.py) a Silver batch cost 2.2x a
-    # fresh one. The same for every local write (Bronze's files, checkpoints). Other file systems (S3, HDFS) are
-    # not affected. A lake written before keeps its old checksum files; a job's start deletes those in its Delta
-    # logs (lakehouse.lake.delta.drop_hadoop_checksums).
+    # Local files without Hadoop's hidden .<name>.crc checksum beside each one. Every snapshot refresh of a Delta
+    # table (several a batch) lists its _delta_log, and a commit left four files there (its .json, Delta's own .crc,
+    # and a Hadoop checksum of each); after 2 simulated days (bench/long_run.py) a Silver batch cost 2.2x a fresh one.
+    # (The project's log store, lakehouse.spark.jars, now reads the names first and stats only the newest files.)
+    # The same for every local write (Bronze's files, checkpoints). Other file systems (S3, HDFS) are not affected. A
+    # lake written before keeps its old checksum files; a job's start deletes those in its Delta logs
+    # (lakehouse.lake.delta.drop_hadoop_checksums).
     "spark.hadoop.fs.file.impl": "org.apache.hadoop.fs.RawLocalFileSystem",
     "spark.hadoop.fs.AbstractFileSystem.file.impl": "org.apache.hadoop.fs.local.RawLocalFs",
 }
