@@ -32,7 +32,7 @@ def test_retention_properties_at_creation_and_on_an_existing_table_once(spark, t
     props = delta.table_properties(spark, path)
     assert {k: props[k] for k in delta.TABLE_PROPERTIES} == {
         "delta.autoOptimize.autoCompact": "true", "delta.logRetentionDuration": "interval 3 days",
-        "delta.deletedFileRetentionDuration": "interval 3 days", "delta.checkpointInterval": "10"}
+        "delta.deletedFileRetentionDuration": "interval 1 day", "delta.checkpointInterval": "10"}
     # a table an older version made (7-day retention, no checkpoint interval) gets today's values at the next start
     delta.set_properties(spark, path, {"delta.logRetentionDuration": "interval 7 days"})
     before = delta.table_version(spark, path)
@@ -72,3 +72,26 @@ def test_optimize_compacts_only_the_partitions_written_since_the_last_round(spar
     assert len(files_of(spark, path, DAY_A)) == 1
     rows = sorted(tuple(r) for r in spark.read.format("delta").load(path).collect())
     assert rows == sorted([("XBT/USDT", n, d) for n in range(3) for d in (DAY_A, DAY_B)] + [("XBT/USDT", 10, DAY_B)])
+
+
+def test_commit_info_reads_what_history_shows_of_one_commit(spark, tmp_path):
+    """A writer's look at the commit it just made (Silver's inserted count) reads that commit's file: the same
+    operation, metrics and user metadata as DESCRIBE HISTORY; {} for a version that is not there."""
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    path = str(tmp_path / "t")
+    delta.ensure_table(spark, path, DDL, partition_by=["trade_date"], owner="test")
+    append(spark, path, DAY_A, 1)
+    source = spark.createDataFrame([("XBT/USDT", n, DAY_A) for n in (1, 2, 3)], DDL)
+    with delta.commit_metadata(spark, {"through": 7}):
+        version = delta.committed_version(spark, lambda: DeltaTable.forPath(spark, path).alias("t").merge(
+            source.alias("s"), F.col("t.n") == F.col("s.n")).whenNotMatchedInsertAll().execute())
+    info = delta.commit_info(spark, path, version)
+    shown = DeltaTable.forPath(spark, path).history(1).collect()[0]
+    assert (info["operation"], info["operationMetrics"], info["userMetadata"]) == (
+        shown["operation"], shown["operationMetrics"], shown["userMetadata"])
+    assert (info["operation"], info["operationMetrics"]["numTargetRowsInserted"]) == ("MERGE", "2")
+    assert delta.parse_commit_metadata(info["userMetadata"]) == {"through": 7}
+    assert delta.commit_info(spark, path, version - 1)["operation"] == "WRITE"
+    assert delta.commit_info(spark, path, version + 1) == {}

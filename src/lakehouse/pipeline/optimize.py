@@ -5,8 +5,9 @@ The streaming jobs do this by themselves (auto compaction after their writes, an
 --maintenance-every, 1 hour by default); this command is for doing it now, e.g. after a long backfill. It is safe
 while the streams run: OPTIMIZE commits with dataChange=false (streaming readers skip it), a job's write that
 conflicts with it is retried by the job, and an OPTIMIZE that conflicts with a job's write is retried here. VACUUM
-keeps every file a version of the last --retain-hours needs (default 72 h, the tables' delta.deletedFileRetentionDuration): time travel within that
-window and a reader that started before it keep working. A shorter retention is allowed (e.g. to reclaim disk in a
+deletes a file only when it was written more than --retain-hours ago (default 72 h) and the table's state no longer
+names it (removed more than its delta.deletedFileRetentionDuration ago, 1 day): a stream reading the last 3 days of
+changes finds their files, and time travel is certain 1 day back (lakehouse.lake.delta, TABLE_PROPERTIES). A shorter retention is allowed (e.g. to reclaim disk in a
 dev folder) but then time travel further back and a stream of Gold that was stopped longer than that may fail.
 
 Usage (examples in the entry point's docstring, spark/jobs/optimize_tables.py):

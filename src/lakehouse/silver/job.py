@@ -59,8 +59,8 @@ from typing import Any, Optional
 from lakehouse.bronze.job import DEFAULT_MAX_OFFSETS_PER_TRIGGER
 from lakehouse.common.logs import configure_logging
 from lakehouse.defaults import BRONZE_PATH, QUARANTINE_PATH, SILVER_CHECKPOINT, SILVER_PATH
-from lakehouse.lake.delta import (WRITER_SESSION_CONF, Maintenance, add_maintenance_argument, committed_version,
-                                  ensure_table, is_delta_table, retry_on_conflict, set_properties,
+from lakehouse.lake.delta import (WRITER_SESSION_CONF, Maintenance, add_maintenance_argument, commit_info,
+                                  committed_version, ensure_table, is_delta_table, retry_on_conflict, set_properties,
                                   table_pairing_problem)
 from lakehouse.observe import status
 from lakehouse.silver.parse import (BRONZE_SCHEMA, DEFAULT_FUTURE_TOLERANCE_S, OLD_QUARANTINE_COLUMNS,
@@ -116,17 +116,15 @@ def insert_new(session, source_df, table: str, condition) -> tuple[int, Optional
     return (0, None) if version is None else (inserted_rows(session, table, version), version)
 
 
-def inserted_rows(session, table: str, version: int) -> int:
+def inserted_rows(session, table: str, version: int, look_back: int = 5) -> int:
     """How many rows the MERGE that committed `version` inserted (from the commit's own metrics). `version` is the
     session's last commit: when the MERGE's write triggered auto compaction, that is the compaction's commit, right
     after the MERGE, so the newest MERGE at or before it is the one."""
-    from delta.tables import DeltaTable
-    from pyspark.sql import functions as F
-
-    rows = (DeltaTable.forPath(session, table).history(5)
-            .where((F.col("version") <= F.lit(version)) & (F.col("operation") == F.lit("MERGE")))
-            .orderBy(F.col("version").desc()).limit(1).select("operationMetrics").collect())
-    return int((rows[0]["operationMetrics"] or {}).get("numTargetRowsInserted", 0)) if rows else 0
+    for candidate in range(version, max(version - look_back, -1), -1):
+        info = commit_info(session, table, candidate)
+        if info.get("operation") == "MERGE":
+            return int((info.get("operationMetrics") or {}).get("numTargetRowsInserted", 0))
+    return 0
 
 
 class SilverWriter:
