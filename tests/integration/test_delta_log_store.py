@@ -48,7 +48,8 @@ def fill_log(log: Path) -> None:
                                          "org.apache.hadoop.fs.LocalFileSystem"])
 @pytest.mark.parametrize("start", ["00000000000000000000.json", "00000000000000000020.checkpoint.parquet",
                                    "00000000000000000020.json", "00000000000000000024.json",
-                                   "00000000000000000025.json", "00000000000000000007", "_last_checkpoint", "0"])
+                                   "00000000000000000025.json", "00000000000000000007", "_last_checkpoint", "0",
+                                   "-"])  # "-" sorts before ".": hidden checksum files are at or after it
 def test_lists_what_delta_s_own_log_store_lists(spark, tmp_path, file_system, start):
     log = tmp_path / "_delta_log"
     fill_log(log)
