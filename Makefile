@@ -25,7 +25,7 @@ BROKER := PYTHONPATH=src $(PYTHON) infra/kafka/broker.py
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 20
 
-setup: $(VENV)/.installed connector  ## create .venv, install requirements, fetch the Kafka broker, Kafka connector and Delta jars
+setup: $(VENV)/.installed connector  ## create .venv, install requirements, fetch the Kafka broker, Kafka connector and Delta jars, compile spark/source and spark/logstore
 	@$(BROKER) fetch
 
 $(VENV)/.installed: requirements.txt pyproject.toml

@@ -9,7 +9,7 @@ import pytest
 
 from lakehouse.spark.flags import parse_bool, parse_trigger, positive_int, trigger_kwargs
 from lakehouse.spark.jars import (cached_connector_jars, delta_coordinate, extra_jars, jar_artifact,
-                                  kafka_connector_coordinate, log_store_conf)
+                                  kafka_connector_coordinate, log_store_conf, sink_files_source_problem)
 from lakehouse.spark.progress import format_progress, spark_start_hint
 from lakehouse.spark.session import chosen_master, is_local_master, master_conf, master_host, zip_package
 from lakehouse.spark.sinks import local_folder, sink_pairing_problem
@@ -56,8 +56,9 @@ def test_extra_jars_uses_the_caches_and_falls_back_to_packages(tmp_path: Path, m
     (spark_jars / "antlr4-runtime-4.9.3.jar").touch()
     monkeypatch.setattr(jars_module, "CONNECTOR_CACHE", kafka_cache)
     monkeypatch.setattr(jars_module, "DELTA_CACHE", delta_cache)
-    log_store_cache = tmp_path / "logstore"
+    log_store_cache, sink_files_cache = tmp_path / "logstore", tmp_path / "sink-files"
     monkeypatch.setattr(jars_module, "LOG_STORE_CACHE", log_store_cache)
+    monkeypatch.setattr(jars_module, "SINK_FILES_CACHE", sink_files_cache)
     monkeypatch.setattr(jars_module, "installed_delta_version", lambda: "3.3.2")
     # Delta not fetched yet: its coordinate goes to spark.jars.packages, the cached connector to spark.jars
     jars, packages = extra_jars(kafka=True, delta=True, spark_version="3.5.7", spark_jars_dir=spark_jars)
@@ -79,6 +80,14 @@ def test_extra_jars_uses_the_caches_and_falls_back_to_packages(tmp_path: Path, m
     assert extra_jars(kafka=True, delta=False, spark_version="3.5.7", spark_jars_dir=spark_jars)[0] == [
         str(kafka_cache / "3.5.7" / "spark-sql-kafka-0-10_2.12-3.5.7.jar")]
     assert log_store_conf([str(kafka_cache / "3.5.7" / "spark-sql-kafka-0-10_2.12-3.5.7.jar")]) == {}
+    # make setup's Bronze reader (Silver's source), built for this Spark: handed to every session once it is there
+    assert "run `make setup`" in sink_files_source_problem(",".join(jars))
+    (sink_files_cache / "3.5.7").mkdir(parents=True)
+    (sink_files_cache / "3.5.7" / "lakehouse-sink-files.jar").touch()
+    jars, _ = extra_jars(kafka=False, delta=False, spark_version="3.5.7", spark_jars_dir=spark_jars)
+    assert jars == [str(sink_files_cache / "3.5.7" / "lakehouse-sink-files.jar")]
+    assert sink_files_source_problem(",".join(jars)) is None
+    assert extra_jars(kafka=False, delta=False, spark_version="3.5.1", spark_jars_dir=spark_jars) == ([], [])
 
 
 @pytest.mark.parametrize("name, artifact", [

@@ -19,7 +19,8 @@ Usage (examples in the entry point's docstring, spark/jobs/all_layers.py):
     python spark/jobs/all_layers.py --help
 
 Exit codes: 0 stopped on request (or finished with --available-now); 1 a query failed or a layer did not catch up
-within --drain-timeout; 2 a bad flag, an unreachable broker, or a checkpoint that does not belong with its output.
+within --drain-timeout; 2 a bad flag, an unreachable broker, a checkpoint that does not belong with its output, or
+the Bronze reader's jar not built (make setup).
 """
 
 from __future__ import annotations
@@ -219,6 +220,11 @@ def main(argv: list[str] | None = None) -> int:
         status.set_dir(Path(args.data_dir) / "status")
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     spark = build_spark("all_layers", kafka=True, delta=args.layers > 1, conf=WRITER_SESSION_CONF, master=args.master)
+    problem = silver_job.bronze_reader_problem(spark) if args.layers > 1 else None
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        spark.stop()
+        return 2
     layers = Layers(spark, args.layer_args)
     tables = [t for name, a in args.layer_args.items() if name != "bronze"
               for t in ([a.out, a.quarantine] if name == "silver" else [a.out])]

@@ -1,7 +1,10 @@
 """Bronze -> Silver: parse, type and deduplicate the trades Bronze landed; quarantine what cannot be parsed.
 
-Reads the Bronze Parquet folder as a stream (only files Bronze committed in its _spark_metadata) and, per micro-batch,
-merges the valid trades into the Silver Delta table and the invalid records into the quarantine Delta table. With the
+Reads the files Bronze committed (its _spark_metadata) as a stream, in the order Bronze committed them, through the
+project's source (spark/source/lakehouse/spark/SinkFilesSource.java: each trigger reads only Bronze's new log files,
+where Spark's own file source reads the list of every file Bronze ever wrote), and, per micro-batch, reads those
+Parquet files and merges the valid trades into the Silver Delta table and the invalid records into the quarantine
+Delta table. With the
 layers in one application (all_layers.py, `make run`), the same batch then folds its new trades into Gold
 (lakehouse.gold.table.GoldWriter.follow): one pass per batch for both layers.
 
@@ -45,13 +48,14 @@ Usage (examples in the entry point's docstring, spark/jobs/bronze_to_silver_trad
     python spark/jobs/bronze_to_silver_trades.py --help
 
 Exit codes: 0 stopped on request (Ctrl-C, SIGTERM) or finished (--available-now); 1 the query failed;
-2 a bad flag, or a table and a checkpoint that do not belong together.
+2 a bad flag, a table and a checkpoint that do not belong together, or the Bronze reader's jar not built (make setup).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 import time
 from typing import Any, Optional
@@ -68,6 +72,7 @@ from lakehouse.silver.parse import (BRONZE_SCHEMA, DEFAULT_FUTURE_TOLERANCE_S, O
                                     offset_ranges, parse_bronze, quarantine_match, quarantine_rows, time_ranges,
                                     to_quarantine, to_silver_rows, v1_batch_trades, v1_match, v2_batch_trades,
                                     v2_match)
+from lakehouse.spark.jars import SINK_FILES_CLASS, sink_files_source_problem
 from lakehouse.spark.flags import (add_drain_arguments, add_master_argument, parse_seconds, parse_trigger,
                                    positive_int, trigger_kwargs)
 from lakehouse.spark.lifecycle import StopRequest, drain_restart, run_queries, wait_until_ready
@@ -98,9 +103,33 @@ def format_batch(batch_id: int, counts: dict[str, int], seconds: float) -> str:
 
 
 def read_bronze(spark, bronze: str, max_files_per_trigger: int):
-    """Bronze as a stream of at most `max_files_per_trigger` of its committed files per micro-batch."""
-    return spark.readStream.schema(BRONZE_SCHEMA).option("maxFilesPerTrigger", str(max_files_per_trigger)).parquet(
-        bronze)
+    """Bronze's committed files as a stream, at most `max_files_per_trigger` per micro-batch, in the order Bronze
+    committed them: rows (path, size, file_index) from SinkFilesSource (its offset in Silver's checkpoint is the
+    position of the next file, {"files": N}; a checkpoint of Spark's own file source is taken over). bronze_records
+    reads a batch's files."""
+    return (spark.readStream.format(SINK_FILES_CLASS).option("maxFilesPerTrigger", str(max_files_per_trigger))
+            .load(bronze))
+
+
+def glob_escaped(path: str) -> str:
+    """`path` as a Hadoop glob pattern that matches only itself (Spark reads paths as patterns: a folder named
+    "lake [old]" would otherwise match "lake o" and "lake d", or nothing)."""
+    return re.sub(r"([\\\[\]{}*?])", r"\\\1", path)
+
+
+def bronze_records(session, files_df):
+    """The Bronze records of a micro-batch's files, read as Parquet with Bronze's schema, each file as named."""
+    paths = [glob_escaped(row.path) for row in files_df.select("path").collect()]
+    if not paths:
+        return session.createDataFrame([], BRONZE_SCHEMA)
+    return session.read.schema(BRONZE_SCHEMA).parquet(*paths)
+
+
+def over_bronze_files(writer):
+    """foreachBatch over read_bronze's rows: `writer` gets the batch's Bronze records and its batch id."""
+    def write_batch(files_df, batch_id: int) -> None:
+        writer(bronze_records(files_df.sparkSession, files_df), batch_id)
+    return write_batch
 
 
 def insert_new(session, source_df, table: str, condition) -> tuple[int, Optional[int]]:
@@ -177,6 +206,11 @@ class SilverWriter:
             parsed.unpersist()
 
 
+def bronze_reader_problem(spark) -> Optional[str]:
+    """Why this session cannot read Bronze as Silver does (the source's jar is not among its jars), or None."""
+    return sink_files_source_problem(spark.conf.get("spark.jars", ""))
+
+
 def bronze_ready(spark, bronze: str) -> bool:
     """Bronze can be read as a stream once its job committed a first batch (its _spark_metadata exists)."""
     return path_exists(spark, f"{bronze.rstrip('/')}/_spark_metadata")
@@ -212,7 +246,7 @@ def start_query(spark, args: argparse.Namespace, query_name: str = QUERY_NAME, g
     ensure_quarantine(spark, args.quarantine)
     writer = SilverWriter(args.out, args.quarantine, args.future_tolerance, gold)
     return (read_bronze(spark, args.bronze, args.max_files_per_trigger).writeStream
-            .foreachBatch(writer)
+            .foreachBatch(over_bronze_files(writer))
             .option("checkpointLocation", args.checkpoint)
             .trigger(**trigger_kwargs(args.trigger, args.available_now))
             .queryName(query_name)
@@ -265,6 +299,11 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     stop = StopRequest().install()
     spark = build_spark(QUERY_NAME, delta=True, conf=WRITER_SESSION_CONF, master=args.master)
+    problem = bronze_reader_problem(spark)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        spark.stop()
+        return 2
     if not wait_until_ready(lambda: bronze_ready(spark, args.bronze), stop,
                             f"Bronze at {args.bronze} has no committed batch yet: waiting for it"):
         spark.stop()

@@ -5,6 +5,8 @@ Spark at start (or asked for as Maven coordinates when they are not there).
 - Delta Lake for the installed delta-spark package (spark/delta-pom.xml) into .cache/spark-delta/<delta version>
 - the project's log store for local Delta tables (spark/logstore/, compiled with javac against those jars) into
   .cache/spark-delta-logstore/<delta version>: it lists a table's _delta_log by name first (see its source)
+- the project's streaming source of a file sink's committed files (spark/source/, compiled against pyspark's jars)
+  into .cache/spark-sink-files/<pyspark version>: Silver reads Bronze through it (see its source)
 
 The jobs hand these jars to Spark (spark.jars) when they exist, so no resolver runs at job start; without them they
 ask for the same coordinates through spark.jars.packages. Spark's own resolver (Ivy) cannot reach Maven Central from
@@ -14,7 +16,8 @@ own output is shown only when it fails.
 Usage (examples in the entry point's docstring, spark/fetch_jars.py):
     python spark/fetch_jars.py --help
 
-Exit codes: 0 the jars are there; 1 Maven failed (its output is printed); 2 Maven is not installed.
+Exit codes: 0 the jars are there; 1 Maven or javac failed (its output is printed); 2 Maven, or the JDK compiler
+that builds the Bronze reader, is not installed.
 """
 
 from __future__ import annotations
@@ -39,6 +42,10 @@ LOG_STORE_CLASS = "lakehouse.delta.NameFilteredLocalLogStore"
 LOG_STORE_JAR = "lakehouse-delta-logstore.jar"
 # What names it to Delta for local paths: Delta picks a log store per path scheme from this Spark setting.
 LOG_STORE_CONF_KEY = "spark.delta.logStore.file.impl"
+SINK_FILES_CACHE = Path(os.environ.get("SPARK_SINK_FILES_CACHE", REPO_ROOT / ".cache" / "spark-sink-files"))
+SINK_FILES_SOURCE = SPARK_DIR / "source" / "lakehouse" / "spark" / "SinkFilesSource.java"
+SINK_FILES_CLASS = "lakehouse.spark.SinkFilesSource"  # spark.readStream.format(SINK_FILES_CLASS).load(<sink folder>)
+SINK_FILES_JAR = "lakehouse-sink-files.jar"
 SCALA_BINARY_VERSION = "2.12"  # the PyPI pyspark 3.5 wheels are built for Scala 2.12
 
 
@@ -99,7 +106,18 @@ def extra_jars(*, kafka: bool, delta: bool, spark_version: str, spark_jars_dir: 
             packages.append(coordinate)
     if delta and (log_store := LOG_STORE_CACHE / installed_delta_version() / LOG_STORE_JAR).is_file():
         jars.append(str(log_store))
+    if (sink_files := SINK_FILES_CACHE / spark_version / SINK_FILES_JAR).is_file():
+        jars.append(str(sink_files))
     return jars, packages
+
+
+def sink_files_source_problem(spark_jars: str) -> str | None:
+    """Why a session whose spark.jars is `spark_jars` cannot read a file sink through SinkFilesSource, or None."""
+    if any(Path(j).name == SINK_FILES_JAR for j in spark_jars.split(",") if j):
+        return None
+    return (f"the project's Bronze reader ({SINK_FILES_JAR}) is not built: run `make setup` (it compiles "
+            f"{SINK_FILES_SOURCE.relative_to(REPO_ROOT)} with javac; apt-get install openjdk-17-jdk-headless); "
+            f"under spark-submit, pass it with --jars")
 
 
 def log_store_conf(jars: list[str]) -> dict[str, str]:
@@ -131,33 +149,46 @@ def fetch(what: str, pom: Path, version_property: str, version: str, target: Pat
     partial.rename(target)
 
 
-def build_log_store(delta_jars: Path, spark_jars_dir: Path, target: Path, source: Path = LOG_STORE_SOURCE) -> bool:
-    """Compile the project's log store (source) against Delta's storage jar and Spark's Hadoop into target/LOG_STORE_JAR,
-    unless a jar built from this source is there; False (with a warning) when there is no JDK compiler."""
-    jar = target / LOG_STORE_JAR
+def build_jar(what: str, source: Path, classpath: list[Path], jar: Path, required: bool) -> bool:
+    """Compile one Java source against `classpath` into `jar` (for Java 8 and later), unless a jar built from this
+    source is there. Without a JDK compiler: a warning and False, or (required) an error and exit 2."""
     if jar.is_file() and jar.stat().st_mtime >= source.stat().st_mtime:
         return True
     javac, jar_tool = shutil.which("javac"), shutil.which("jar")
     if javac is None or jar_tool is None:
-        print("warning: no JDK compiler (javac) found: Delta keeps its own log store, which lists a table's whole "
-              "_delta_log at every refresh (slower after days of commits; apt-get install openjdk-17-jdk-headless)",
-              file=sys.stderr)
+        print(f"{'error' if required else 'warning'}: no JDK compiler (javac) found to build {what} "
+              "(apt-get install openjdk-17-jdk-headless)", file=sys.stderr)
+        if required:
+            raise SystemExit(2)
         return False
-    classpath = [*delta_jars.glob("delta-storage-*.jar"), *spark_jars_dir.glob("hadoop-client-api-*.jar")]
-    classes = target.with_name(target.name + ".classes")
+    classes = jar.parent.with_name(jar.parent.name + ".classes")
     shutil.rmtree(classes, ignore_errors=True)
-    target.mkdir(parents=True, exist_ok=True)
-    for command in ([javac, "--release", "8", "-Xlint:-options", "-d", str(classes),
+    jar.parent.mkdir(parents=True, exist_ok=True)
+    for command in ([javac, "--release", "8", "-Xlint:-options", "-nowarn", "-d", str(classes),
                      "-cp", os.pathsep.join(map(str, classpath)), str(source)],
                     [jar_tool, "cf", str(jar.with_suffix(".partial")), "-C", str(classes), "."]):
         result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode != 0:
-            print(f"error: building Delta's local log store failed ({command[0]}):\n{result.stdout}{result.stderr}",
-                  file=sys.stderr)
+            print(f"error: building {what} failed ({command[0]}):\n{result.stdout}{result.stderr}", file=sys.stderr)
             raise SystemExit(1)
     jar.with_suffix(".partial").rename(jar)
     shutil.rmtree(classes, ignore_errors=True)
     return True
+
+
+def build_log_store(delta_jars: Path, spark_jars_dir: Path, target: Path, source: Path = LOG_STORE_SOURCE) -> bool:
+    """Compile the project's log store (source) against Delta's storage jar and Spark's Hadoop into target/LOG_STORE_JAR.
+    Optional: without a JDK compiler, a warning, and Delta keeps its own log store, which lists a table's whole
+    _delta_log at every refresh (slower after days of commits)."""
+    classpath = [*delta_jars.glob("delta-storage-*.jar"), *spark_jars_dir.glob("hadoop-client-api-*.jar")]
+    return build_jar("Delta's local log store", source, classpath, target / LOG_STORE_JAR, required=False)
+
+
+def build_sink_files_source(spark_jars_dir: Path, target: Path, source: Path = SINK_FILES_SOURCE) -> bool:
+    """Compile the project's file sink source (source) against pyspark's jars into target/SINK_FILES_JAR. Required:
+    Silver reads Bronze through it."""
+    classpath = [spark_jars_dir / "*"]  # javac reads every jar of the folder
+    return build_jar("the Bronze reader (SinkFilesSource)", source, classpath, target / SINK_FILES_JAR, required=True)
 
 
 def main() -> int:
@@ -169,7 +200,9 @@ def main() -> int:
     delta_version = installed_delta_version()
     fetch("Delta Lake", SPARK_DIR / "delta-pom.xml", "delta.version", delta_version, DELTA_CACHE / delta_version,
           "delta-spark")
-    build_log_store(DELTA_CACHE / delta_version, Path(pyspark.__file__).parent / "jars", LOG_STORE_CACHE / delta_version)
+    spark_jars_dir = Path(pyspark.__file__).parent / "jars"
+    build_log_store(DELTA_CACHE / delta_version, spark_jars_dir, LOG_STORE_CACHE / delta_version)
+    build_sink_files_source(spark_jars_dir, SINK_FILES_CACHE / spark_version)
     return 0
 
 
