@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from lakehouse.observe import status
 from lakehouse.observe.health import HEARTBEAT_STALE_S, STALE_S, START_GRACE_S, Lag, evaluate
-from lakehouse.observe.lag import LogReader, changes_data, delta_source_through
+from lakehouse.observe.lag import LogReader, changes_data, delta_source_through, sink_files_position
 from lakehouse.observe.queries import QueryReporter, progress_fields
 from lakehouse.page.metrics import status_families
 from tests.helpers import PYTHON, REPO_ROOT
@@ -132,6 +132,34 @@ def test_silver_lag_counts_bronze_files_and_rows_not_read_in_a_committed_batch(t
     assert (lag.bronze_batch, lag.files_behind, lag.rows_behind) == (3, 2, 7 + 11)
     (checkpoint / "commits" / "2").write_text("v1\n{}")
     assert reader.silver_lag(bronze, checkpoint).rows_behind == 11
+
+
+def test_silver_lag_from_the_bronze_reader_s_offset_counts_files_from_its_position(tmp_path) -> None:
+    bronze, checkpoint = tmp_path / "bronze", tmp_path / "ckpt"
+    rows = [3, 5, 7, 11, 13]
+    files = []
+    for i, n in enumerate(rows):
+        path = bronze / f"part-{i}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.table({"x": list(range(n))}), path)
+        files.append({"path": f"file://{path}", "size": 1, "isDir": False, "action": "add"})
+    write_log(bronze / "_spark_metadata", 1, files[:2], compact=True)  # files 0, 1 (batch 0's deleted)
+    write_log(bronze / "_spark_metadata", 2, files[2:4])
+    write_log(bronze / "_spark_metadata", 3, files[4:])
+    for sub in ("offsets", "commits"):
+        (checkpoint / sub).mkdir(parents=True)
+    head = 'v1\n{"batchWatermarkMs":0,"batchTimestampMs":1,"conf":{}}\n'
+    for batch, position in ((4, 1), (5, 3), (6, 4)):
+        (checkpoint / "offsets" / str(batch)).write_text(head + json.dumps({"files": position}))
+    for batch in (4, 5):
+        (checkpoint / "commits" / str(batch)).write_text("v1\n{}")
+    reader = LogReader()
+    lag = reader.silver_lag(bronze, checkpoint)
+    assert (lag.bronze_batch, lag.files_behind, lag.rows_behind) == (3, 2, 11 + 13)  # batch 6 is planned only
+    (checkpoint / "commits" / "6").write_text("v1\n{}")
+    assert (reader.silver_lag(bronze, checkpoint).files_behind, reader.silver_lag(bronze, checkpoint).rows_behind) \
+        == (1, 13)
+    assert sink_files_position(head + '{"logOffset":3}') is None and sink_files_position(None) is None
 
 
 def test_gold_lag_counts_only_silver_versions_that_change_data(tmp_path) -> None:

@@ -1,9 +1,10 @@
 """How far behind its input each layer is, from the lake's local folders (no Spark, no broker):
 
   bronze  records behind the topic's end: from Bronze's own query progress (its status file), not from here
-  silver  Bronze files not read yet: the files Bronze committed in its _spark_metadata that Silver's checkpoint has
-          not read in a committed batch (its file source log, <checkpoint>/sources/0, up to <checkpoint>/commits),
-          and the rows in them (their Parquet footers)
+  silver  Bronze files not read yet: the files Bronze committed in its _spark_metadata from the position Silver's
+          newest committed batch reads up to (its offset {"files": N}, <checkpoint>/offsets/<batch>; for a checkpoint
+          of Spark's own file source, the files its log <checkpoint>/sources/0 does not list), and the rows in them
+          (their Parquet footers)
   gold    Silver versions not folded into Gold yet: Silver's newest Delta version minus the version Gold holds
           through (the Gold writer's silver_version in its status file; else, for a Gold query reading Silver as a
           Delta stream, the reservoirVersion of its newest committed offset)
@@ -69,6 +70,17 @@ def newest_number(names: list[str], pattern: re.Pattern = LOG_NAME_RE) -> int | 
     """The highest N among names like N / N.compact (or Delta's 00000000000000000012.json)."""
     numbers = [int(m.group(1)) for m in map(pattern.match, names) if m]
     return max(numbers) if numbers else None
+
+
+def sink_files_position(offsets_text: str | None) -> int | None:
+    """The position of the next Bronze file to read, from a Silver checkpoint's offsets/<batch> text whose last line
+    is SinkFilesSource's offset {"files": N}; None for another source's offset (Spark's file source: logOffset)."""
+    try:
+        offset = json.loads((offsets_text or "").strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return None
+    files = offset.get("files") if isinstance(offset, dict) else None
+    return files if isinstance(files, int) and files >= 0 else None
 
 
 def not_read(committed: dict[str, Any], read: dict[str, Any]) -> list[str]:
@@ -167,8 +179,13 @@ class LogReader:
             return SilverLag(None, None, None)
         committed = self.files(bronze_log)
         silver_batch = newest_number(listdir(silver_checkpoint / "commits"))
-        read = {} if silver_batch is None else self.files(silver_checkpoint / "sources" / "0", silver_batch)
-        behind = not_read(committed, read)
+        position = None if silver_batch is None else sink_files_position(
+            self._text(silver_checkpoint / "offsets" / str(silver_batch)))
+        if position is not None:
+            behind = list(committed)[position:]
+        else:
+            read = {} if silver_batch is None else self.files(silver_checkpoint / "sources" / "0", silver_batch)
+            behind = not_read(committed, read)
         rows = [self.parquet_rows(path) for path in behind]
         self._forget_rows(set(behind))
         return SilverLag(bronze_batch, len(behind), None if None in rows else sum(rows))
