@@ -50,20 +50,26 @@ def committed(sink: Path) -> list[str]:
     return list(read_sink_log(sink).files)
 
 
-def read_files(spark, sink: Path, checkpoint: Path, max_files: int = 3) -> list[tuple[int, list[tuple[int, str]]]]:
-    """Run the source to the log's end (available-now): [(batch id, [(file_index, local path)])]."""
+def read_files(spark, sink: Path, checkpoint: Path, max_files: int = 3, held: int | None = None,
+               metrics: list | None = None) -> list[tuple[int, list[tuple[int, str]]]]:
+    """Run the source to the log's end (available-now): [(batch id, [(file_index, local path)])]. `held`: the most
+    log entries it may hold ahead of its offset (default 50,000); `metrics` gets each batch's source metrics."""
     batches = []
 
     def collect(df, batch_id):
         rows = sorted((r.file_index, r.path) for r in df.collect())
         batches.append((batch_id, [(i, p.removeprefix("file:")) for i, p in rows]))
-    query = (spark.readStream.format(SINK_FILES_CLASS).option("maxFilesPerTrigger", str(max_files)).load(str(sink))
-             .writeStream.foreachBatch(collect).option("checkpointLocation", str(checkpoint))
+    reader = spark.readStream.format(SINK_FILES_CLASS).option("maxFilesPerTrigger", str(max_files))
+    if held is not None:
+        reader = reader.option("maxFilesHeld", str(held))
+    query = (reader.load(str(sink)).writeStream.foreachBatch(collect).option("checkpointLocation", str(checkpoint))
              .trigger(availableNow=True).start())
     try:
         query.awaitTermination(180)
     except Exception as exc:  # noqa: BLE001 - the query's failure (StreamingQueryException), with the source's message
         raise RuntimeError(str(exc)) from exc
+    if metrics is not None:
+        metrics.extend(p["sources"][0]["metrics"] for p in query.recentProgress if p["numInputRows"])
     return batches
 
 
@@ -83,6 +89,11 @@ def test_every_committed_file_once_in_commit_order_in_bounded_batches(spark, tmp
     assert [len(f) for _, f in batches] == [3] * 8 + [1]
     assert paths(batches) == files
     assert [i for _, f in batches for i, _ in f] == list(range(25))
+    # holding at most 2 entries ahead of its offset (a catch-up over a long log), it reads the compact file in parts
+    metrics = []
+    held = read_files(spark, sink, tmp_path / "reader_held", max_files=1, held=1, metrics=metrics)  # held: 2
+    assert [len(f) for _, f in held] == [1] * 25 and paths(held) == files
+    assert max(int(m["filesHeld"]) for m in metrics) == 2 and int(metrics[-1]["filesRead"]) == 25
 
 
 def test_a_running_reader_follows_each_new_batch_and_compaction(spark, tmp_path, quick_cleanup):
@@ -117,11 +128,11 @@ def test_a_restart_reads_only_the_files_committed_since(spark, tmp_path, quick_c
     first = read_files(spark, sink, reader, max_files=5)
     assert [len(f) for _, f in first] == [5, 5, 2]
     write_sink(spark, tmp_path, sink, range(12, 31))  # compactions at 19 and 29 hold the first run's files too
-    second = read_files(spark, sink, reader, max_files=5)
+    second = read_files(spark, sink, reader, max_files=2, held=3)  # held: 4 (2 batches), the compact read in parts
     files = committed(sink)
     assert len(files) == 31
     assert paths(first) == files[:12] and paths(second) == files[12:]
-    assert [b for b, _ in second] == [3, 4, 5, 6]
+    assert [len(f) for _, f in second] == [2] * 9 + [1]
     assert read_files(spark, sink, reader) == []  # nothing new: no batch
 
 
@@ -160,6 +171,27 @@ def input_files(df) -> list[str]:
     from pyspark.sql import functions as F
 
     return sorted(r.f.removeprefix("file://") for r in df.select(F.input_file_name().alias("f")).distinct().collect())
+
+
+def test_the_sink_log_and_the_checkpoint_keep_about_20_batches(spark, tmp_path):
+    """The project's settings (lakehouse.spark.sinks): after 45 batches, Bronze's log holds 2 or 3 compact files (with
+    Spark's default of 100 batches, every compact file of the last 100 batches: up to 11 copies of a list that grows
+    with Bronze), and the sink's checkpoint the offsets of its last 20 batches. The 2-minute clean-up delay is set to
+    0 here."""
+    key = "spark.sql.streaming.fileSink.log.cleanupDelay"
+    before = spark.conf.get(key)
+    spark.conf.set(key, "0")
+    try:
+        write_sink(spark, tmp_path, tmp_path / "sink", range(45))
+    finally:
+        spark.conf.set(key, before)
+    names = [f.name for f in (tmp_path / "sink" / "_spark_metadata").iterdir() if not f.name.startswith(".")]
+    # Spark keeps from the compaction before the 20th last batch (25): 19.compact and everything after it
+    assert sorted(names, key=lambda n: int(n.split(".")[0])) == (
+        ["19.compact"] + [str(b) for b in range(20, 29)] + ["29.compact"] + [str(b) for b in range(30, 39)]
+        + ["39.compact"] + [str(b) for b in range(40, 45)])
+    offsets = [f.name for f in (tmp_path / "sink_checkpoint" / "offsets").iterdir() if not f.name.startswith(".")]
+    assert sorted(map(int, offsets)) == list(range(24, 45))
 
 
 def test_a_sink_log_with_deletions_fails_with_a_message(spark, tmp_path):

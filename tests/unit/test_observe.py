@@ -202,6 +202,13 @@ def test_healthy_when_every_component_reports_and_keeps_up() -> None:
         "silver": ("running", None)}
 
 
+def test_silver_s_input_rows_are_its_bronze_records_not_the_files_spark_counts() -> None:
+    records = {"silver": rec("silver", state="running", input_rows=2, bronze_rows=1500, inserted=1490,
+                             last_batch_us=NOW - 2_000_000)}
+    silver = evaluate(records, {"silver": True}, Lag(behind={"silver": 0}), NOW)["components"][0]
+    assert silver["details"]["input_rows"] == 1500 and silver["details"]["inserted"] == 1490
+
+
 def test_a_killed_layer_is_failed_with_the_reason() -> None:
     records = {"bronze": rec("bronze", 11, state="running"), "silver": rec("silver", 12, state="running")}
     result = judge(records, {"bronze": True, "silver": False})

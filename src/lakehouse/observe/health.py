@@ -138,6 +138,8 @@ def details_of(name: str, record: dict) -> dict[str, Any]:
             "gold": ["input_rows", "batch_duration_ms", "trades", "bars", "silver_version"],
             "page": ["url", "records", "bad_records", "trades"]}.get(name, [])
     details = {k: record[k] for k in keep if record.get(k) is not None}
+    if name == "silver" and record.get("bronze_rows") is not None:  # Spark counts its input in Bronze files
+        details["input_rows"] = record["bronze_rows"]
     if name == "producer":  # every counter shown, 0 included
         details.update({k: record.get(k, 0) for k in ["trades", "gaps", "reconnects", "malformed", "undelivered"]})
     written, oldest, newest = (record.get(k) for k in ("written_at_us", "oldest_ingest_us", "newest_ingest_us"))

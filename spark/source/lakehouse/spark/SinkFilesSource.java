@@ -35,7 +35,8 @@
  * row's identity, so a file read twice inserts nothing twice).
  *
  * Bounds: ReadLimit.maxFiles (option maxFilesPerTrigger) per micro-batch; Trigger.AvailableNow reads what the log
- * holds when the query starts, in batches of that bound.
+ * holds when the query starts, in batches of that bound. The driver holds at most maxFilesHeld (50,000) entries
+ * read ahead of the committed offset, however long the log: Spark's own file source held every file ever committed.
  */
 package lakehouse.spark;
 
@@ -55,6 +56,7 @@ import java.util.HashSet;
 import java.util.Iterator;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.Set;
 import java.util.TreeMap;
 import java.util.TreeSet;
@@ -83,6 +85,7 @@ import org.apache.spark.sql.connector.read.streaming.Offset;
 import org.apache.spark.sql.connector.read.streaming.ReadAllAvailable;
 import org.apache.spark.sql.connector.read.streaming.ReadLimit;
 import org.apache.spark.sql.connector.read.streaming.ReadMaxFiles;
+import org.apache.spark.sql.connector.read.streaming.ReportsSourceMetrics;
 import org.apache.spark.sql.connector.read.streaming.SupportsAdmissionControl;
 import org.apache.spark.sql.connector.read.streaming.SupportsTriggerAvailableNow;
 import org.apache.spark.sql.types.DataTypes;
@@ -91,6 +94,10 @@ import org.apache.spark.sql.util.CaseInsensitiveStringMap;
 import org.apache.spark.unsafe.types.UTF8String;
 
 public class SinkFilesSource implements TableProvider {
+
+    /** At most this many entries read ahead of the committed offset are held (about 20 MB of paths); a catch-up over
+     * more reads the log's rest at later triggers. Option maxFilesHeld. */
+    public static final int DEFAULT_MAX_FILES_HELD = 50_000;
 
     public static final StructType SCHEMA = new StructType()
             .add("path", DataTypes.StringType, false)
@@ -109,6 +116,22 @@ public class SinkFilesSource implements TableProvider {
             throw new IllegalArgumentException("SinkFilesSource needs the file sink's folder: .load(<folder>)");
         }
         return new FilesTable(path);
+    }
+
+    static int positive(CaseInsensitiveStringMap options, String key, int otherwise) {
+        String value = options.get(key);
+        if (value == null) {
+            return otherwise;
+        }
+        try {
+            int number = Integer.parseInt(value.trim());
+            if (number >= 1) {
+                return number;
+            }
+        } catch (NumberFormatException ignored) {
+            // the message below
+        }
+        throw new IllegalArgumentException(key + " must be a positive whole number: " + value);
     }
 
     /** The sink's folder as a table that can only be read as a stream. */
@@ -136,11 +159,8 @@ public class SinkFilesSource implements TableProvider {
 
         @Override
         public ScanBuilder newScanBuilder(CaseInsensitiveStringMap options) {
-            String max = options.get("maxFilesPerTrigger");
-            int maxFiles = max == null ? 0 : Integer.parseInt(max);
-            if (max != null && maxFiles < 1) {
-                throw new IllegalArgumentException("maxFilesPerTrigger must be a positive number of files: " + max);
-            }
+            int maxFiles = positive(options, "maxFilesPerTrigger", 0);
+            int maxHeld = positive(options, "maxFilesHeld", DEFAULT_MAX_FILES_HELD);
             return () -> new Scan() {
                 @Override
                 public StructType readSchema() {
@@ -150,7 +170,7 @@ public class SinkFilesSource implements TableProvider {
                 @Override
                 public MicroBatchStream toMicroBatchStream(String checkpointLocation) {
                     Configuration conf = SparkSession.active().sparkContext().hadoopConfiguration();
-                    return new FilesStream(new Path(folder), maxFiles, new Path(checkpointLocation), conf);
+                    return new FilesStream(new Path(folder), maxFiles, maxHeld, new Path(checkpointLocation), conf);
                 }
             };
         }
@@ -219,10 +239,12 @@ public class SinkFilesSource implements TableProvider {
     }
 
     /** The stream over one sink folder's log. Driver side only; its state is what it read since the query started. */
-    static final class FilesStream implements MicroBatchStream, SupportsAdmissionControl, SupportsTriggerAvailableNow {
+    static final class FilesStream implements MicroBatchStream, SupportsAdmissionControl, SupportsTriggerAvailableNow,
+            ReportsSourceMetrics {
         private static final ObjectMapper JSON = new ObjectMapper();
         private final Path log;
         private final int maxFiles;
+        private final int maxHeld;
         private final Path checkpoint;
         private final Configuration conf;
         // The entries read so far at positions >= keepFrom, in order; `known` is the number of files committed
@@ -232,12 +254,15 @@ public class SinkFilesSource implements TableProvider {
         private long known = 0;
         private long throughBatch = -1;
         private String lastPath = null;
+        private boolean midCompact = false;  // the newest compact file was read only in part (maxFilesHeld)
         private long availableNowEnd = -1;
         private final Map<Long, Long> legacyOffsets = new HashMap<>();
 
-        FilesStream(Path folder, int maxFiles, Path checkpoint, Configuration conf) {
+        FilesStream(Path folder, int maxFiles, int maxHeld, Path checkpoint, Configuration conf) {
             this.log = new Path(folder, "_spark_metadata");
             this.maxFiles = maxFiles;
+            // held: the last batch's files (Spark commits a batch after planning the next) and the next one's
+            this.maxHeld = Math.max(maxHeld, 2 * maxFiles);
             this.checkpoint = checkpoint;
             this.conf = conf;
         }
@@ -338,6 +363,16 @@ public class SinkFilesSource implements TableProvider {
             return new InputPartition[] {new FilesPartition(batch.toArray(new Entry[0]))};
         }
 
+        /** In each batch's progress (sources[].metrics): the committed files read from the log so far, and how many
+         * of them are held ahead of the committed offset (at most maxFilesHeld). */
+        @Override
+        public Map<String, String> metrics(Optional<Offset> latestConsumedOffset) {
+            Map<String, String> metrics = new HashMap<>();
+            metrics.put("filesRead", Long.toString(known));
+            metrics.put("filesHeld", Integer.toString(kept.size()));
+            return metrics;
+        }
+
         @Override
         public PartitionReaderFactory createReaderFactory() {
             return new FilesReaderFactory();
@@ -372,6 +407,7 @@ public class SinkFilesSource implements TableProvider {
             known = 0;
             throughBatch = -1;
             lastPath = null;
+            midCompact = false;
             refresh();
         }
 
@@ -419,31 +455,32 @@ public class SinkFilesSource implements TableProvider {
             if (batches.isEmpty()) {
                 return;
             }
-            long latest = batches.lastKey();
-            for (long b = throughBatch + 1; b <= latest; b++) {
+            if (midCompact) {  // a compact file read in part (maxFilesHeld): go on in the newest one
+                readCompact(latestCompact(batches, throughBatch + 1));
+            }
+            for (long b = throughBatch + 1; b <= batches.lastKey() && !midCompact && kept.size() < maxHeld; b++) {
                 Boolean compact = batches.get(b);
                 if (compact == null) {
-                    // deleted after a compaction (this source fell behind, or has just started): the latest compact
-                    // file lists everything through its batch
-                    Long lastCompact = null;
-                    for (Map.Entry<Long, Boolean> e : batches.descendingMap().entrySet()) {
-                        if (e.getValue()) {
-                            lastCompact = e.getKey();
-                            break;
-                        }
-                    }
-                    if (lastCompact == null || lastCompact < b) {
-                        throw new IllegalStateException(String.format(
-                                "%s has no file for batch %d and no compact file after it", log, b));
-                    }
-                    readCompact(lastCompact, true);
-                    b = lastCompact;
+                    // deleted after a compaction (this source fell behind, or has just started): the newest compact
+                    // file lists every file through its batch
+                    b = latestCompact(batches, b);
+                    readCompact(b);
                 } else if (compact) {
-                    readCompact(b, false);
+                    readCompact(b);
                 } else {
                     readBatch(b);
                 }
             }
+        }
+
+        private long latestCompact(TreeMap<Long, Boolean> batches, long atLeast) {
+            for (Map.Entry<Long, Boolean> e : batches.descendingMap().entrySet()) {
+                if (e.getValue() && e.getKey() >= atLeast) {
+                    return e.getKey();
+                }
+            }
+            throw new IllegalStateException(String.format(
+                    "%s has no file for batch %d and no compact file after it", log, atLeast));
         }
 
         private void readBatch(long batch) throws IOException {
@@ -458,41 +495,47 @@ public class SinkFilesSource implements TableProvider {
             throughBatch = batch;
         }
 
-        /** The compact file of `batch`: the entries from the known position on (all of them from keepFrom on when
-         * restarting from it: `fresh`), the ones before skipped unparsed, one checked. */
-        private void readCompact(long batch, boolean fresh) throws IOException {
-            long skip = fresh ? keepFrom : known;
-            String check = fresh ? null : lastPath;
-            try (BufferedReader in = open(new Path(log, batch + ".compact"))) {
+        /** The compact file of `batch`, which lists every file through that batch in order: the lines before position
+         * max(known, keepFrom) are skipped unparsed (the one at known - 1 checked against the file this source saw
+         * there), the rest read; once maxFilesHeld entries are held, the rest waits for a later refresh. */
+        private void readCompact(long batch) throws IOException {
+            Path file = new Path(log, batch + ".compact");
+            long skip = Math.max(known, keepFrom);
+            try (BufferedReader in = open(file)) {
                 checkVersion(in.readLine(), batch);
                 long position = 0;
                 String line = in.readLine();
+                String skipped = null;
                 for (; line != null && position < skip; line = in.readLine()) {
                     if (line.isEmpty()) {
                         continue;
                     }
-                    if (check != null && position == skip - 1 && !pathOf(JSON.readTree(line)).equals(check)) {
+                    if (position == known - 1 && lastPath != null && !pathOf(JSON.readTree(line)).equals(lastPath)) {
                         throw new IllegalStateException(String.format(
-                                "%s.compact lists %s at position %d, where batch %d listed %s: the sink log was "
-                                + "rewritten (its retention option?)", new Path(log, Long.toString(batch)),
-                                pathOf(JSON.readTree(line)), position, throughBatch, check));
+                                "%s lists %s at position %d, where this source read %s: the sink log was rewritten "
+                                + "(its retention option?)", file, pathOf(JSON.readTree(line)), position, lastPath));
                     }
+                    skipped = line;
                     position++;
                 }
-                if (!fresh && position < skip) {
+                if (position < known) {
                     throw new IllegalStateException(String.format(
-                            "%s.compact lists %d files; %d were committed before it",
-                            new Path(log, Long.toString(batch)), position, skip));
+                            "%s lists %d files; this source read %d committed before it", file, position, known));
                 }
-                if (fresh) {
-                    kept.clear();
+                if (position > known) {  // counted, not held (before keepFrom)
                     known = position;
-                    lastPath = null;
+                    lastPath = pathOf(JSON.readTree(skipped));
                 }
+                midCompact = false;
                 for (; line != null; line = in.readLine()) {
-                    if (!line.isEmpty()) {
-                        add(line, batch);
+                    if (line.isEmpty()) {
+                        continue;
                     }
+                    if (kept.size() >= maxHeld) {
+                        midCompact = true;
+                        return;
+                    }
+                    add(line, batch);
                 }
             }
             throughBatch = batch;
@@ -578,12 +621,17 @@ public class SinkFilesSource implements TableProvider {
                 }
             }
             // the sink's entries in order: the first one not seen
-            readFrom(0);
-            long first = known;
-            for (Entry e : kept) {
-                if (!seen.contains(new Path(e.path).toUri().getPath())) {
-                    first = e.index;
-                    break;
+            long first = -1;
+            for (long from = 0; first < 0; from = known) {  // maxFilesHeld entries at a time
+                readFrom(from);
+                for (Entry e : kept) {
+                    if (!seen.contains(new Path(e.path).toUri().getPath())) {
+                        first = e.index;
+                        break;
+                    }
+                }
+                if (kept.isEmpty()) {
+                    first = known;  // it had read every committed file
                 }
             }
             readFrom(Long.MAX_VALUE);  // hold nothing: the next latestOffset or plan reads from its own start
