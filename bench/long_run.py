@@ -164,7 +164,8 @@ class State:
 
 
 def wait_batch(query, after: int, rows: int) -> dict:
-    """The progress of the query's next batch with input after batch id `after` (waits for `rows` rows in all)."""
+    """The progress of the query's next batch with input after batch id `after` (waits for `rows` input rows in all:
+    records for Bronze, Bronze files for Silver)."""
     deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline:
         if query.exception() is not None:
@@ -212,7 +213,7 @@ def live_round(spark, state: State, first_id: int, trades: int, batches: int, me
             cpu0 = tree_cpu_s(os.getpid(), children_of())
             produce(state.topic, trade_records(first_id + i * trades, trades, datetime.now(UTC)))
             bronze_p = wait_batch(bronze_q, b_after, trades)
-            silver_p = wait_batch(silver_q, s_after, trades)
+            silver_p = wait_batch(silver_q, s_after, len(bronze_p["all"]))  # its input: Bronze's files, one a batch
             cpu = tree_cpu_s(os.getpid(), children_of()) - cpu0
             gold_ms = sum(gold_times[g_before:])
             silver_ms = sum(p["durationMs"]["triggerExecution"] for p in silver_p["all"])
@@ -357,7 +358,7 @@ def build_week(spark, week: State, fresh: State, days: float, batch_seconds: int
     built["bronze_files_per_batch"] = len(entries)
     built["sink_compact_bytes"] = ws.write_compactible_log(bronze / "_spark_metadata", last, bronze_entries,
                                                            lambda b: at(b) + 900)
-    # Bronze's checkpoint: Kafka offsets (the week topic from 0: a new topic), the last 100 batches
+    # Bronze's checkpoint: Kafka offsets (the week topic from 0: a new topic), the last 20 batches
     fresh_ck, ck = fresh.path("bronze_checkpoint"), week.path("bronze_checkpoint")
     head = (fresh_ck / "offsets" / "0").read_text().splitlines()[:2]
     ck.mkdir(parents=True)
@@ -367,17 +368,15 @@ def build_week(spark, week: State, fresh: State, days: float, batch_seconds: int
     ws.write_file(ck / "sources" / "0" / "0", b"\x00v1\n" + kafka_offsets.encode(), start_ms)
     ws.write_batch_logs(ck, last, lambda b: "\n".join([head[0], head[1], kafka_offsets]).encode(),
                         b'v1\n{"nextBatchWatermarkMs":0}', at)
-    # Silver's checkpoint: its file source has seen every Bronze file (one Silver batch per Bronze batch)
+    # Silver's checkpoint: its Bronze reader (SinkFilesSource) has read every Bronze file (one Silver batch per Bronze
+    # batch); its offset is the position of the next file, and it keeps no log of its own
     fresh_ck, ck = fresh.path("silver_checkpoint"), week.path("silver_checkpoint")
     head = (fresh_ck / "offsets" / "0").read_text().splitlines()[:2]
     ck.mkdir(parents=True)
     ws.write_file(ck / "metadata", json.dumps({"id": str(ws.uuid.uuid4())}).encode(), start_ms)
-    built["source_compact_bytes"] = ws.write_compactible_log(
-        ck / "sources" / "0", last,
-        lambda b: [{"path": e["path"], "timestamp": e["modificationTime"], "batchId": b} for e in bronze_entries(b)],
-        lambda b: at(b) + 2000)
-    ws.write_batch_logs(ck, last, lambda b: "\n".join([head[0], head[1], json.dumps({"logOffset": b})]).encode(),
-                        b'v1\n{"nextBatchWatermarkMs":0}', lambda b: at(b) + 1500)
+    ws.write_batch_logs(ck, last, lambda b: "\n".join(
+        [head[0], head[1], json.dumps({"files": (b + 1) * len(entries)})]).encode(),
+        b'v1\n{"nextBatchWatermarkMs":0}', lambda b: at(b) + 1500)
     built["bronze_s"] = round(time.monotonic() - t0, 1)
     # Today's real data
     t1 = time.monotonic()

@@ -4,8 +4,8 @@ What is reproduced here, in the shape Spark and Delta leave it (file names, JSON
 modification times spread over the simulated week), from live files of the same run used as templates:
   - Bronze's _spark_metadata (Spark's file sink log): the last compact file, listing every file of every batch of the
     week, and the batch files after it (compactInterval 10, the older ones deleted);
-  - Silver's query checkpoint: its file source log over Bronze (compacted the same way, listing every Bronze file it
-    has seen) and the offsets/commits of its last 100 batches (minBatchesToRetain); Bronze's offsets/commits likewise;
+  - Silver's query checkpoint: the offsets/commits of its last 20 batches (minBatchesToRetain; its Bronze reader's
+    offset is a position in Bronze's list, and it keeps no log of its own); Bronze's offsets/commits likewise;
   - Silver's and Gold's _delta_log: one commit per micro-batch cloned from a live commit of the same kind (Silver:
     an insert-only MERGE adding a file; Gold: its MERGE's removes and adds), auto compaction once a partition holds
     20 files under 8 MB, the hourly OPTIMIZE of the partitions written since the last round (files under 16 MB).
@@ -39,7 +39,7 @@ UTC = timezone.utc
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
 LOG_COMPACT_INTERVAL = 10  # spark.sql.streaming.fileSink.log.compactInterval / fileSource.log.compactInterval
-MIN_BATCHES_TO_RETAIN = 100  # spark.sql.streaming.minBatchesToRetain
+MIN_BATCHES_TO_RETAIN = 20  # spark.sql.streaming.minBatchesToRetain (lakehouse.spark.sinks)
 AUTO_COMPACT_FILES = 20  # WRITER_SESSION_CONF autoCompact.minNumFiles
 AUTO_COMPACT_SMALL = 8 * 1024 * 1024  # autoCompact.minFileSize
 OPTIMIZE_SMALL = 16 * 1024 * 1024  # OPTIMIZE_MIN_FILE_BYTES

@@ -25,8 +25,8 @@ def test_compact_layout_keeps_the_newest_compact_and_the_batches_after_it():
     assert compact_layout(30_241) == (30_239, [30_240, 30_241])
 
 
-def test_a_checkpoint_keeps_its_last_100_batches():
-    assert retained_batches(30_239) == range(30_140, 30_240)
+def test_a_checkpoint_keeps_its_last_20_batches():
+    assert retained_batches(30_239) == range(30_220, 30_240)
     assert retained_batches(5) == range(0, 6)
 
 

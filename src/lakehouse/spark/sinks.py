@@ -10,22 +10,24 @@ from typing import Sequence
 
 from lakehouse.spark.flags import trigger_kwargs
 
-# What keeps a long run's streaming metadata bounded (Spark 3.5's own defaults, stated so that they are seen and kept):
-# - each query's checkpoint keeps the offsets and commits of its last 100 batches (minBatchesToRetain), older ones
-#   are deleted as it goes: a week of 20-s batches leaves 100 of each, not 30,000;
-# - Bronze's _spark_metadata (the file sink's log) is compacted every 10 batches into one file, and the batch files
-#   before a compaction are deleted 10 minutes later (deletion, cleanupDelay): the folder holds a few dozen files.
-#   The limit: the compact file lists every file Bronze ever wrote (about 250 bytes each; with one Kafka partition
-#   at 20-s triggers, 4,320 files and about 1 MB a day), it is rewritten every 10 batches, and Silver's file
-#   source reads it on each batch. So it grows with Bronze's data, not with time alone. Spark's other bound, the
-#   sink's `retention` option, drops old files from that list, which readers (Silver, a rebuild, the audit) would
-#   then no longer see: not used, as Bronze is the audit trail. Raising --trigger, or --minOffsetsPerTrigger, makes
-#   fewer, larger files.
+# What keeps a long run's streaming metadata bounded:
+# - each query's checkpoint keeps the offsets and commits of its last 20 batches (minBatchesToRetain; Spark's default
+#   is 100, a restart needs the last one), older ones are deleted as it goes: a week of 20-s batches leaves 20 of each;
+# - Bronze's _spark_metadata (the file sink's log) is compacted every 10 batches into one file, and the files before
+#   the compaction that precedes the last 20 batches are deleted once 2 minutes old (deletion, cleanupDelay; Spark
+#   waits 10 minutes, for object stores that were once eventually consistent): the folder holds about 30 files, 2 or 3
+#   of them compact files (with Spark's defaults, about 11 copies of the compact file stayed).
+#   The limit: the compact file lists every file Bronze ever wrote (about 250 bytes each; with one file a batch at
+#   20-s triggers, 4,320 files and about 1.1 MB a day), and Bronze rewrites it every 10 batches. So it grows with
+#   Bronze's data, not with time alone. Silver reads it only when it starts (SinkFilesSource follows the batch files).
+#   Spark's other bound, the sink's `retention` option, drops old files from that list, which readers (Silver, a
+#   rebuild, the audit) would then no longer see: not used, as Bronze is the audit trail. Raising --trigger, or
+#   --minOffsetsPerTrigger, makes fewer, larger files.
 STREAMING_METADATA_CONF = {
-    "spark.sql.streaming.minBatchesToRetain": "100",
+    "spark.sql.streaming.minBatchesToRetain": "20",
     "spark.sql.streaming.fileSink.log.deletion": "true",
     "spark.sql.streaming.fileSink.log.compactInterval": "10",
-    "spark.sql.streaming.fileSink.log.cleanupDelay": "10m",
+    "spark.sql.streaming.fileSink.log.cleanupDelay": "2m",
     "spark.sql.streaming.fileSource.log.deletion": "true",
     "spark.sql.streaming.fileSource.log.compactInterval": "10",
     "spark.sql.streaming.fileSource.log.cleanupDelay": "10m",
