@@ -118,6 +118,21 @@ def test_a_stored_bar_is_revised_only_when_its_values_change_and_closing_it_is_n
     assert (restated.bar.trade_count, restated.bar.low, restated.is_open, restated.revision) == (2, 9, False, 1)
 
 
+def test_a_minute_after_the_known_open_bar_is_not_read_from_gold_and_an_earlier_one_is():
+    book = B.BarBook()
+    assert book.missing([("XBT/USDT", T0)]) == ({("XBT/USDT", T0)}, {"XBT/USDT"})  # nothing known: read both
+    book.load([], [], ["XBT/USDT"])  # the pair has no bar in Gold: none of its minutes is there
+    assert book.missing([("XBT/USDT", T0), ("XBT/USDT", T0 - B.MINUTE_US)]) == (set(), set())
+    bar = B.Bar.of_trade("XBT/USDT", (T0 + 1, 1, 0, 0), Decimal("10"), Decimal("1"), silver_version=1)
+    book.commit(book.apply([bar]))
+    later, earlier = ("XBT/USDT", T0 + B.MINUTE_US), ("XBT/USDT", T0 - B.MINUTE_US)
+    assert book.missing([later, earlier, bar.key]) == ({earlier}, set())
+    assert book.missing([("ETH/USD", T0)]) == ({("ETH/USD", T0)}, {"ETH/USD"})  # another pair: not known
+    rows = book.apply([B.Bar.of_trade("XBT/USDT", (later[1] + 5, 2, 0, 1), Decimal("11"), Decimal("1"), 2)])
+    assert sorted((r.bar.window_start_us, r.is_open, r.revision) for r in rows) == [(T0, False, 0),
+                                                                                   (later[1], True, 0)]
+
+
 def test_bars_must_be_loaded_before_they_are_folded():
     bar = B.Bar.of_trade("XBT/USDT", (T0, 1, 0, 0), Decimal("1"), Decimal("1"), 0)
     with pytest.raises(KeyError, match="load these bars first"):

@@ -207,9 +207,20 @@ class BarBook:
         self.open_minute: dict[str, Optional[int]] = {}  # pair -> its open bar's minute; None: the pair has no bar yet
 
     def missing(self, keys: Iterable[tuple[str, int]]) -> tuple[set[tuple[str, int]], set[str]]:
-        """(bars not held, pairs whose open bar is not known): what to read from Gold before apply()."""
+        """(bars not held, pairs whose open bar is not known): what to read from Gold before apply(). A minute after
+        its pair's known open bar is not read: the open bar is the pair's newest in Gold (the one writer keeps it so),
+        so a later one is a new bar. Live, that is every batch that starts a minute: no Gold read for it."""
         keys = set(keys)
-        return {k for k in keys if k not in self.bars}, {s for s, _ in keys if s not in self.open_minute}
+        return ({k for k in keys if k not in self.bars and not self.is_new(k)},
+                {s for s, _ in keys if s not in self.open_minute})
+
+    def is_new(self, key: tuple[str, int]) -> bool:
+        """The bar is known not to be in Gold: its minute is after its pair's open bar, or the pair has no bar."""
+        symbol, minute = key
+        if symbol not in self.open_minute:
+            return False
+        open_minute = self.open_minute[symbol]
+        return open_minute is None or minute > open_minute
 
     def load(self, stored: Iterable[GoldBar], keys_read: Iterable[tuple[str, int]], pairs_read: Iterable[str]) -> None:
         """Bars read from Gold: those of `keys_read` that exist, and the open bars of `pairs_read` (a key or pair
