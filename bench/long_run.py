@@ -53,6 +53,8 @@ PRICES = {"XBT/USDT": "83744.3", "ETH/USD": "2011.37", "XDG/USD": "0.1234567"}
 LAYERS = ("bronze", "silver", "gold")
 LIVE_ID_BASE = 10 ** 10  # live trade ids: above every simulated or staged one
 WAIT_S = 300
+# Gold's fold, step by step (GoldWriter.last): summing the change feed into partial bars, reading bars from Gold, MERGE
+GOLD_STEPS = (("change feed to partial bars", "changes_ms"), ("reading bars", "read_ms"), ("MERGE", "merge_ms"))
 
 log = logging.getLogger(NAME)
 
@@ -196,12 +198,14 @@ def live_round(spark, state: State, first_id: int, trades: int, batches: int, me
     originals = {"insert_new": silver_job.insert_new, "inserted_rows": silver_job.inserted_rows}
     silver_job.insert_new = timed_step(originals["insert_new"], silver_steps["merges (with metrics)"])
     silver_job.inserted_rows = timed_step(originals["inserted_rows"], silver_steps["merge metrics"])
-    follow, gold_times = gold.follow, []
+    follow, gold_times, gold_steps = gold.follow, [], []  # per follow(): ms; per write: the writer's own steps
 
     def timed_follow(session, through=None):
-        started = time.monotonic()
+        started, last = time.monotonic(), gold.last
         follow(session, through=through)
         gold_times.append((time.monotonic() - started) * 1000)
+        if gold.last is not last:
+            gold_steps.append(gold.last)
     gold.follow = timed_follow
     bronze_q = bronze_job.start_query(spark, bronze_args)
     silver_q = start_silver_and_gold(spark, silver_args, gold_args, gold)
@@ -209,6 +213,7 @@ def live_round(spark, state: State, first_id: int, trades: int, batches: int, me
         time.sleep(2)
         for i in range(batches):
             b_after, s_after, g_before = last_batch_id(bronze_q), last_batch_id(silver_q), len(gold_times)
+            g_steps_before = len(gold_steps)
             steps_before = {name: len(times) for name, times in silver_steps.items()}
             cpu0 = tree_cpu_s(os.getpid(), children_of())
             produce(state.topic, trade_records(first_id + i * trades, trades, datetime.now(UTC)))
@@ -228,7 +233,9 @@ def live_round(spark, state: State, first_id: int, trades: int, batches: int, me
                 state.cycle_cpu.append(cpu)
                 phases = {f"spark {key}": sum(p["durationMs"].get(key, 0) for p in silver_p["all"])
                           for key in silver_p["durationMs"] if key != "triggerExecution"}
+                writes = gold_steps[g_steps_before:]
                 state.add_phases({**phases, "gold fold": gold_ms,
+                                  **{f"gold: {name}": sum(w.get(key) or 0 for w in writes) for name, key in GOLD_STEPS},
                                   **{name: sum(times[steps_before[name]:]) for name, times in silver_steps.items()}})
     finally:
         for q in (bronze_q, silver_q):
@@ -286,8 +293,11 @@ def snapshot_costs(spark, state: State, repeats: int = 3) -> dict[str, dict[str,
 
 def stage_today(spark, root: Path, now_ms: int, rate: float, hours: float) -> tuple[Path, Path, int]:
     """Today's real data so far: `rate` trades a second over the last `hours` (within today), in a staging Silver
-    (one file, as OPTIMIZE leaves it) and Gold's bars of them by Gold's own writer (its rebuild)."""
+    (one file, as OPTIMIZE leaves it) and Gold's bars of them by Gold's own writer (its rebuild), laid out by Gold's
+    maintenance (the state right after an hourly round)."""
     from pyspark.sql import functions as F
+
+    from lakehouse.lake.delta import compact_and_vacuum
 
     from lakehouse.gold.job import ensure_gold
     from lakehouse.gold.table import GoldWriter
@@ -314,6 +324,7 @@ def stage_today(spark, root: Path, now_ms: int, rate: float, hours: float) -> tu
     df.coalesce(1).write.format("delta").mode("append").save(str(silver))
     ensure_gold(spark, str(gold))
     GoldWriter(str(gold), str(silver)).rebuild(spark)
+    compact_and_vacuum(spark, str(gold))  # as the hourly maintenance leaves it: today ZORDERed into small files
     return silver, gold, rows
 
 
@@ -399,7 +410,8 @@ def build_week(spark, week: State, fresh: State, days: float, batch_seconds: int
         if name == "silver":  # bytes per trade of a real compacted file over those of a live batch's file
             ratio = min(1.0, (sum(a["size"] for a in staged_adds) / max(1, records(staged_adds)))
                         / (sum(a["size"] for a in template.adds) / max(1, records(template.adds))))
-        sim = ws.DeltaWeek(column, len(template.adds), template.removes, template.adds[0]["size"], ratio)
+        sim = ws.DeltaWeek(column, len(template.adds), template.removes, template.adds[0]["size"], ratio,
+                           auto_compact=name == "silver")
         sim.run(start_ms, batches, batch_ms)
         metadata, past = None, None
         if name == "gold":
@@ -494,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{listing['week']['mean']}")
     phase_rows = [[name, summarize(fresh.phases.get(name, []))["mean"], summarize(week.phases.get(name, []))["mean"]]
                   for name in sorted(set(fresh.phases) | set(week.phases))]
-    print(table(phase_rows, ["Silver's pass, per batch", "fresh mean ms", "week mean ms"]))
+    print(table(phase_rows, ["Silver's pass (and Gold's fold), per batch", "fresh mean ms", "week mean ms"]))
     print(f"process CPU per batch cycle (ms, mean): fresh {cpu['fresh']['mean']}, week {cpu['week']['mean']} "
           f"(x {ratios(cpu['fresh'], cpu['week'])['mean']})")
     days = args.days

@@ -7,8 +7,8 @@ modification times spread over the simulated week), from live files of the same 
   - Silver's query checkpoint: the offsets/commits of its last 20 batches (minBatchesToRetain; its Bronze reader's
     offset is a position in Bronze's list, and it keeps no log of its own); Bronze's offsets/commits likewise;
   - Silver's and Gold's _delta_log: one commit per micro-batch cloned from a live commit of the same kind (Silver:
-    an insert-only MERGE adding a file; Gold: its MERGE's removes and adds), auto compaction once a partition holds
-    20 files under 8 MB, the hourly OPTIMIZE of the partitions written since the last round (files under 16 MB).
+    an insert-only MERGE adding a file; Gold: its MERGE's removes and adds), auto compaction (Silver's) once a
+    partition holds 20 files under 8 MB, the hourly OPTIMIZE of the partitions written since the last round (files under 16 MB).
     Delta itself writes the checkpoints (every few thousand versions while building, then of the last version) and
     deletes the expired commits (its own clean-up, by modification time, cut at a day boundary); the checkpoints
     every 10 versions in between are sparse files of the last one's size (listed, never read).
@@ -125,6 +125,7 @@ class DeltaWeek:
     removes_per_batch: int
     file_size: int
     compaction_ratio: float = 1.0  # a compacted file's size / the sum of the files it replaces (better compression)
+    auto_compact: bool = True  # the table's delta.autoOptimize.autoCompact (Silver: on; Gold: off)
     commits: list[tuple[int, dict, list[dict]]] = field(default_factory=list)
     live: dict[str, list[SimFile]] = field(default_factory=dict)
     changed: set = field(default_factory=set)
@@ -156,7 +157,7 @@ class DeltaWeek:
         self.commits.append((at_ms, {"operation": "MERGE"}, actions))
         self.changed.add(day)
         small = [f for f in files if f.size < AUTO_COMPACT_SMALL]
-        if len(small) >= AUTO_COMPACT_FILES:
+        if self.auto_compact and len(small) >= AUTO_COMPACT_FILES:
             self.compact(at_ms + 500, day, small, auto=True)
 
     def compact(self, at_ms: int, day: str, files: list[SimFile], auto: bool) -> None:

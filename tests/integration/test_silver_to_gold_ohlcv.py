@@ -237,3 +237,68 @@ def test_a_table_created_after_the_first_look_is_seen(spark, tmp_path: Path):
     assert is_delta_table(spark, str(silver)) is False  # being created
     write_deltalake(str(silver), pa.table({"trade_id": pa.array([1], pa.int64())}))
     assert is_delta_table(spark, str(silver)) is True
+
+
+def test_maintenance_splits_golds_live_day_so_a_batch_rewrites_one_small_file(spark, tmp_path, monkeypatch):
+    """Gold's hourly maintenance ZORDERs its newest bar_date into small files by window_start (older dates are
+    bin-packed), and a batch's MERGE, pruned to its minutes, reads and rewrites only the file holding them: it does not
+    copy the day so far. The bars stay exact."""
+    from lakehouse.lake import delta
+
+    monkeypatch.setattr(delta, "LIVE_FILE_BYTES", 2048)  # a few bars a file, for 20 minutes of bars
+    trades = generate_trades()
+    yesterday = [trade("XBT/USDT", "100", "1", T0 - timedelta(hours=1), 1, 0),
+                 trade("XBT/USDT", "101", "1", T0 - timedelta(hours=1) + MINUTE, 2, 1)]
+    silver, gold, checkpoint = SilverWriter(spark, tmp_path), tmp_path / "gold", tmp_path / "ckpt"
+    for past in yesterday:  # two Silver versions: yesterday's bars come in two Gold commits, two files
+        silver.append([past])
+        run_gold(spark, silver.path, gold, checkpoint)
+    first = [t for t in trades if t.ts_event < T0 + 19 * MINUTE]
+    silver.append(first)
+    run_gold(spark, silver.path, gold, checkpoint)
+    assert delta.table_properties(spark, str(gold))["delta.autoOptimize.autoCompact"] == "false"
+
+    delta.compact_and_vacuum(spark, str(gold))  # a round with no round before: the whole table
+    files = live_files(gold)
+    today = {path: stats for path, stats in files.items() if path.startswith(f"bar_date={T0.date()}/")}
+    assert len(files) - len(today) == 1  # yesterday: bin-packed into one file
+    ranges = sorted((stats["minValues"]["window_start"], stats["maxValues"]["window_start"]) for stats in today.values())
+    assert len(ranges) >= 4 and all(a[1] <= b[0] for a, b in zip(ranges, ranges[1:]))  # split by time, in order
+    assert sum(stats["numRecords"] for stats in today.values()) == len(reference_bars(first))
+
+    silver.append([t for t in trades if t.ts_event >= T0 + 19 * MINUTE])  # minute 19: each pair's minute 18 closes
+    run_gold(spark, silver.path, gold, checkpoint)
+    merge = last_commit(gold)
+    metrics = {k: int(v) for k, v in merge["commitInfo"]["operationMetrics"].items()}
+    assert merge["commitInfo"]["operation"] == "MERGE"
+    # pruned by file statistics to minutes 18..19 (the bars the batch moved), not only to the day
+    predicate = merge["commitInfo"]["operationParameters"]["predicate"]
+    assert re.search(r"window_start#\d+ >= 2026-01-01 00:18:00\) AND \(window_start#\d+ <= 2026-01-01 00:19:00",
+                     predicate), predicate
+    removed = [a["remove"]["path"] for a in merge["actions"] if "remove" in a]
+    newest = max(today, key=lambda path: today[path]["maxValues"]["window_start"])
+    assert newest in removed and len(removed) == metrics["numTargetFilesRemoved"] <= 2  # minute 18's file(s)
+    assert metrics["numTargetRowsCopied"] == sum(today[p]["numRecords"] for p in removed) - metrics[
+        "numTargetRowsUpdated"]
+    assert metrics["numTargetRowsCopied"] < sum(stats["numRecords"] for stats in today.values()) // 2
+    assert_bars_equal(bars_by_key(read_bars(spark, gold)), reference_bars(trades + yesterday))
+
+
+def live_files(table: Path) -> dict[str, dict]:
+    """The table's active data files (path -> file statistics), replayed from its JSON commits."""
+    files: dict[str, dict] = {}
+    for commit in sorted((table / "_delta_log").glob("*.json")):
+        for line in commit.read_text().splitlines():
+            action = json.loads(line)
+            if "add" in action:
+                files[action["add"]["path"]] = json.loads(action["add"]["stats"])
+            elif "remove" in action:
+                files.pop(action["remove"]["path"], None)
+    return files
+
+
+def last_commit(table: Path) -> dict:
+    """The newest commit: its commitInfo and its other actions."""
+    lines = [json.loads(line) for line in max((table / "_delta_log").glob("*.json")).read_text().splitlines()]
+    return {"commitInfo": next(a["commitInfo"] for a in lines if "commitInfo" in a),
+            "actions": [a for a in lines if "commitInfo" not in a]}

@@ -73,6 +73,13 @@ def test_gold_week_rewrites_its_file_each_batch():
     assert kept_removed_bytes(week.removed, 1_767_225_600_000 + 5 * 86_400_000, 3 * 86_400_000) == 0
 
 
+def test_a_week_without_auto_compaction_compacts_only_hourly():
+    week = DeltaWeek("bar_date", adds_per_batch=1, removes_per_batch=0, file_size=30_000, auto_compact=False)
+    week.run(1_767_225_600_000, 200, 20_000)  # 00:00 to 01:06: 200 files, one hourly round
+    kinds = [(info["operation"], info.get("auto")) for _, info, _ in week.commits]
+    assert kinds.count(("OPTIMIZE", True)) == 0 and kinds.count(("OPTIMIZE", False)) == 1 and len(kinds) == 201
+
+
 def test_rewrite_stats_moves_times_and_ids():
     stats = json.dumps({"numRecords": 5, "minValues": {"trade_id": 10_000_000_001, "ts_event": "2026-12-03T18:00:01.000Z",
                                                        "open_key": {"ts_event_us": 5, "trade_id": 7}, "symbol": "ETH/USD",

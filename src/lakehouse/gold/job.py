@@ -51,8 +51,8 @@ import sys
 from lakehouse.common.logs import configure_logging
 from lakehouse.defaults import GOLD_CHECKPOINT, GOLD_PATH, SILVER_PATH
 from lakehouse.gold.table import GOLD_DDL, GoldWriter, gold_ready
-from lakehouse.lake.delta import (WRITER_SESSION_CONF, Maintenance, add_maintenance_argument, ensure_table,
-                                  table_pairing_problem)
+from lakehouse.lake.delta import (LIVE_ZORDER_PROPERTY, WRITER_SESSION_CONF, Maintenance, add_maintenance_argument,
+                                  ensure_table, table_pairing_problem)
 from lakehouse.spark.flags import (add_drain_arguments, add_master_argument, parse_trigger, positive_int,
                                    trigger_kwargs)
 from lakehouse.spark.lifecycle import StopRequest, drain_restart, run_queries, wait_until_ready
@@ -65,13 +65,19 @@ DEFAULT_TRIGGER = "2 seconds"
 # 10 x 200,000 trades on Spark and brings at most 10 x 1,440 bars per pair to the driver.
 DEFAULT_MAX_FILES_PER_TRIGGER = 10
 QUERY_NAME = "silver_to_gold_ohlcv"
+# Gold's layout: its MERGE rewrites the files holding the bars a batch moves, every batch each pair's open bar. The
+# hourly maintenance splits the newest bar_date into small files by window_start (lakehouse.lake.delta, "live"
+# partition) and the MERGE is pruned to the batch's minutes, so a batch rewrites about an hour of bars, not the day so
+# far. No auto compaction: it would put the day back into one file (and a MERGE replaces the files it touches by one,
+# so the number of files does not grow between rounds).
+GOLD_PROPERTIES = {"delta.autoOptimize.autoCompact": "false", LIVE_ZORDER_PROPERTY: "window_start"}
 
 log = logging.getLogger("silver_to_gold_ohlcv")
 
 
 def ensure_gold(spark, gold: str) -> None:
     """Create the Gold table if needed (an older version's Gold is refused with what to do)."""
-    ensure_table(spark, gold, GOLD_DDL, partition_by=["bar_date"], owner=QUERY_NAME)
+    ensure_table(spark, gold, GOLD_DDL, partition_by=["bar_date"], owner=QUERY_NAME, properties=GOLD_PROPERTIES)
 
 
 def start_query(spark, args: argparse.Namespace, query_name: str = QUERY_NAME):

@@ -242,7 +242,9 @@ class GoldWriter:
         may end inside a version: its newest version minus one)."""
         from pyspark.sql import functions as F
 
+        started = time.monotonic()
         rows = minute_partials(changes_df, F.col("_commit_version"), by=["_change_type"]).collect()
+        changes_ms = int((time.monotonic() - started) * 1000)
         other = [row for row in rows if row["_change_type"] != "insert"]
         if other:
             raise RuntimeError(
@@ -256,31 +258,37 @@ class GoldWriter:
             through = max(row["silver_version"] for row in rows) - 1
         self.write(changes_df.sparkSession, [bar_of_row(row) for row in rows], through=through,
                    ingest_us=(min(row["ingest_first_us"] for row in rows),
-                              max(row["ingest_last_us"] for row in rows)))
+                              max(row["ingest_last_us"] for row in rows)), changes_ms=changes_ms)
 
     # -- writing ----------------------------------------------------------------------------------------------------
 
     def write(self, session, partials: list[Bar], through: Optional[int] = None, whole: bool = False,
-              ingest_us: tuple[Optional[int], Optional[int]] = (None, None)) -> list[GoldBar]:
+              ingest_us: tuple[Optional[int], Optional[int]] = (None, None),
+              changes_ms: Optional[int] = None) -> list[GoldBar]:
         """Fold `partials` into Gold: read the bars they touch that are not held (and each pair's open bar), fold,
         MERGE the changed rows, recording in the commit that Gold now holds Silver `through` that version.
         whole: the partials are whole bars (a rebuild from Silver's snapshot): written over what Gold holds, not
         folded into it. ingest_us: the oldest and newest ts_ingest of the trades (microseconds), for the trade -> bar
-        latency the status reports."""
+        latency the status reports. changes_ms: how long summing the trades into `partials` took (reported)."""
         started = time.monotonic()
         keys = {p.key for p in partials}
+        steps_ms = {"read_ms": 0, "merge_ms": 0}  # reading bars from Gold, the MERGE (retries included)
 
         def attempt() -> list[GoldBar]:
             missing, pairs = self.book.missing(keys)
             if whole:  # what Gold holds of these bars does not count: they are written anew
                 self.book.load([], missing, pairs)
                 missing, pairs = set(), set()
+            step = time.monotonic()
             if missing or pairs:
                 gold_df = session.read.format("delta").load(self.gold).where(bars_filter(missing, pairs))
                 self.book.load(read_gold_bars(gold_df), missing, pairs)
             rows = self.book.apply(partials)
+            steps_ms["read_ms"] += int((time.monotonic() - step) * 1000)
+            step = time.monotonic()
             if rows:
                 self.merge(session, rows, through)
+            steps_ms["merge_ms"] += int((time.monotonic() - step) * 1000)
             self.book.commit(rows)
             return rows
 
@@ -290,8 +298,9 @@ class GoldWriter:
             self.book.forget()  # what the book held may not be what Gold holds: read it again next time
             raise
         self.last = {"trades": sum(p.trade_count for p in partials), "bars": len(rows), "silver_version": through,
-                     "duration_ms": int((time.monotonic() - started) * 1000), "oldest_ingest_us": ingest_us[0],
-                     "newest_ingest_us": ingest_us[1], "written_at_us": to_micros(datetime.now(timezone.utc))}
+                     "duration_ms": int((time.monotonic() - started) * 1000), "changes_ms": changes_ms, **steps_ms,
+                     "oldest_ingest_us": ingest_us[0], "newest_ingest_us": ingest_us[1],
+                     "written_at_us": to_micros(datetime.now(timezone.utc))}
         if through is not None:  # this commit records it (a streamed Gold job's batches have no other record)
             self.silver_version = through
         status.publish("gold", **{**self.last, "silver_version": self.silver_version})
@@ -306,8 +315,11 @@ class GoldWriter:
         now = datetime.now(timezone.utc)
         source = session.createDataFrame([gold_row(row, now) for row in rows], GOLD_DDL)
         dates = sorted({row.bar.bar_date for row in rows})
-        condition = (F.col("t.bar_date").isin(dates) & (F.col("t.symbol") == F.col("s.symbol"))
-                     & (F.col("t.bar_date") == F.col("s.bar_date"))
+        minutes = [row.bar.window_start for row in rows]
+        # the dates and the minutes' range prune the files the MERGE reads and rewrites (Delta's file statistics)
+        condition = (F.col("t.bar_date").isin(dates)
+                     & F.col("t.window_start").between(F.lit(min(minutes)), F.lit(max(minutes)))
+                     & (F.col("t.symbol") == F.col("s.symbol")) & (F.col("t.bar_date") == F.col("s.bar_date"))
                      & (F.col("t.window_start") == F.col("s.window_start")))
         merge = (DeltaTable.forPath(session, self.gold).alias("t").merge(source.alias("s"), condition)
                  .whenMatchedUpdateAll().whenNotMatchedInsertAll())

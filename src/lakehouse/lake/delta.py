@@ -55,7 +55,7 @@ log = logging.getLogger("spark_jobs")
 # - a checkpoint every 10 commits (Delta's default, stated): a snapshot refresh reads one checkpoint and at most 9
 #   commits.
 # Auto compaction rewrites small files after a write once a partition holds enough of them (dataChange=false:
-# streaming readers skip it).
+# streaming readers skip it); a table may turn it off (Gold: see LIVE_ZORDER_PROPERTY).
 LOG_RETENTION = "interval 3 days"
 FILE_RETENTION = "interval 1 day"
 CHECKPOINT_INTERVAL = 10
@@ -94,6 +94,14 @@ WRITER_SESSION_CONF = {
     # (see lakehouse.spark.sinks on local logs); on fresh tables it changed a batch's CPU by nothing measurable.
     "spark.databricks.delta.writeChecksumFile.enabled": "false",
 }
+# A table whose writer rewrites rows of its newest partition every batch (Gold: each pair's open bar) sets this property
+# to a column: maintenance lays that partition out as files of about LIVE_FILE_BYTES each, ZORDERed (range-split) by the
+# column, and the writer's MERGE, pruned by the column's range, rewrites the one small file holding the newest rows.
+# Bin-packed into one file (and auto compaction does the same), the day's rows would all sit with the open bars, and
+# every batch's MERGE would copy the whole day so far (measured: 1,740 rows copied a batch at 09:30 against 21 in a
+# fresh table; bench/long_run.py, BENCHMARKS.md). The other partitions are bin-packed as on any table.
+LIVE_ZORDER_PROPERTY = "lakehouse.optimize.liveZorderBy"
+LIVE_FILE_BYTES = 16 * 1024  # Gold: about an hour of bars of three pairs (175 rows, 26 KB) a file
 OWNER_PROPERTY = "lakehouse.writer"  # which job owns a table (e.g. the stream's Gold: refused by the batch recompute)
 DEFAULT_RETENTION_HOURS = 72  # VACUUM: files written in the last 3 days stay, and removed ones in the last day (FILE_RETENTION)
 DEFAULT_MAINTENANCE_EVERY = "1 hour"  # how often a writing job compacts and vacuums its own tables
@@ -173,7 +181,8 @@ def ensure_table(spark, path: str, ddl: str, *, partition_by: list[str], owner: 
                              f"{', '.join(f'{f.name} {f.dataType.simpleString()}' for f in actual.fields)}, not "
                              f"{ddl}: it was written by another version of this job. Rebuild it (delete the table "
                              f"and the job's checkpoint, then run the job again) or point the job at a new path")
-        set_properties(spark, path, TABLE_PROPERTIES)  # an older table gets today's retention (one commit, once)
+        # an older table gets today's retention and the table's own properties (one commit, once)
+        set_properties(spark, path, {**TABLE_PROPERTIES, **(properties or {})})
         drop_hadoop_checksums(path)
         return
     builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(wanted).partitionedBy(*partition_by)
@@ -376,53 +385,117 @@ def compact_and_vacuum(spark, path: str, retention_hours: float = DEFAULT_RETENT
     """OPTIMIZE (bin-packing files under OPTIMIZE_MIN_FILE_BYTES; dataChange=false, so streaming readers are not
     disturbed) then VACUUM (delete files no version within the retention needs). since_version: compact only the
     partitions that commits after that version wrote data into (none: no OPTIMIZE at all); None: the whole table.
+    A table with LIVE_ZORDER_PROPERTY gets its newest partition ZORDERed into small files instead (see there).
     Returns files before/after, files deleted and the table version the round saw (the next round's since_version)."""
     from delta.tables import DeltaTable
 
     table = DeltaTable.forPath(spark, path)
     version = table_version(spark, path)
     before = active_file_count(spark, path)
-    where = None if since_version is None else changed_partitions_filter(spark, path, since_version, version)
-    if where is not False:
+    values = None if since_version is None else changed_partition_values(spark, path, since_version, version)
+    live_by = table_properties(spark, path).get(LIVE_ZORDER_PROPERTY)
+    for where, zorder_by in optimize_steps(spark, path, values, live_by):
         builder = table.optimize() if where is None else table.optimize().where(where)
-        retry_on_conflict(lambda: builder.executeCompaction().collect(), f"OPTIMIZE {path}")
+        if zorder_by is None:
+            retry_on_conflict(lambda: builder.executeCompaction().collect(), f"OPTIMIZE {path}")
+        else:
+            with session_conf(spark, {"spark.databricks.delta.optimize.maxFileSize": str(LIVE_FILE_BYTES)}):
+                retry_on_conflict(lambda: builder.executeZOrderBy(zorder_by).collect(),
+                                  f"OPTIMIZE {path} ZORDER BY {zorder_by}")
     after = active_file_count(spark, path)
     deleted = _vacuum(spark, path, retention_hours)
     return {"files_before": before, "files_after": after, "files_deleted": deleted, "version": version}
 
 
+def optimize_steps(spark, path: str, values: Optional[list[tuple]],
+                   live_by: Optional[str]) -> list[tuple[Optional[str], Optional[str]]]:
+    """The OPTIMIZE runs of a round: (partition filter as SQL text or None for the whole table, ZORDER column or None)
+    for the changed partition `values` (None: the whole table; []: nothing changed). With `live_by` on a table
+    partitioned by one column, the newest partition is ZORDERed by `live_by` and the others bin-packed."""
+    from pyspark.sql import functions as F
+
+    if values == []:
+        return []
+    columns = partition_columns(spark, path)
+    if live_by is None or len(columns) != 1:
+        return [(None if values is None else partitions_filter(spark, path, values), None)]
+    column = columns[0]
+    if values is None:  # the whole table: its newest partition is the live one
+        newest = spark.read.format("delta").load(path).agg(F.max(column)).collect()[0][0]
+        if newest is None:
+            return []
+        others = spark.read.format("delta").load(path).where(F.col(column) != F.lit(newest)).limit(1).count()
+        live = (str(newest),)
+        steps = [((F.col(column) != F.lit(newest))._jc.expr().sql(), None)] if others else []
+        return steps + [(partitions_filter(spark, path, [live]), live_by)]
+    live = max(values, key=lambda value: (value[0] is not None, str(value[0])))
+    rest = [value for value in values if value != live]
+    return ([(partitions_filter(spark, path, rest), None)] if rest else []) + [
+        (partitions_filter(spark, path, [live]), live_by)]
+
+
 def changed_partitions_filter(spark, path: str, after: int, through: int):
     """OPTIMIZE's partition filter for the partitions that the commits after..through (after excluded) added data
     files to (dataChange: a compaction's own files do not count): None for the whole table (an unpartitioned table
-    that changed, or commits no longer in the log), False when no data was written. The partition values travel as
-    typed literals in a Column, and Spark itself renders the filter's text (Expression.sql quotes them); the
-    DeltaOptimizeBuilder of this Delta version takes text only."""
+    that changed, or commits no longer in the log), False when no data was written."""
+    values = changed_partition_values(spark, path, after, through)
+    if values is None:
+        return None
+    return partitions_filter(spark, path, values) if values else False
+
+
+def changed_partition_values(spark, path: str, after: int, through: int) -> Optional[list[tuple]]:
+    """The partition values (a tuple of texts per partition) that the commits after..through added data files to:
+    [] when no data was written; None for the whole table (an unpartitioned table that changed, or commits no longer
+    in the log)."""
     from pyspark.sql import functions as F
 
     if through <= after:
-        return False
+        return []
     columns = partition_columns(spark, path)
     commits = [f"{path.rstrip('/')}/_delta_log/{v:020d}.json" for v in range(after + 1, through + 1)]
     try:
         adds = (spark.read.schema("add STRUCT<partitionValues: MAP<STRING, STRING>, dataChange: BOOLEAN>")
                 .json(commits).where(F.col("add").isNotNull() & F.col("add.dataChange")))
-        values = sorted({tuple(r) for r in adds.select(*[F.col("add.partitionValues")[c] for c in columns])
-                         .distinct().collect()}, key=str) if columns else None
-        changed = bool(values) if columns else not adds.isEmpty()
+        if not columns:
+            return [] if adds.isEmpty() else None
+        return sorted({tuple(r) for r in adds.select(*[F.col("add.partitionValues")[c] for c in columns])
+                       .distinct().collect()}, key=str)
     except Exception as exc:  # noqa: BLE001 - a commit cleaned up meanwhile: compact the whole table this once
         log.info("%s: commits %d..%d not all readable (%s): compacting the whole table", path, after + 1, through,
                  describe_error(exc))
         return None
-    if not changed:
-        return False
-    if not columns:
-        return None
+
+
+def partitions_filter(spark, path: str, values: list[tuple]) -> str:
+    """OPTIMIZE's filter for these partition values. The values travel as typed literals in a Column, and Spark itself
+    renders the filter's text (Expression.sql quotes them); the DeltaOptimizeBuilder of this Delta version takes text
+    only."""
+    from pyspark.sql import functions as F
+
+    columns = partition_columns(spark, path)
     schema = {f.name: f.dataType for f in spark.read.format("delta").load(path).schema.fields}
     matches = [functools.reduce(operator.and_, [F.col(column).isNull() if text is None
                                                 else F.col(column) == F.lit(text).cast(schema[column])
                                                 for column, text in zip(columns, value)])
                for value in values]
     return functools.reduce(operator.or_, matches)._jc.expr().sql()
+
+
+@contextlib.contextmanager
+def session_conf(session, settings: dict[str, str]) -> Iterator[None]:
+    """These Spark settings in `session` inside the block; what was set before, back after it."""
+    before = {key: session.conf.get(key, None) for key in settings}
+    for key, value in settings.items():
+        session.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                session.conf.unset(key)
+            else:
+                session.conf.set(key, value)
 
 
 def partition_columns(spark, path: str) -> list[str]:
