@@ -254,6 +254,19 @@ def timed_step(step, times: list[float]):
     return timed
 
 
+def merge_rows_copied(table: Path, newest: int) -> list[int]:
+    """numTargetRowsCopied of the table's `newest` MERGE commits (rows of the files a MERGE rewrote that it did not
+    change: what copy-on-write costs it)."""
+    copied = []
+    for commit in sorted((table / "_delta_log").glob("*.json"), reverse=True):
+        info = json.loads(commit.read_text().splitlines()[0]).get("commitInfo", {})
+        if info.get("operation") == "MERGE":
+            copied.append(int(info["operationMetrics"]["numTargetRowsCopied"]))
+            if len(copied) == newest:
+                break
+    return copied[::-1]
+
+
 def snapshot_costs(spark, state: State, repeats: int = 3) -> dict[str, dict[str, float]]:
     """Where a Delta snapshot refresh goes, per table (median ms): one Hadoop listStatus of the whole _delta_log
     (what Delta's own log store does at each refresh), the session's log store asked for the files from the last
@@ -483,6 +496,7 @@ def main(argv: list[str] | None = None) -> int:
         disk = {s.name: ws.disk_usage(s.root) for s in (fresh, week)}
         delta_logs = {s.name: {t: sum(1 for _ in (s.path(t) / "_delta_log").iterdir()) for t in ("silver", "gold")}
                       for s in (fresh, week)}
+        copied = {s.name: merge_rows_copied(s.path("gold"), args.rounds * args.batches) for s in (fresh, week)}
     finally:
         bc.delete_topics([fresh.topic, week.topic])
         spark.stop()
@@ -507,6 +521,9 @@ def main(argv: list[str] | None = None) -> int:
     phase_rows = [[name, summarize(fresh.phases.get(name, []))["mean"], summarize(week.phases.get(name, []))["mean"]]
                   for name in sorted(set(fresh.phases) | set(week.phases))]
     print(table(phase_rows, ["Silver's pass (and Gold's fold), per batch", "fresh mean ms", "week mean ms"]))
+    print(f"Gold's MERGE, rows copied a batch (median, max): fresh {statistics.median(copied['fresh'] or [0])}, "
+          f"{max(copied['fresh'], default=0)}; week {statistics.median(copied['week'] or [0])}, "
+          f"{max(copied['week'], default=0)}")
     print(f"process CPU per batch cycle (ms, mean): fresh {cpu['fresh']['mean']}, week {cpu['week']['mean']} "
           f"(x {ratios(cpu['fresh'], cpu['week'])['mean']})")
     days = args.days
@@ -533,7 +550,7 @@ def main(argv: list[str] | None = None) -> int:
                                    "seconds": round(time.monotonic() - started, 1), "built": built,
                                    "figures": figures, "cycle_cpu_ms": cpu, "silver_listing_ms": listing,
                                    "silver_phases": {st.name: st.phases for st in (fresh, week)},
-                                   "disk": disk, "delta_log_files": delta_logs, "snapshots": snapshots,
+                                   "disk": disk, "delta_log_files": delta_logs, "gold_rows_copied": copied, "snapshots": snapshots,
                                    "raw": {s.name: {"batches": s.batches, "cpu": s.cycle_cpu, "listing": s.listing}
                                            for s in (fresh, week)}, "rows": summary})
     print(f"results: {path}  ({time.monotonic() - started:.0f} s)")
