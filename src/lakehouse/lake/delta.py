@@ -329,11 +329,8 @@ def commit_metadata(session, metadata: Optional[dict[str, Any]]) -> Iterator[Non
     if metadata is None:
         yield
         return
-    session.conf.set(USER_METADATA, json.dumps(metadata, sort_keys=True))
-    try:
+    with session_conf(session, {USER_METADATA: json.dumps(metadata, sort_keys=True)}):
         yield
-    finally:
-        session.conf.unset(USER_METADATA)
 
 
 def parse_commit_metadata(text: Optional[str]) -> dict[str, Any]:
