@@ -11,6 +11,12 @@ whole process (the Python driver and its JVM), interleaved so that every kind is
                       (--trades, default 100 = 50 trades/s for 2 s, plus 10 copies to skip): parse, dedup,
                       insert-only MERGE into Silver, the new trades folded into Gold
 
+and, inside the Silver + Gold batch, each step's own CPU (by timing the writers' step functions while it runs): Silver's
+MERGEs (lakehouse.silver.job.insert_new: the trades, and the quarantine when a batch has bad records), Gold's change
+read and fold (GoldWriter.fold_changes, without its MERGE), Gold's MERGE (GoldWriter.merge), and the rest (parsing,
+persisting and summing up the batch, the Python between the steps). Each step's ratio to the bare commit shows what
+any change to the others could gain at most.
+
 The target: a Silver + Gold batch of 100 trades costs at most 3x the bare commit (CPU). A transaction id makes Delta
 rebuild the table's whole state from its log (a Spark job) to look the id up, on every write: the difference between
 the two commits shows that cost. The JIT matters too: the first few dozen commits of a JVM cost several times the
@@ -30,16 +36,18 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import os
 import statistics
 import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import bench_common as bc
-from bench_stats import table, verdict
+from bench_stats import own_times, table, verdict
 from footprint import children_of, tree_cpu_s
 from merge_cost import batch_writers, bronze_batch, build_silver
 
@@ -64,6 +72,47 @@ def delta_append(spark, path: Path, txn: bool) -> Callable[[int], None]:
             writer = writer.option("txnAppId", "bench-floor").option("txnVersion", version)
         writer.save(str(path))
     return append
+
+
+# The batch's steps: name -> (module or class, function name) as the writers call them; and which step runs inside which.
+STEPS = {"Silver MERGEs": ("lakehouse.silver.job", "insert_new"),
+         "Gold change read + fold": ("lakehouse.gold.table.GoldWriter", "fold_changes"),
+         "Gold MERGE": ("lakehouse.gold.table.GoldWriter", "merge")}
+NESTED = {"Gold MERGE": "Gold change read + fold"}
+
+
+def resolve(dotted: str) -> Any:
+    """A module or a class of one, by its dotted name."""
+    import importlib
+
+    module, _, name = dotted.rpartition(".")
+    try:
+        return importlib.import_module(dotted)
+    except ModuleNotFoundError:
+        return getattr(importlib.import_module(module), name)
+
+
+@contextlib.contextmanager
+def step_cpu(spent: dict[str, float]) -> Iterator[None]:
+    """While inside: each STEPS function adds the process CPU seconds of its calls to spent[step] (restored after)."""
+    originals = []
+    for step, (owner_name, attribute) in STEPS.items():
+        owner = resolve(owner_name)
+        original = getattr(owner, attribute)
+        originals.append((owner, attribute, original))
+
+        def timed(*args, _original=original, _step=step, **kwargs):
+            started = process_cpu_s()
+            try:
+                return _original(*args, **kwargs)
+            finally:
+                spent[_step] = spent.get(_step, 0.0) + process_cpu_s() - started
+        setattr(owner, attribute, functools.wraps(original)(timed))
+    try:
+        yield
+    finally:
+        for owner, attribute, original in originals:
+            setattr(owner, attribute, original)
 
 
 def measure(actions: dict[str, Callable[[int], Any]], warmup: int, repeats: int) -> dict[str, dict[str, list]]:
@@ -103,15 +152,21 @@ def main(argv: list[str] | None = None) -> int:
         silver, gold = Path(tmp) / "silver", Path(tmp) / "gold"
         next_id = build_silver(spark, silver, 1000, 1)
         writer = batch_writers(spark, silver, gold)
+        steps: list[dict[str, float]] = []  # per Silver + Gold batch: CPU seconds inside each step
         # after Silver's newest trade (23:58:33): live trades, into each pair's open bar, and still on Silver's day, as
         # the copies' trade_date must be (a copy is the same trade, so the same day)
         last_ts = START + timedelta(hours=23, minutes=59)
 
         def silver_gold(i: int) -> None:
             first = next_id + i * args.trades
-            writer(bronze_batch(spark, first, last_ts + timedelta(seconds=0.5 * (i + 1)), copies_of=first,
-                                trades=args.trades, copies=args.trades // 10), i)
+            batch = bronze_batch(spark, first, last_ts + timedelta(seconds=0.5 * (i + 1)), copies_of=first,
+                                 trades=args.trades, copies=args.trades // 10)
+            spent: dict[str, float] = {}
+            started = process_cpu_s()
+            with step_cpu(spent):
+                writer(batch, i)
             assert writer.last["inserted"] == args.trades, writer.last
+            steps.append(own_times(process_cpu_s() - started, spent, NESTED))
 
         times = measure({"spark job": lambda _i: spark.range(1).collect(),
                          "delta commit": delta_append(spark, Path(tmp) / "append", txn=True),
@@ -123,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
                 ["one of", "wall s (median)", "CPU s (median)"]))
     batch, commit = measured["silver + gold batch"], measured["delta commit"]
     ratio = round(batch["cpu"] / commit["cpu"], 2)
+    step_medians = {step: round(statistics.median(s[step] for s in steps[warmup:]), 3) for step in steps[-1]}
+    print("\nInside the Silver + Gold batch (own CPU of each step, median; the steps' medians need not add up):")
+    print(table([[step, cpu, f"{cpu / commit['cpu']:.2f}"] for step, cpu in step_medians.items()],
+                ["step", "CPU s (median)", "x bare commit"]))
     print(f"\nSilver + Gold batch of {args.trades} trades = {ratio}x a bare commit with a transaction id "
           f"(target <= {TARGET_RATIO:g}x: {verdict(ratio, TARGET_RATIO, higher_is_better=False)}); "
           f"{batch['cpu'] / measured['delta commit no txn']['cpu']:.2f}x one without")
@@ -139,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     path = bc.write_results(NAME, {"machine": bc.machine_info(), "load_before": load_before,
                                    "load_after": bc.load_average(), "trades_per_batch": args.trades,
                                    "warmup": warmup, "repeats": repeats, "measured": measured, "raw": times,
+                                   "steps": step_medians, "steps_raw": steps[warmup:],
                                    "shares": shares, "rows": rows})
     print(f"results: {path}")
     return 0

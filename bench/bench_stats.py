@@ -78,3 +78,15 @@ def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def own_times(total: float, inclusive: dict[str, float], parent: dict[str, str],
+              rest: str = "the rest") -> dict[str, float]:
+    """Split `total` (e.g. the CPU seconds of one call) among the steps timed inside it: each step's own time is its
+    `inclusive` time minus that of the steps nested in it (`parent` maps a nested step to the step it runs in), and
+    `rest` gets what no step covers. The parts add up to `total`."""
+    own = dict(inclusive)
+    for child, outer in parent.items():
+        own[outer] -= inclusive.get(child, 0.0)
+    own[rest] = total - sum(t for step, t in inclusive.items() if step not in parent)
+    return own

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench.bench_stats import fmt, latency_summary, median, per_hour, percentile, ratio, table, verdict
+from bench.bench_stats import (fmt, latency_summary, median, own_times, per_hour, percentile, ratio, table,
+                               verdict)
 
 
 def test_percentile_interpolates_between_closest_ranks():
@@ -61,3 +62,11 @@ def test_fmt_and_table():
     assert fmt(123456.7) == "123,457"
     assert fmt(0.71234) == "0.712"
     assert table([["a", 1.5]], ["name", "x"]).splitlines() == ["name  x", "----  ---", "a     1.5"]
+
+
+def test_own_times_subtracts_nested_steps_and_keeps_the_total():
+    inclusive = {"silver merge": 0.75, "gold fold": 1.5, "gold merge": 1.25}
+    own = own_times(3.0, inclusive, {"gold merge": "gold fold"})
+    assert own == {"silver merge": 0.75, "gold fold": 0.25, "gold merge": 1.25, "the rest": 0.75}
+    assert sum(own.values()) == 3.0
+    assert own_times(1.0, {}, {}) == {"the rest": 1.0}
