@@ -14,6 +14,8 @@ PATHS = [
     "lakehouse/bronze/audit.py",       # the Bronze audit's offset arithmetic
     "lakehouse/silver/audit.py",       # the Silver audit's id ranges, holes and doubles
     "lakehouse/gold/chart.py",         # the chart: values in the table, scales, spans
+    "lakehouse/gold/bars.py",          # exact bars: limbs, VWAP, order keys, folding, the writer's book of open bars
+    "lakehouse/page/trades.py",        # the live page's trade rules (Silver's, in plain Python)
 ]
 TESTS = [
     "tests/unit/test_kraken_producer.py",
@@ -22,4 +24,6 @@ TESTS = [
     "tests/unit/test_bronze_audit.py",
     "tests/unit/test_silver_completeness_audit.py",
     "tests/unit/test_gold_ohlcv.py",
+    "tests/unit/test_gold_bars.py",
+    "tests/unit/test_page_live.py",
 ]

@@ -145,3 +145,63 @@ def test_minutes_floor_before_1970_and_micros_round_trip():
     assert B.minute_us(-1) == -B.MINUTE_US and B.minute_us(B.MINUTE_US + 5) == B.MINUTE_US
     moment = B.from_micros(T0 + 123_456)
     assert B.to_micros(moment) == T0 + 123_456 and moment.tzinfo is not None
+
+
+def test_a_null_trade_id_sorts_before_id_zero_whatever_the_kafka_position():
+    # an API v1 trade (no id) and an API v2 trade with id 0 at the same microsecond: the v1 one opens the bar
+    v1, v2 = (T0, None, 2, 9), (T0, 0, 0, 0)
+    assert B.order_tuple(v1) < B.order_tuple(v2)
+    early = B.Bar.of_trade("XBT/USDT", v1, Decimal("10"), Decimal("1"), 1)
+    late = B.Bar.of_trade("XBT/USDT", v2, Decimal("20"), Decimal("1"), 2)
+    assert (late.merged(early).open, late.merged(early).close) == (10, 20)
+
+
+def test_vwap_of_a_negative_volume_keeps_the_sign_rule():
+    # not a trade Silver takes (sizes have no sign), but the arithmetic holds for any sign: 2 * -3 / -3 = 2, and a
+    # half rounds to even whichever sign the volume has
+    terms = B.notional_terms(B.decimal_limbs(Decimal("2")), B.decimal_limbs(Decimal("-3")))
+    assert B.vwap_from_terms(terms, Decimal("-3")) == Decimal("2")
+    half = B.notional_terms(B.decimal_limbs(Decimal("0.000000000000000001")), B.decimal_limbs(Decimal("1")))
+    assert B.vwap_from_terms(half, Decimal("-2")) == 0  # -0.5e-18 rounds half-even to 0, not -1e-18
+    third = B.notional_terms(B.decimal_limbs(Decimal("0.000000000000000002")), B.decimal_limbs(Decimal("-1")))
+    assert B.vwap_from_terms(third, Decimal("-3")) == Decimal("0.000000000000000001")  # 2/3 e-18 -> 1e-18
+
+
+def test_apply_refuses_a_missing_bar_or_an_unknown_open_bar_alone():
+    book = B.BarBook()
+    book.load([], [], ["XBT/USDT"])  # the pair is known, with no bar
+    known = B.Bar.of_trade("XBT/USDT", (T0, 1, 0, 0), Decimal("1"), Decimal("1"), 1)
+    book.commit(book.apply([known]))
+    earlier = B.Bar.of_trade("XBT/USDT", (T0 - B.MINUTE_US, 2, 0, 1), Decimal("1"), Decimal("1"), 2)
+    with pytest.raises(KeyError, match=r"load these bars first: \[\('XBT/USDT', \d+\)\], open bars of \[\]"):
+        book.apply([earlier])  # a bar before the open one, not read: only the bar is missing
+    book.load([], [("ETH/USD", T0)], [])  # the bar read (absent), the pair's open bar not
+    with pytest.raises(KeyError, match=r"load these bars first: \[\], open bars of \['ETH/USD'\]"):
+        book.apply([B.Bar.of_trade("ETH/USD", (T0, 1, 0, 0), Decimal("1"), Decimal("1"), 1)])
+
+
+def test_a_replayed_partial_of_the_open_bar_closed_by_a_later_minute_is_no_revision():
+    book = B.BarBook()
+    book.load([], [], ["XBT/USDT"])
+    opened = B.Bar.of_trade("XBT/USDT", (T0 + 1, 1, 0, 0), Decimal("10"), Decimal("1"), 5)
+    book.commit(book.apply([opened]))
+    later = B.Bar.of_trade("XBT/USDT", (T0 + B.MINUTE_US, 2, 0, 1), Decimal("11"), Decimal("1"), 6)
+    rows = {r.bar.key: r for r in book.apply([opened, later])}  # version 5 again (a redone batch), and a new minute
+    assert (rows[opened.key].bar, rows[opened.key].is_open, rows[opened.key].revision) == (opened, False, 0)
+
+
+def test_the_book_keeps_only_each_pairs_open_bar_between_writes():
+    book = B.BarBook()
+    book.load([], [("XBT/USDT", T0 - B.MINUTE_US)], ["XBT/USDT", "ETH/USD"])  # a bar read and found absent
+    bars = [B.Bar.of_trade(pair, (T0 + m * B.MINUTE_US, 1, 0, m), Decimal("1"), Decimal("1"), 1)
+            for pair in ("XBT/USDT", "ETH/USD") for m in (0, 1)]
+    book.commit(book.apply(bars))
+    assert sorted(book.bars) == [("ETH/USD", T0 + B.MINUTE_US), ("XBT/USDT", T0 + B.MINUTE_US)]
+
+
+def test_the_refusal_names_at_most_five_bars_and_five_pairs():
+    pairs = [f"P{i}/USD" for i in range(7)]
+    with pytest.raises(KeyError) as refused:
+        B.BarBook().apply([B.Bar.of_trade(p, (T0, 1, 0, 0), Decimal("1"), Decimal("1"), 0) for p in pairs])
+    assert str(refused.value) == repr(f"load these bars first: {[(p, T0) for p in pairs[:5]]}, open bars of "
+                                      f"{pairs[:5]}")
