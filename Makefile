@@ -123,7 +123,7 @@ test-failover: setup  ## the cluster's test with the pipeline's failover phase (
 test-longrun: setup broker-up  ## the long catch-up: 1.5M trades through every layer at a 512 MB driver (24 min measured on a busy 2-core machine); CI runs it after test-failover
 	$(PY) -m pytest -m longrun tests/integration/test_long_catchup.py
 
-mutants: $(VENV)/.installed  ## mutation testing of the pure core with mutmut (~12 min on 2 quiet cores; not in CI); see README
+mutants: $(VENV)/.installed  ## mutation testing of the pure core with mutmut (~15 min on 2 quiet cores; not in CI); see README
 	$(PY) -m pip install --quiet mutmut==$(MUTMUT_VERSION)
 	$(PY) tests/mutation/stage.py data/mutants
 	cd data/mutants && $(abspath $(PY)) -m mutmut run --max-children 2 > mutmut-run.log 2>&1 || \
