@@ -43,6 +43,7 @@ from typing import Any
 
 import bench_common as bc
 from bench_stats import percentile, table, verdict
+from lakehouse.broker.consume import read_to_end
 from lakehouse.common.polling import wait_until
 from lakehouse.gold.bars import minute_us
 from lakehouse.page.live import LiveBook
@@ -95,33 +96,17 @@ def page_pid(port: int) -> int:
 def trade_ranks(bootstrap: str, topic: str) -> list[tuple[int, int, int]]:
     """(ts_ingest us, minute us, the bar's trade_count once this trade is in) of every XBT/USDT trade on the topic,
     folded with the page's own rules (each trade once)."""
-    import uuid
-
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4().hex[:8]}",
-                         "enable.auto.commit": False})
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
-        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-        book, ranks, read = LiveBook(keep_minutes=600), [], 0
-        for p in partitions:
-            book.reading_from_start(p)
-        deadline = time.monotonic() + 120
-        while read < sum(ends.values()) and time.monotonic() < deadline:
-            for message in consumer.consume(2000, timeout=1):
-                if message.error() is not None:
-                    continue
-                read += 1
-                trade, _ = parse_trade(message.value(), message.partition(), message.offset(), None)
-                if trade is None or book.add(trade) != "added" or trade.symbol != PAIR:
-                    continue
-                minute = minute_us(trade.ts_event_us)
-                ranks.append((trade.ts_ingest_us, minute, book.pairs[PAIR].bars[minute].trade_count))
-        return ranks
-    finally:
-        consumer.close()
+    messages = read_to_end(bootstrap, topic, timeout_s=120)
+    book, ranks = LiveBook(keep_minutes=600), []
+    for partition in {m.partition() for m in messages}:
+        book.reading_from_start(partition)
+    for message in messages:
+        trade, _ = parse_trade(message.value(), message.partition(), message.offset(), None)
+        if trade is None or book.add(trade) != "added" or trade.symbol != PAIR:
+            continue
+        minute = minute_us(trade.ts_event_us)
+        ranks.append((trade.ts_ingest_us, minute, book.pairs[PAIR].bars[minute].trade_count))
+    return ranks
 
 
 def latencies(ranks: list[tuple[int, int, int]], draws: list[dict], since_us: int, until_us: int) -> tuple[list, int]:

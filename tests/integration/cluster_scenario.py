@@ -29,6 +29,7 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from lakehouse.broker.consume import read_to_end
 from lakehouse.cluster.local import Cluster
 from lakehouse.common.daemon import InfraError, port_is_open
 from tests.helpers import REPO_ROOT, wait_until
@@ -95,23 +96,7 @@ def probe_without_retries(bootstrap: str, topic: str) -> list[str]:
 
 def topic_values(bootstrap: str, topic: str) -> list[str]:
     """Every value in the topic: each partition read from its start up to its end offset."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "scenario", "enable.auto.commit": False,
-                         "log_level": 0})
-    partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
-    ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] for p in partitions}
-    consumer.assign([TopicPartition(topic, p, 0) for p in partitions])  # no group join: assigned, from offset 0
-    values: list[str] = []
-    deadline = time.monotonic() + 60
-    while any(consumer.position([TopicPartition(topic, p)])[0].offset < end for p, end in ends.items() if end > 0):
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"could not read {topic} to its end offsets {ends} within 60 s")
-        msg = consumer.poll(0.5)
-        if msg is not None and msg.error() is None:
-            values.append(msg.value().decode())
-    consumer.close()
-    return values
+    return [m.value().decode() for m in read_to_end(bootstrap, topic, 60, {"log_level": 0})]
 
 
 def topic_facts(cluster: Cluster, topic: str) -> dict:

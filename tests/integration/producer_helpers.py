@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from lakehouse.broker.consume import read_to_end
 from lakehouse.fake_kraken.server import FakeKraken
 from tests.helpers import start_script, wait_until
 
@@ -87,34 +88,8 @@ def wait_topic_count(bootstrap: str, topic: str, n: int, timeout: float) -> None
 
 def consume_all(bootstrap: str, topic: str, timeout: float = 30) -> list[dict[str, Any]]:
     """Every message up to the current end of every partition, as dicts (key, value, partition, offset)."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"read-{uuid.uuid4().hex}",
-                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    try:
-        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
-        ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
-        c.assign([TopicPartition(topic, p, 0) for p in parts])
-        out: list[dict[str, Any]] = []
-        pos = {p: 0 for p in parts}
-
-        def done() -> bool:
-            while True:
-                msg = c.poll(0.2)
-                if msg is None:
-                    return all(pos[p] >= ends[p] for p in parts)
-                assert msg.error() is None, msg.error()
-                pos[msg.partition()] = msg.offset() + 1
-                if msg.offset() < ends[msg.partition()]:
-                    out.append({"key": msg.key().decode("utf-8"), "value": json.loads(msg.value().decode("utf-8")),
-                                "partition": msg.partition(), "offset": msg.offset()})
-                if all(pos[p] >= ends[p] for p in parts):
-                    return True
-
-        wait_until(done, timeout, interval=0.05, what=f"reading {topic} to its end")
-        return sorted(out, key=lambda m: (m["partition"], m["offset"]))
-    finally:
-        c.close()
+    return [{"key": m.key().decode("utf-8"), "value": json.loads(m.value().decode("utf-8")), "partition": m.partition(),
+             "offset": m.offset()} for m in read_to_end(bootstrap, topic, timeout)]
 
 
 def by_key(messages: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:

@@ -36,6 +36,7 @@ from tests.integration.test_demo_pipeline import free_port, recorded_trades
 from tests.integration.test_page_server import get
 from tests.unit.test_page_live import reference_bars
 
+from lakehouse.broker.consume import read_to_end
 from lakehouse.page.trades import parse_trade
 
 pytestmark = pytest.mark.integration
@@ -53,22 +54,7 @@ def status_cli(data: Path, *flags: str) -> subprocess.CompletedProcess:
 
 def topic_records(bootstrap: str, topic: str) -> list[tuple[bytes, int, int]]:
     """Every record of the topic: (value, partition, offset), each partition in order."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"t-{uuid.uuid4().hex[:8]}",
-                         "enable.auto.commit": False})
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
-        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-        records, deadline = [], time.monotonic() + 60
-        while sum(1 for r in records) < sum(ends.values()) and time.monotonic() < deadline:
-            for m in consumer.consume(1000, timeout=1):
-                if m.error() is None:
-                    records.append((m.value(), m.partition(), m.offset()))
-        return records
-    finally:
-        consumer.close()
+    return [(m.value(), m.partition(), m.offset()) for m in read_to_end(bootstrap, topic)]
 
 
 def reference_prefix(records: list, symbol: str, window_start: str, count: int) -> dict:

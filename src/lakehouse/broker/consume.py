@@ -15,9 +15,11 @@ import argparse
 import json
 import logging
 import sys
-from typing import Iterable
+import time
+import uuid
+from typing import Any, Iterable, Optional
 
-from confluent_kafka import OFFSET_END, Consumer, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 
 from lakehouse.defaults import LOCAL_BOOTSTRAP, TOPIC
 
@@ -72,6 +74,47 @@ def read_ranges(consumer: Consumer, topic: str, plan: dict[int, tuple[int, int]]
             yield record_json(msg)
         if msg.offset() >= end - 1:
             del remaining[msg.partition()]
+
+
+def read_to_end(bootstrap: str, topic: str, timeout_s: float = 60.0,
+                config: Optional[dict[str, Any]] = None) -> list[Message]:
+    """Every record `topic` holds when called (each partition from its start to its high watermark), as confluent_kafka
+    Messages ordered by partition and offset: what tests and benchmarks compare the lake against. A partition is read
+    when the consumer's position reaches its end (a transaction marker at the end has no message). Raises
+    KafkaException when the topic does not exist, on a fatal error, or when the end is not reached within timeout_s
+    (a record that cannot be read stops it there, rather than returning part of the topic)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"read-to-end-{uuid.uuid4().hex[:8]}",
+                         "enable.auto.commit": False, **(config or {})})
+    try:
+        meta = consumer.list_topics(topic, timeout=TIMEOUT_S).topics.get(topic)
+        if meta is None or meta.error is not None:
+            raise KafkaException(f"topic {topic!r} does not exist on {bootstrap}")
+        ends = {}
+        for partition in meta.partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=TIMEOUT_S)
+            if high > low:
+                ends[partition] = high
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in ends])
+        messages: list[Message] = []
+        deadline = time.monotonic() + timeout_s
+
+        def at_end() -> bool:
+            return all(tp.offset >= ends[tp.partition]
+                       for tp in consumer.position([TopicPartition(topic, p) for p in ends]))
+
+        while not at_end():
+            if time.monotonic() >= deadline:
+                raise KafkaException(f"could not read {topic!r} to its end offsets {ends} within {timeout_s:.0f} s")
+            for msg in consumer.consume(1000, timeout=0.5):
+                if msg.error() is not None:
+                    if msg.error().fatal():
+                        raise KafkaException(msg.error())
+                    continue  # e.g. a broker of a cluster going away: the deadline bounds the wait
+                if msg.offset() < ends[msg.partition()]:
+                    messages.append(msg)
+        return sorted(messages, key=lambda m: (m.partition(), m.offset()))
+    finally:
+        consumer.close()
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
