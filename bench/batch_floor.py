@@ -74,30 +74,23 @@ def delta_append(spark, path: Path, txn: bool) -> Callable[[int], None]:
     return append
 
 
-# The batch's steps: name -> (module or class, function name) as the writers call them; and which step runs inside which.
-STEPS = {"Silver MERGEs": ("lakehouse.silver.job", "insert_new"),
-         "Gold change read + fold": ("lakehouse.gold.table.GoldWriter", "fold_changes"),
-         "Gold MERGE": ("lakehouse.gold.table.GoldWriter", "merge")}
-NESTED = {"Gold MERGE": "Gold change read + fold"}
+NESTED = {"Gold MERGE": "Gold change read + fold"}  # which step runs inside which
 
 
-def resolve(dotted: str) -> Any:
-    """A module or a class of one, by its dotted name."""
-    import importlib
+def batch_steps() -> dict[str, tuple[Any, str]]:
+    """The batch's steps: name -> (the module or class holding it, its function name), as the writers call them."""
+    from lakehouse.gold.table import GoldWriter
+    from lakehouse.silver import job as silver_job
 
-    module, _, name = dotted.rpartition(".")
-    try:
-        return importlib.import_module(dotted)
-    except ModuleNotFoundError:
-        return getattr(importlib.import_module(module), name)
+    return {"Silver MERGEs": (silver_job, "insert_new"), "Gold change read + fold": (GoldWriter, "fold_changes"),
+            "Gold MERGE": (GoldWriter, "merge")}
 
 
 @contextlib.contextmanager
 def step_cpu(spent: dict[str, float]) -> Iterator[None]:
-    """While inside: each STEPS function adds the process CPU seconds of its calls to spent[step] (restored after)."""
+    """While inside: each of batch_steps() adds the process CPU seconds of its calls to spent[step] (restored after)."""
     originals = []
-    for step, (owner_name, attribute) in STEPS.items():
-        owner = resolve(owner_name)
+    for step, (owner, attribute) in batch_steps().items():
         original = getattr(owner, attribute)
         originals.append((owner, attribute, original))
 
