@@ -275,13 +275,13 @@ def snapshot_costs(spark, state: State, repeats: int = 3) -> dict[str, dict[str,
     jvm = spark.sparkContext._jvm
     conf = spark._jsparkSession.sessionState().newHadoopConf()
     out = {}
-    for table in ("silver", "gold"):
-        log_dir = state.path(table) / "_delta_log"
+    for layer in ("silver", "gold"):
+        log_dir = state.path(layer) / "_delta_log"
         path = jvm.org.apache.hadoop.fs.Path(str(log_dir))
         fs = path.getFileSystem(conf)
         checkpoint = json.loads((log_dir / "_last_checkpoint").read_text())["version"]
         start = jvm.org.apache.hadoop.fs.Path(f"file:{log_dir}/{checkpoint:020d}")
-        store = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, str(state.path(table))).store()
+        store = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, str(state.path(layer))).store()
         listing, store_listing, loading = [], [], []
         for _ in range(repeats):
             t = time.monotonic()
@@ -292,9 +292,9 @@ def snapshot_costs(spark, state: State, repeats: int = 3) -> dict[str, dict[str,
             store_listing.append((time.monotonic() - t) * 1000)
             jvm.org.apache.spark.sql.delta.DeltaLog.clearCache()
             t = time.monotonic()
-            spark.read.format("delta").load(str(state.path(table))).inputFiles()
+            spark.read.format("delta").load(str(state.path(layer))).inputFiles()
             loading.append((time.monotonic() - t) * 1000)
-        out[table] = {"log_files": files, "list_ms": round(statistics.median(listing), 1),
+        out[layer] = {"log_files": files, "list_ms": round(statistics.median(listing), 1),
                       "log_store_list_ms": round(statistics.median(store_listing), 1),
                       "load_snapshot_ms": round(statistics.median(loading), 1)}
     return out

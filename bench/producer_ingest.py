@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import bench_common as bc
-from bench_stats import median, ratio, table, verdict
+from bench_stats import median, table, verdict
 from lakehouse.common.polling import wait_until
 from lakehouse.fake_kraken.server import FakeKraken, encode_frame
 

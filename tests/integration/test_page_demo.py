@@ -177,7 +177,7 @@ def demo(bootstrap, tmp_path_factory):
             wait_until(lambda: all(not any(b["live"] for b in page_bars(p)) for p in PAIRS), 120, 1,
                        "the page's bars all from Gold")
             seen["final"] = {pair: page_bars(pair) for pair in PAIRS}
-            page.click(f"#pairs button[data-symbol='XBT/USDT']")
+            page.click("#pairs button[data-symbol='XBT/USDT']")
             time.sleep(2.5)
             page.screenshot(path=str(root / "page-gold.png"))
             # a layer killed: the runner paused (it would stop the rest), the Spark application killed

@@ -50,7 +50,7 @@ def reference(trades: list[dict]) -> dict:
 @settings(max_examples=300, deadline=None)
 @given(st.lists(trade_st, min_size=1, max_size=40), st.randoms(use_true_random=False))
 def test_folded_bars_equal_the_bars_of_all_trades(raw, rng):
-    trades, seen = [], set()
+    trades = []
     for i, (sym, minute, bucket, tid, part, price, size) in enumerate(raw):
         ts = T0 + minute * B.MINUTE_US + bucket
         key = (ts, tid, part, i)   # offset i unique
